@@ -1,0 +1,264 @@
+//! The TOML configuration (SPEC §2), validated as a whole before anything
+//! starts: a bad file stops start-up with a message naming the file, the
+//! key and the problem.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/ballast/ballast.toml";
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    trash_retention: Option<String>,
+    #[serde(default)]
+    host_path_roots: Vec<PathBuf>,
+    #[serde(default)]
+    pool: Vec<RawPool>,
+    #[serde(default)]
+    #[allow(dead_code)] // used by the backup issue; parsed now so such configs load
+    backup_target: Vec<RawTarget>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: String,
+    backend: String,
+    path: Option<PathBuf>,
+    #[serde(default)]
+    default: bool,
+    scope: Option<String>,
+    fs: Option<String>,
+    default_size: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RawTarget {
+    name: String,
+    url: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    socket_group: Option<String>,
+}
+
+/// A storage backend kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Dir,
+    Btrfs,
+    Loop,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Dir => "dir",
+            BackendKind::Btrfs => "btrfs",
+            BackendKind::Loop => "loop",
+        }
+    }
+}
+
+/// Docker's volume scope, reported in Capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Local,
+    Global,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub backend: BackendKind,
+    pub path: PathBuf,
+    pub default: bool,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub socket_group: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub trash_retention: Duration,
+    pub host_path_roots: Vec<PathBuf>,
+    pub pools: Vec<PoolConfig>,
+    pub admin: AdminConfig,
+}
+
+impl Config {
+    /// Loads the config. `explicit` says whether the user named the file:
+    /// a missing default file means built-in defaults, a missing named
+    /// file is an error.
+    pub fn load(path: &Path, explicit: bool, state_dir: &Path) -> Result<Config, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+            Err(e) => return Err(format!("config {}: cannot read: {e}", path.display())),
+        };
+        Config::parse(&text, state_dir).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str, state_dir: &Path) -> Result<Config, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let trash_retention = match &raw.trash_retention {
+            None => Duration::from_secs(24 * 3600),
+            Some(s) => parse_duration(s).map_err(|e| format!("key `trash_retention`: {e}"))?,
+        };
+        let mut pools = Vec::new();
+        for (i, p) in raw.pool.iter().enumerate() {
+            let at = format!("[[pool]] #{} ({:?})", i + 1, p.name);
+            crate::volume::validate_name(&p.name).map_err(|e| format!("{at}: key `name`: {e}"))?;
+            if pools.iter().any(|q: &PoolConfig| q.name == p.name) {
+                return Err(format!("{at}: key `name`: another pool is already named {:?}", p.name));
+            }
+            let backend = match p.backend.as_str() {
+                "dir" => BackendKind::Dir,
+                "btrfs" | "loop" => {
+                    return Err(format!(
+                        "{at}: key `backend`: the {:?} backend is not available in this version; use \"dir\"",
+                        p.backend
+                    ));
+                }
+                other => return Err(format!("{at}: key `backend`: unknown backend {other:?}; valid: dir, btrfs, loop")),
+            };
+            if p.fs.is_some() || p.default_size.is_some() {
+                return Err(format!("{at}: keys `fs` and `default_size` apply to loop pools only"));
+            }
+            let scope = match p.scope.as_deref() {
+                None | Some("local") => Scope::Local,
+                Some("global") => Scope::Global,
+                Some(other) => return Err(format!("{at}: key `scope`: unknown scope {other:?}; valid: local, global")),
+            };
+            let path = p.path.clone().unwrap_or_else(|| state_dir.join("pools").join(&p.name));
+            if !path.is_absolute() {
+                return Err(format!("{at}: key `path`: {} is not an absolute path", path.display()));
+            }
+            pools.push(PoolConfig { name: p.name.clone(), backend, path, default: p.default, scope });
+        }
+        match pools.iter().filter(|p| p.default).count() {
+            0 if pools.is_empty() => pools.push(PoolConfig {
+                name: "default".into(),
+                backend: BackendKind::Dir,
+                path: state_dir.join("pools").join("default"),
+                default: true,
+                scope: Scope::Local,
+            }),
+            0 => pools[0].default = true,
+            1 => {}
+            _ => {
+                let names: Vec<_> = pools.iter().filter(|p| p.default).map(|p| p.name.as_str()).collect();
+                return Err(format!("key `default`: more than one pool is the default: {}", names.join(", ")));
+            }
+        }
+        let admin = raw
+            .admin
+            .map(|a| AdminConfig { access_key: a.access_key, secret_key: a.secret_key, socket_group: a.socket_group })
+            .unwrap_or_default();
+        if admin.access_key.is_some() != admin.secret_key.is_some() {
+            return Err("[admin]: `access_key` and `secret_key` must be set together".into());
+        }
+        Ok(Config { trash_retention, host_path_roots: raw.host_path_roots, pools, admin })
+    }
+
+    pub fn default_pool(&self) -> &PoolConfig {
+        self.pools.iter().find(|p| p.default).expect("validation guarantees one default pool")
+    }
+}
+
+/// Parses `24h`, `30m`, `90s`, `7d`, `1h30m`, `0s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let usage = || format!("{s:?} is not a duration; expected e.g. 24h, 30m, 7d or 0s");
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| usage())?;
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(usage()),
+        };
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(usage)?;
+        num.clear();
+    }
+    if !num.is_empty() || s.trim().is_empty() {
+        return Err(usage());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/var/lib/ballast"))
+    }
+
+    #[test]
+    fn empty_config_is_one_default_dir_pool() {
+        let c = parse("").unwrap();
+        assert_eq!(c.pools.len(), 1);
+        assert_eq!(c.default_pool().name, "default");
+        assert_eq!(c.default_pool().path, Path::new("/var/lib/ballast/pools/default"));
+        assert_eq!(c.trash_retention, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_problem() {
+        let cases = [
+            ("trash_retention = \"soon\"", "trash_retention"),
+            ("[[pool]]\nname = \"a\"\nbackend = \"zfs\"", "unknown backend \"zfs\""),
+            ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\n[[pool]]\nname = \"a\"\nbackend = \"dir\"", "already named"),
+            (
+                "[[pool]]\nname = \"a\"\nbackend = \"dir\"\ndefault = true\n[[pool]]\nname = \"b\"\nbackend = \"dir\"\ndefault = true",
+                "more than one pool",
+            ),
+            ("[[pool]]\nname = \"../x\"\nbackend = \"dir\"", "key `name`"),
+            ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"", "absolute"),
+            ("colour = 1", "colour"),
+            ("[admin]\naccess_key = \"k\"", "set together"),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

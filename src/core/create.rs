@@ -1,0 +1,124 @@
+//! Create: Docker's `VolumeDriver.Create` and the admin endpoint's POST.
+//!
+//! Crash safety: the record is written first in state `creating`, then the
+//! storage is made, then the record turns `inactive`. A crash in between
+//! leaves a `creating` row, which start-up rolls back (it was never
+//! acknowledged).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Ballast;
+use crate::opts::{self, CreateOpts};
+use crate::pool::Spec;
+use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
+use crate::{Error, Result};
+
+impl Ballast {
+    /// Creates a volume. Idempotent for the same name and options; the
+    /// same name with other options is a conflict.
+    pub async fn create(&self, name: &str, raw: BTreeMap<String, String>) -> Result<Arc<Volume>> {
+        validate_name(name)?;
+        let parsed = opts::parse(&raw)?;
+        let _guard = self.lock(name).await;
+        if let Some(existing) = self.live_read().get(name).cloned() {
+            if existing.driver_opts == raw {
+                return Ok(existing);
+            }
+            return Err(Error::Conflict(format!(
+                "volume {name:?} already exists with different options (existing: {}, requested: {})",
+                show_opts(&existing.driver_opts),
+                show_opts(&raw)
+            )));
+        }
+        let (pool, source) = self.resolve(&parsed)?;
+        let mut v = Volume {
+            id: 0,
+            name: name.to_string(),
+            description: parsed.description.clone(),
+            driver_opts: raw,
+            pool,
+            state: State::Creating,
+            transitioning: Transitioning::No,
+            transitioning_message: String::new(),
+            created_ms: now_ms(),
+            removed_ms: None,
+            size_bytes: parsed.size,
+            used_bytes: 0,
+            mounts: BTreeMap::new(),
+        };
+        let spec = Spec { size: parsed.size, uid: parsed.uid, gid: parsed.gid, mode: parsed.mode };
+        let v = self
+            .blocking(move |this| {
+                v.id = this.inner.store.insert(&v)?;
+                let backend = &this.pool(&v.pool)?.backend;
+                let key = v.storage_key();
+                let made = backend.create(&key, &spec).and_then(|()| match &source {
+                    Some(src) => backend.copy(&src.storage_key(), &key),
+                    None => Ok(()),
+                });
+                if let Err(e) = made {
+                    // Leave nothing behind: no storage, no record.
+                    let _ = backend.destroy(&key);
+                    this.inner.store.delete(v.id)?;
+                    return Err(Error::internal(
+                        format!("creating storage for volume {:?} in pool {:?}", v.name, v.pool),
+                        e,
+                    ));
+                }
+                if source.is_some() {
+                    v.used_bytes = backend.usage(&key).unwrap_or(0);
+                }
+                v.state = State::Inactive;
+                this.inner.store.save(&v)?;
+                Ok(v)
+            })
+            .await?;
+        tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, "volume created");
+        Ok(self.publish(v))
+    }
+
+    /// Checks the options against the pools and volumes that exist and
+    /// returns the target pool and the source volume of a copy.
+    fn resolve(&self, o: &CreateOpts) -> Result<(String, Option<Arc<Volume>>)> {
+        let source = match &o.from_volume {
+            None => None,
+            Some(src) => Some(self.live_read().get(src).cloned().ok_or_else(|| {
+                Error::InvalidInput(format!("option from-volume={src:?}: no volume with that name exists"))
+            })?),
+        };
+        // A copy lands beside its source unless a pool is named.
+        let pool_name = match (&o.pool, &source) {
+            (Some(p), _) => p.clone(),
+            (None, Some(src)) => src.pool.clone(),
+            (None, None) => self.inner.default_pool.clone(),
+        };
+        let pool = self.inner.pools.get(&pool_name).ok_or_else(|| {
+            Error::InvalidInput(format!("option pool={pool_name:?}: no such pool; pools: {}", self.pool_names()))
+        })?;
+        if let Some(src) = &source
+            && src.pool != pool_name
+        {
+            return Err(Error::InvalidInput(format!(
+                "option from-volume={:?}: the source lives in pool {:?}, and copies across pools are not \
+                 supported; leave out `pool` or use pool={:?}",
+                src.name, src.pool, src.pool
+            )));
+        }
+        if o.size.is_some() && !pool.backend.enforces_size() {
+            return Err(Error::InvalidInput(format!(
+                "option size: pool {pool_name:?} uses the {} backend, which cannot enforce a size limit; \
+                 sizes are enforced by btrfs and loop pools",
+                pool.backend.kind().as_str()
+            )));
+        }
+        Ok((pool_name, source))
+    }
+}
+
+fn show_opts(opts: &BTreeMap<String, String>) -> String {
+    if opts.is_empty() {
+        return "none".to_string();
+    }
+    opts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}

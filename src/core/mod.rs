@@ -1,0 +1,176 @@
+//! The domain core: volumes in pools, and the operations on them.
+//!
+//! [`Ballast`] is a cheap-clone handle (an `Arc`) shared by every adapter.
+//! Reads (Get, Path, List) are answered from an in-memory map and never
+//! wait for storage work; each change to a volume holds that volume's
+//! operation lock, writes the metadata store, then publishes the new
+//! record to the map. One file per operation.
+
+mod create;
+mod mount;
+mod remove;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::OwnedMutexGuard;
+
+use crate::config::{Config, Scope};
+use crate::pool::Pool;
+use crate::store::Store;
+use crate::volume::{State, Volume, validate_name};
+use crate::{Error, Result};
+
+/// The shared handle to everything ballast manages.
+#[derive(Clone)]
+pub struct Ballast {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    pools: BTreeMap<String, Pool>,
+    default_pool: String,
+    trash_retention: Duration,
+    /// Name → live volume. A `std` RwLock: holders only clone an `Arc` in
+    /// or out and never await, so Get/Path/List never queue behind a slow
+    /// Create or Mount (those hold only the per-name lock below).
+    live: RwLock<HashMap<String, Arc<Volume>>>,
+    /// Name → operation lock. The inner lock is a tokio Mutex because it
+    /// is held across storage work; the outer `std` Mutex only guards the
+    /// map for the instant it takes to find or insert an entry.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Ballast {
+    /// Opens the metadata store and the pools, rolls back creations that
+    /// were never acknowledged, and loads every live volume into memory.
+    pub fn open(config: &Config, state_dir: &Path) -> std::result::Result<Ballast, String> {
+        let store = Store::open(&state_dir.join("ballast.db")).map_err(|e| e.to_string())?;
+        let mut pools = BTreeMap::new();
+        for pc in &config.pools {
+            pools.insert(pc.name.clone(), Pool::open(pc.clone())?);
+        }
+        let mut live = HashMap::new();
+        for v in store.load().map_err(|e| e.to_string())? {
+            match v.state {
+                State::Creating => {
+                    // Never acknowledged to anyone: undo it.
+                    if let Some(pool) = pools.get(&v.pool) {
+                        pool.backend.destroy(&v.storage_key()).map_err(|e| {
+                            format!("rolling back unfinished create of volume {:?}: {e}", v.name)
+                        })?;
+                    }
+                    store.delete(v.id).map_err(|e| e.to_string())?;
+                    tracing::warn!(volume = %v.name, "rolled back a create interrupted by a crash");
+                }
+                s if s.is_live() => {
+                    if !pools.contains_key(&v.pool) {
+                        tracing::warn!(volume = %v.name, pool = %v.pool, "volume's pool is not configured");
+                    }
+                    live.insert(v.name.clone(), Arc::new(v));
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(volumes = live.len(), pools = pools.len(), "metadata loaded");
+        Ok(Ballast {
+            inner: Arc::new(Inner {
+                store,
+                pools,
+                default_pool: config.default_pool().name.clone(),
+                trash_retention: config.trash_retention,
+                live: RwLock::new(live),
+                locks: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// A live volume by name, from memory.
+    pub fn get(&self, name: &str) -> Result<Arc<Volume>> {
+        validate_name(name)?;
+        self.live_read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("no volume named {name:?}")))
+    }
+
+    /// Every live volume, from memory, ordered by name.
+    pub fn list(&self) -> Vec<Arc<Volume>> {
+        let mut all: Vec<_> = self.live_read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Where the volume's files are on this host.
+    pub fn mountpoint(&self, v: &Volume) -> Option<PathBuf> {
+        self.inner.pools.get(&v.pool).map(|p| p.backend.mountpoint(&v.storage_key()))
+    }
+
+    /// `global` when any pool is shared between hosts.
+    pub fn scope(&self) -> Scope {
+        if self.inner.pools.values().any(|p| p.config.scope == Scope::Global) {
+            Scope::Global
+        } else {
+            Scope::Local
+        }
+    }
+
+    fn live_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Volume>>> {
+        // Writers only swap Arcs; a panic cannot leave the map half-changed.
+        self.inner.live.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `v` what readers see: inserted when live, removed otherwise.
+    fn publish(&self, v: Volume) -> Arc<Volume> {
+        let v = Arc::new(v);
+        let mut live = self.inner.live.write().unwrap_or_else(|p| p.into_inner());
+        if v.state.is_live() {
+            live.insert(v.name.clone(), v.clone());
+        } else {
+            live.remove(&v.name);
+        }
+        v
+    }
+
+    /// Serializes operations on one volume name.
+    async fn lock(&self, name: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(name.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    fn pool(&self, name: &str) -> Result<&Pool> {
+        self.inner.pools.get(name).ok_or_else(|| {
+            Error::InvalidState(format!(
+                "pool {name:?} is not configured on this host; configured pools: {}",
+                self.pool_names()
+            ))
+        })
+    }
+
+    fn pool_names(&self) -> String {
+        self.inner.pools.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// Runs storage or metadata work on a blocking thread.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ballast) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| Error::internal("background task", e))?
+    }
+}
+
+/// The mount IDs of a volume, for messages.
+fn mount_list(mounts: &BTreeMap<String, u32>) -> String {
+    mounts.keys().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+}

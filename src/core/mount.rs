@@ -1,0 +1,108 @@
+//! Mount and Unmount: Docker's reference counting, kept per mount ID.
+//!
+//! Docker can send the same ID in several Mounts, so each ID has a count
+//! (a multiset). Storage is activated on the first mount and deactivated
+//! after the last unmount; the counts are persisted with the state in one
+//! transaction, so a restarted daemon knows exactly who still holds what.
+
+use std::path::PathBuf;
+
+use super::{Ballast, mount_list};
+use crate::volume::{State, Volume, validate_name};
+use crate::{Error, Result};
+
+impl Ballast {
+    /// Records one more mount under `id` and returns the mountpoint.
+    pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        let _guard = self.lock(name).await;
+        let mut v = (*self.get(name)?).clone();
+        if !matches!(v.state, State::Inactive | State::Active) {
+            return Err(Error::InvalidState(format!(
+                "volume {name:?} is {} and cannot be mounted",
+                v.state.as_str()
+            )));
+        }
+        let first = v.mount_count() == 0;
+        *v.mounts.entry(id.to_string()).or_insert(0) += 1;
+        v.state = State::Active;
+        let (v, path) = self
+            .blocking(move |this| {
+                let pool = this.pool(&v.pool)?;
+                let key = v.storage_key();
+                let path = if first {
+                    pool.backend.activate(&key).map_err(|e| {
+                        Error::internal(format!("activating volume {:?} in pool {:?}", v.name, v.pool), e)
+                    })?
+                } else {
+                    pool.backend.mountpoint(&key)
+                };
+                if let Err(e) = this.inner.store.save(&v) {
+                    if first {
+                        let _ = pool.backend.deactivate(&key);
+                    }
+                    return Err(e);
+                }
+                Ok((v, path))
+            })
+            .await?;
+        tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "mounted");
+        self.publish(v);
+        Ok(path)
+    }
+
+    /// Drops one mount under `id`. Unknown IDs and volumes are not errors
+    /// (Docker retries Unmount after failures and restarts).
+    pub async fn unmount(&self, name: &str, id: &str) -> Result<()> {
+        validate_name(name)?;
+        let _guard = self.lock(name).await;
+        let Ok(current) = self.get(name) else {
+            tracing::warn!(volume = name, mount_id = id, "unmount of an unknown volume ignored");
+            return Ok(());
+        };
+        let mut v = (*current).clone();
+        match v.mounts.get_mut(id) {
+            None => {
+                tracing::warn!(volume = name, mount_id = id, "unmount of an unknown mount ID ignored");
+                return Ok(());
+            }
+            Some(1) => {
+                v.mounts.remove(id);
+            }
+            Some(n) => *n -= 1,
+        }
+        let last = v.mount_count() == 0;
+        if last {
+            v.state = State::Inactive;
+        }
+        let v = self
+            .blocking(move |this| {
+                let pool = this.pool(&v.pool)?;
+                let key = v.storage_key();
+                if last {
+                    pool.backend.deactivate(&key).map_err(|e| {
+                        Error::internal(format!("deactivating volume {:?} in pool {:?}", v.name, v.pool), e)
+                    })?;
+                    // The volume is quiet now: a good moment to measure it.
+                    if let Ok(used) = pool.backend.usage(&key) {
+                        v.used_bytes = used;
+                    }
+                }
+                this.inner.store.save(&v)?;
+                Ok(v)
+            })
+            .await?;
+        tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
+        self.publish(v);
+        Ok(())
+    }
+
+    /// The message for a volume that still has mounts.
+    pub(super) fn in_use(name: &str, v: &Volume) -> Error {
+        Error::InvalidState(format!(
+            "volume {name:?} is in use by {} mount(s): {}",
+            v.mount_count(),
+            mount_list(&v.mounts)
+        ))
+    }
+}

@@ -1,0 +1,126 @@
+//! The Docker VolumeDriver protocol adapter (plugin socket).
+//!
+//! Docker POSTs JSON without a Content-Type header, sends an empty body to
+//! `/Plugin.Activate` and `"Opts": null` when no `-o` was given, so the
+//! body is read as bytes and parsed leniently. Every answer carries the
+//! plugin media type; every failure is `{"Err": "…"}`. Domain errors are
+//! turned into responses in [`failure`] and nowhere else.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::config::Scope;
+use crate::core::Ballast;
+use crate::opts;
+use crate::volume::Volume;
+
+/// The media type of Docker plugin protocol v1.2.
+pub const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
+
+/// The routes of the plugin socket.
+pub fn router(ballast: Ballast) -> Router {
+    Router::new().fallback(call).with_state(ballast)
+}
+
+/// Every request body Docker sends, with every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Request {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Opts")]
+    opts: Option<HashMap<String, String>>,
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
+    let method = uri.path().trim_start_matches('/').to_string();
+    let req: Request = if body.iter().all(u8::is_ascii_whitespace) {
+        Request::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(req) => req,
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "Err": format!("{method}: malformed request body: {e}") }),
+                );
+            }
+        }
+    };
+    tracing::debug!(%method, name = %req.name, id = %req.id, "plugin call");
+    let result = match method.as_str() {
+        "Plugin.Activate" => Ok(json!({ "Implements": ["VolumeDriver"] })),
+        "VolumeDriver.Capabilities" => {
+            let scope = match b.scope() {
+                Scope::Local => "local",
+                Scope::Global => "global",
+            };
+            Ok(json!({ "Capabilities": { "Scope": scope } }))
+        }
+        "VolumeDriver.Create" => b.create(&req.name, opts::canonical(req.opts)).await.map(|_| json!({})),
+        "VolumeDriver.Remove" => b.remove(&req.name).await.map(|()| json!({})),
+        "VolumeDriver.Mount" => b.mount(&req.name, &req.id).await.map(|p| json!({ "Mountpoint": p })),
+        "VolumeDriver.Unmount" => b.unmount(&req.name, &req.id).await.map(|()| json!({})),
+        "VolumeDriver.Path" => b.get(&req.name).map(|v| json!({ "Mountpoint": b.mountpoint(&v) })),
+        "VolumeDriver.Get" => b.get(&req.name).map(|v| json!({ "Volume": describe(&b, &v) })),
+        "VolumeDriver.List" => {
+            let volumes: Vec<Value> = b
+                .list()
+                .iter()
+                .map(|v| json!({ "Name": v.name, "Mountpoint": b.mountpoint(v), "CreatedAt": v.created_rfc3339() }))
+                .collect();
+            Ok(json!({ "Volumes": volumes }))
+        }
+        _ => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({ "Err": format!("unknown endpoint /{method}: ballast implements VolumeDriver") }),
+            );
+        }
+    };
+    match result {
+        Ok(body) => reply(StatusCode::OK, body),
+        Err(e) => failure(&method, &req.name, e),
+    }
+}
+
+/// The one place a domain error becomes a Docker answer. Docker shows the
+/// `Err` text to the user (prefixed with the method), whatever the status.
+fn failure(method: &str, name: &str, e: Error) -> Response {
+    tracing::warn!(%method, volume = name, error = %e, "plugin call failed");
+    reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "Err": e.to_string() }))
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, MEDIA_TYPE)], body.to_string()).into_response()
+}
+
+/// A volume as `docker volume inspect` shows it.
+fn describe(b: &Ballast, v: &Volume) -> Value {
+    json!({
+        "Name": v.name,
+        "Mountpoint": b.mountpoint(v).as_deref().unwrap_or(Path::new("")),
+        "CreatedAt": v.created_rfc3339(),
+        "Status": {
+            "id": v.public_id(),
+            "state": v.state.as_str(),
+            "pool": v.pool,
+            "sizeBytes": v.size_bytes,
+            "usedBytes": v.used_bytes,
+            "snapshots": 0,
+            "mounts": v.mount_count(),
+            "description": v.description,
+        },
+    })
+}

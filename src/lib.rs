@@ -1,0 +1,41 @@
+//! ballast: a Docker volume plugin with snapshots, pools and backups.
+//!
+//! # Layout
+//!
+//! The domain core knows volumes and pools and nothing of HTTP; every
+//! protocol is a thin adapter over it.
+//!
+//! - [`core`]: the domain. [`core::Ballast`] is a cheap-clone handle that
+//!   owns the in-memory view, the per-volume locks and the storage pools.
+//!   One file per operation (`create`, `mount`, `remove`, …).
+//! - [`volume`]: the volume record (Rancher v1 `volume` fields and states)
+//!   and the volume-name rule.
+//! - [`opts`]: driverOpts (`-o key=value`) parsed into a typed request.
+//! - [`store`]: the crash-safe metadata store (SQLite, one transaction per
+//!   change).
+//! - [`pool`]: the storage-backend trait and its backends (`pool/dir.rs`).
+//! - [`tree`]: directory-tree work that must stay beneath a pool root:
+//!   removal that never follows a symlink or crosses a mount, copies that
+//!   keep metadata, disk usage.
+//! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).
+//! - [`admin`]: the admin endpoint (admin socket).
+//! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`error`]: the domain error, whose variants map to every transport's
+//!   status in one place per adapter.
+//! - [`sys`]: the only `unsafe` code (inherited file descriptors).
+
+pub mod admin;
+pub mod config;
+pub mod core;
+pub mod docker;
+pub mod error;
+pub mod opts;
+pub mod pool;
+pub mod serve;
+pub mod store;
+pub mod sys;
+pub mod tree;
+pub mod volume;
+
+pub use error::{Error, Result};

@@ -1,0 +1,169 @@
+//! driverOpts (`docker volume create -o key=value`) parsed into a typed
+//! request. Only syntax is checked here; whether a pool exists or can
+//! enforce a size is the core's business.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{Error, Result};
+
+/// Keys this build accepts, in the order error messages list them.
+pub const VALID_KEYS: &[&str] = &["pool", "size", "description", "uid", "gid", "mode", "from-volume"];
+
+/// A create request after parsing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CreateOpts {
+    pub pool: Option<String>,
+    pub size: Option<u64>,
+    pub description: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<u32>,
+    pub from_volume: Option<String>,
+}
+
+/// Parses driverOpts. `None` (Docker's `"Opts": null`) is no options.
+pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
+    let mut opts = CreateOpts::default();
+    for (key, value) in raw {
+        match key.as_str() {
+            "pool" => opts.pool = Some(non_empty(key, value)?.to_string()),
+            "size" => opts.size = Some(parse_size(value).map_err(|why| bad(key, value, &why))?),
+            "description" => opts.description = value.clone(),
+            "uid" => opts.uid = Some(parse_id(key, value)?),
+            "gid" => opts.gid = Some(parse_id(key, value)?),
+            "mode" => opts.mode = Some(parse_mode(value)?),
+            "from-volume" => opts.from_volume = Some(non_empty(key, value)?.to_string()),
+            _ => return Err(unknown_key(key)),
+        }
+    }
+    Ok(opts)
+}
+
+/// Turns Docker's optional map into the canonical sorted map we store and
+/// compare (Create is idempotent for the same options).
+pub fn canonical(raw: Option<HashMap<String, String>>) -> BTreeMap<String, String> {
+    raw.unwrap_or_default().into_iter().collect()
+}
+
+fn unknown_key(key: &str) -> Error {
+    Error::InvalidInput(format!(
+        "unknown option {key:?}; valid options are: {}",
+        VALID_KEYS.join(", ")
+    ))
+}
+
+fn bad(key: &str, value: &str, why: &str) -> Error {
+    Error::InvalidInput(format!("option {key}={value:?} is invalid: {why}"))
+}
+
+fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str> {
+    if value.is_empty() {
+        Err(bad(key, value, "it must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn parse_id(key: &str, value: &str) -> Result<u32> {
+    value
+        .parse::<u32>()
+        .map_err(|_| bad(key, value, "expected a numeric id such as 1000"))
+}
+
+fn parse_mode(value: &str) -> Result<u32> {
+    let digits = value.strip_prefix("0o").unwrap_or(value);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 && !digits.is_empty() => Ok(mode),
+        _ => Err(bad("mode", value, "expected an octal mode such as 0755")),
+    }
+}
+
+/// Parses a size with binary units: `512M`, `10G`, `1Ti`, `4096`, `2GiB`.
+pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
+    let usage = "expected a size such as 512M, 10G or 1T (binary units)";
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: u64 = num.parse().map_err(|_| usage.to_string())?;
+    let unit = unit.trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        "P" => 50,
+        _ => return Err(usage.to_string()),
+    };
+    let bytes = num.checked_mul(1u64 << shift).ok_or_else(|| "it is too large".to_string())?;
+    if bytes == 0 {
+        return Err("it must be larger than zero".to_string());
+    }
+    Ok(bytes)
+}
+
+/// Formats bytes with the largest binary unit that divides them.
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn parses_every_known_key() {
+        let o = parse(&map(&[
+            ("pool", "fast"),
+            ("size", "512M"),
+            ("description", "db data"),
+            ("uid", "1000"),
+            ("gid", "50"),
+            ("mode", "0750"),
+            ("from-volume", "src"),
+        ]))
+        .unwrap();
+        assert_eq!(o.pool.as_deref(), Some("fast"));
+        assert_eq!(o.size, Some(512 << 20));
+        assert_eq!((o.uid, o.gid, o.mode), (Some(1000), Some(50), Some(0o750)));
+        assert_eq!(o.from_volume.as_deref(), Some("src"));
+    }
+
+    #[test]
+    fn unknown_key_names_it_and_lists_valid_ones() {
+        for key in ["colour", "from-snapshot", "from-backup", "path", "fs"] {
+            let err = parse(&map(&[(key, "x")])).unwrap_err().to_string();
+            assert!(err.contains(&format!("{key:?}")), "{err}");
+            assert!(err.contains("pool, size, description, uid, gid, mode, from-volume"), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_the_key() {
+        for (k, v) in [("size", "lots"), ("size", "0"), ("uid", "-1"), ("gid", "root"), ("mode", "999"), ("mode", "")] {
+            let err = parse(&map(&[(k, v)])).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("option {k}=")), "{err}");
+        }
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999P").is_err());
+        assert_eq!(format_size(512 << 20), "512M");
+        assert_eq!(format_size(1000), "1000");
+    }
+}

@@ -1,0 +1,71 @@
+//! Storage pools. A pool is a named place where volumes live; its backend
+//! is one implementation of [`Backend`], each in its own file.
+//!
+//! Backends are synchronous: they do filesystem work and are called from
+//! blocking threads by the core, never on the async workers.
+
+mod dir;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::PathBuf;
+
+pub use dir::DirBackend;
+
+use crate::config::{BackendKind, PoolConfig};
+
+/// What a new volume's storage must look like.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    pub size: Option<u64>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<u32>,
+}
+
+/// One storage backend. `key` is the volume's storage key (derived from
+/// its id, never from user input).
+pub trait Backend: Send + Sync + Debug {
+    fn kind(&self) -> BackendKind;
+    /// Whether `size` limits are enforced by this backend.
+    fn enforces_size(&self) -> bool;
+    /// Creates empty storage for a volume.
+    fn create(&self, key: &str, spec: &Spec) -> io::Result<()>;
+    /// Copies the content of volume `src` into the new volume `dst`.
+    fn copy(&self, src: &str, dst: &str) -> io::Result<()>;
+    /// Makes the volume usable on this host and returns its mountpoint.
+    fn activate(&self, key: &str) -> io::Result<PathBuf>;
+    /// Undoes `activate`; the data stays.
+    fn deactivate(&self, key: &str) -> io::Result<()>;
+    /// Destroys the volume's storage. Missing storage is not an error.
+    fn destroy(&self, key: &str) -> io::Result<()>;
+    /// Where Docker finds the volume's files once active.
+    fn mountpoint(&self, key: &str) -> PathBuf;
+    /// Bytes the volume uses.
+    fn usage(&self, key: &str) -> io::Result<u64>;
+}
+
+/// A configured pool and its backend.
+#[derive(Debug)]
+pub struct Pool {
+    pub config: PoolConfig,
+    pub backend: Box<dyn Backend>,
+}
+
+impl Pool {
+    /// Opens a pool, creating its directory when missing.
+    pub fn open(config: PoolConfig) -> Result<Pool, String> {
+        let backend: Box<dyn Backend> = match config.backend {
+            BackendKind::Dir => Box::new(
+                DirBackend::open(&config.path)
+                    .map_err(|e| format!("pool {:?} at {}: {e}", config.name, config.path.display()))?,
+            ),
+            other => return Err(format!("pool {:?}: backend {} is not available", config.name, other.as_str())),
+        };
+        Ok(Pool { config, backend })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+}

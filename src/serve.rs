@@ -1,0 +1,233 @@
+//! `ballast serve`: loads the configuration, opens the core, binds the
+//! plugin and admin sockets (or takes them from systemd), and runs until
+//! SIGTERM/SIGINT. Shutdown stops accepting, lets requests in flight
+//! finish, leaves volume mounts in place and removes the socket files.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::config::{self, Config};
+use crate::core::Ballast;
+use crate::sys::{self, Inherited};
+use crate::{admin, docker};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `ballast serve` (SPEC §1).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file [default: /etc/ballast/ballast.toml, if present]
+    #[arg(long, env = "BALLAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Metadata store and the default pool
+    #[arg(long, env = "BALLAST_STATE_DIR", default_value = "/var/lib/ballast")]
+    pub state_dir: PathBuf,
+    /// Docker plugin socket; the driver name is its file stem
+    #[arg(long, env = "BALLAST_PLUGIN_SOCKET", default_value = "/run/docker/plugins/ballast.sock")]
+    pub plugin_socket: PathBuf,
+    /// Admin endpoint socket (mode 0600)
+    #[arg(long, env = "BALLAST_ADMIN_SOCKET", default_value = "/run/ballast/admin.sock")]
+    pub admin_socket: PathBuf,
+    /// TCP admin listener (needs [admin] credentials in the config)
+    #[arg(long, env = "BALLAST_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Log format; the level comes from RUST_LOG (default info)
+    #[arg(long, env = "BALLAST_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Runs the daemon to completion. Must be called before any other thread
+/// exists (it takes systemd's sockets from the environment).
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let inherited = sys::take_inherited_listeners();
+    init_logging(args.log_format);
+    let (config_path, explicit) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(config::DEFAULT_CONFIG), false),
+    };
+    let config = Config::load(&config_path, explicit, &args.state_dir)?;
+    if let Some(addr) = &args.admin_listen {
+        if config.admin.access_key.is_none() {
+            return Err(format!(
+                "--admin-listen {addr}: the TCP admin listener needs [admin] access_key and secret_key in the config"
+            ));
+        }
+        return Err(format!("--admin-listen {addr}: the TCP admin listener is not available in this version"));
+    }
+    make_private_dir(&args.state_dir)?;
+    // Home of the pools that the config does not place elsewhere.
+    make_private_dir(&args.state_dir.join("pools"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(serve(args, config, inherited))
+}
+
+async fn serve(args: ServeArgs, config: Config, mut inherited: Vec<Inherited>) -> Result<(), String> {
+    let ballast = Ballast::open(&config, &args.state_dir)?;
+    let plugin = listen(&args.plugin_socket, "plugin", &mut inherited)?;
+    let admin_sock = listen(&args.admin_socket, "admin", &mut inherited)?;
+    if let Some(group) = &config.admin.socket_group
+        && admin_sock.bound
+    {
+        share_with_group(&args.admin_socket, group)?;
+    }
+    tracing::info!(
+        plugin = %args.plugin_socket.display(),
+        admin = %args.admin_socket.display(),
+        driver = %args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy(),
+        "ballast serving"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let janitor = tokio::spawn(janitor(ballast.clone(), stop_rx.clone()));
+    let plugin_srv = tokio::spawn(
+        axum::serve(plugin.listener, docker::router(ballast.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let admin_srv = tokio::spawn(
+        axum::serve(admin_sock.listener, admin::router(ballast.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing requests in flight; volume mounts stay in place");
+    let _ = stop_tx.send(true);
+    for srv in [plugin_srv, admin_srv] {
+        if let Ok(Err(e)) = srv.await {
+            tracing::error!(error = %e, "server error during shutdown");
+        }
+    }
+    let _ = janitor.await;
+    for (sock, bound) in [(&args.plugin_socket, plugin.bound), (&args.admin_socket, admin_sock.bound)] {
+        if bound {
+            let _ = std::fs::remove_file(sock);
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+struct Listening {
+    listener: UnixListener,
+    /// Whether we bound it (and so remove the file at exit) or systemd did.
+    bound: bool,
+}
+
+/// Takes the socket from systemd when it passed one for this role (by
+/// `FileDescriptorName=` or by path), else binds it root-only.
+fn listen(path: &Path, role: &str, inherited: &mut Vec<Inherited>) -> Result<Listening, String> {
+    let matches = |i: &Inherited| {
+        i.name.as_deref() == Some(role)
+            || i.listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p == path)) == Some(true)
+    };
+    if let Some(pos) = inherited.iter().position(matches) {
+        let i = inherited.remove(pos);
+        i.listener.set_nonblocking(true).map_err(|e| format!("{role} socket from systemd: {e}"))?;
+        let listener = UnixListener::from_std(i.listener).map_err(|e| format!("{role} socket from systemd: {e}"))?;
+        return Ok(Listening { listener, bound: false });
+    }
+    bind(path).map(|listener| Listening { listener, bound: true }).map_err(|e| format!("{role} socket {}: {e}", path.display()))
+}
+
+fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(io::ErrorKind::AddrInUse, "another daemon is already listening there"));
+            }
+            std::fs::remove_file(path)?; // stale, left by a crash
+        }
+        Ok(_) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a socket")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // The umask makes the socket root-only from the moment it exists; the
+    // chmod states the mode explicitly.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let listener = UnixListener::bind(path);
+    rustix::process::umask(old);
+    let listener = listener?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Opens the admin socket to a group (mode 0660).
+fn share_with_group(path: &Path, group: &str) -> Result<(), String> {
+    let gid = group_id(group).ok_or_else(|| format!("[admin] socket_group: no group named {group:?}"))?;
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| format!("admin socket: chown: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("admin socket: chmod: {e}"))
+}
+
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == group).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+fn make_private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("state directory {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("state directory {}: {e}", dir.display()))
+}
+
+async fn janitor(ballast: Ballast, mut stop: watch::Receiver<bool>) {
+    loop {
+        match ballast.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "trash: purged expired volumes"),
+            Err(e) => tracing::error!(error = %e, "trash: purge pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ballast.janitor_period()) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,296 @@
+//! The metadata store: SQLite in WAL mode with `synchronous = FULL`, so a
+//! change is on disk before it is acknowledged, and every change is one
+//! transaction, so a crash leaves either the old record or the new one.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::volume::{State, Transitioning, Volume};
+use crate::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS volumes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    driver_opts TEXT NOT NULL DEFAULT '{}',
+    pool TEXT NOT NULL,
+    state TEXT NOT NULL,
+    transitioning TEXT NOT NULL DEFAULT 'no',
+    transitioning_message TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    removed_ms INTEGER,
+    size_bytes INTEGER,
+    used_bytes INTEGER NOT NULL DEFAULT 0
+);
+-- A name belongs to at most one volume that Docker can see.
+CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
+    ON volumes(name) WHERE state NOT IN ('removed', 'purged');
+CREATE TABLE IF NOT EXISTS mounts (
+    volume_id INTEGER NOT NULL REFERENCES volumes(id),
+    mount_id TEXT NOT NULL,
+    count INTEGER NOT NULL CHECK (count > 0),
+    PRIMARY KEY (volume_id, mount_id)
+);
+";
+
+/// The columns [`read_volume`] expects, in order.
+const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
+    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes FROM volumes";
+
+/// Handle to the metadata database.
+///
+/// The connection sits behind a `std::sync::Mutex`: SQLite allows one
+/// writer at a time anyway, every call is a short transaction, and callers
+/// run it on a blocking thread, never while holding an async lock across
+/// an await on the runtime's workers.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)
+            .map_err(|e| Error::internal(format!("opening metadata store {}", path.display()), e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written
+        // (the transaction rolls back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Inserts a new volume and returns its id (never reused: AUTOINCREMENT).
+    pub fn insert(&self, v: &Volume) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let res = tx.execute(
+            "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
+                transitioning_message, created_ms, removed_ms, size_bytes, used_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                v.name,
+                v.description,
+                opts_json(&v.driver_opts),
+                v.pool,
+                v.state.as_str(),
+                v.transitioning.as_str(),
+                v.transitioning_message,
+                v.created_ms,
+                v.removed_ms,
+                v.size_bytes.map(|s| s as i64),
+                v.used_bytes as i64,
+            ],
+        );
+        match res {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                return Err(Error::Conflict(format!("volume name {:?} is already taken", v.name)));
+            }
+            other => other?,
+        };
+        let id = tx.last_insert_rowid();
+        write_mounts(&tx, id, &v.mounts)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Writes every field and the mount multiset of an existing volume.
+    pub fn save(&self, v: &Volume) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
+                transitioning = ?7, transitioning_message = ?8, removed_ms = ?9, size_bytes = ?10,
+                used_bytes = ?11
+             WHERE id = ?1",
+            params![
+                v.id,
+                v.name,
+                v.description,
+                opts_json(&v.driver_opts),
+                v.pool,
+                v.state.as_str(),
+                v.transitioning.as_str(),
+                v.transitioning_message,
+                v.removed_ms,
+                v.size_bytes.map(|s| s as i64),
+                v.used_bytes as i64,
+            ],
+        )?;
+        if n != 1 {
+            return Err(Error::Internal(format!("volume {} vanished from the metadata store", v.public_id())));
+        }
+        tx.execute("DELETE FROM mounts WHERE volume_id = ?1", [v.id])?;
+        write_mounts(&tx, v.id, &v.mounts)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a row that was never acknowledged (a rolled-back create).
+    pub fn delete(&self, id: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM mounts WHERE volume_id = ?1", [id])?;
+        tx.execute("DELETE FROM volumes WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every volume not yet purged, with its mounts.
+    pub fn load(&self) -> Result<Vec<Volume>> {
+        let conn = self.conn();
+        let mut mounts: BTreeMap<i64, BTreeMap<String, u32>> = BTreeMap::new();
+        let mut stmt = conn.prepare("SELECT volume_id, mount_id, count FROM mounts")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))?;
+        for row in rows {
+            let (id, mount, count) = row?;
+            mounts.entry(id).or_default().insert(mount, count);
+        }
+        let mut stmt = conn.prepare(&format!("{SELECT} WHERE state != 'purged' ORDER BY id"))?;
+        let rows = stmt.query_map([], read_volume)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let mut v = row??;
+            v.mounts = mounts.remove(&v.id).unwrap_or_default();
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Removed volumes whose removal is older than `cutoff_ms`.
+    pub fn removed_before(&self, cutoff_ms: i64) -> Result<Vec<Volume>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SELECT} WHERE state = 'removed' AND removed_ms <= ?1 ORDER BY removed_ms"))?;
+        let rows = stmt.query_map([cutoff_ms], read_volume)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// One volume by row id, whatever its state.
+    pub fn get(&self, id: i64) -> Result<Option<Volume>> {
+        let conn = self.conn();
+        let v = conn
+            .query_row(&format!("{SELECT} WHERE id = ?1"), [id], read_volume)
+            .optional()?
+            .transpose()?;
+        Ok(v)
+    }
+}
+
+fn write_mounts(tx: &rusqlite::Transaction<'_>, id: i64, mounts: &BTreeMap<String, u32>) -> Result<()> {
+    let mut stmt = tx.prepare_cached("INSERT INTO mounts (volume_id, mount_id, count) VALUES (?1, ?2, ?3)")?;
+    for (mount, count) in mounts {
+        stmt.execute(params![id, mount, count])?;
+    }
+    Ok(())
+}
+
+fn opts_json(opts: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(opts).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// Reads a row; the inner `Result` carries our own decoding errors so that
+/// a corrupt field names itself instead of failing as a SQLite error.
+fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
+    let opts: String = r.get(3)?;
+    let state: String = r.get(5)?;
+    let transitioning: String = r.get(6)?;
+    let size: Option<i64> = r.get(10)?;
+    let used: i64 = r.get(11)?;
+    let base = Volume {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        driver_opts: BTreeMap::new(),
+        pool: r.get(4)?,
+        state: State::Inactive,
+        transitioning: Transitioning::parse(&transitioning),
+        transitioning_message: r.get(7)?,
+        created_ms: r.get(8)?,
+        removed_ms: r.get(9)?,
+        size_bytes: size.map(|s| s as u64),
+        used_bytes: used as u64,
+        mounts: BTreeMap::new(),
+    };
+    Ok((|| {
+        let driver_opts = serde_json::from_str(&opts)
+            .map_err(|e| Error::internal(format!("driverOpts of volume {}", base.public_id()), e))?;
+        Ok(Volume { driver_opts, state: State::parse(&state)?, ..base })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(name: &str) -> Volume {
+        Volume {
+            id: 0,
+            name: name.into(),
+            description: "d".into(),
+            driver_opts: [("mode".to_string(), "0700".to_string())].into(),
+            pool: "default".into(),
+            state: State::Inactive,
+            transitioning: Transitioning::No,
+            transitioning_message: String::new(),
+            created_ms: 1_700_000_000_000,
+            removed_ms: None,
+            size_bytes: Some(1 << 30),
+            used_bytes: 0,
+            mounts: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_volumes_and_mount_counts_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let id = {
+            let store = Store::open(&path).unwrap();
+            let mut v = vol("db");
+            v.id = store.insert(&v).unwrap();
+            v.mounts.insert("abc".into(), 2);
+            v.state = State::Active;
+            store.save(&v).unwrap();
+            v.id
+        };
+        let store = Store::open(&path).unwrap();
+        let all = store.load().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].id, id);
+        assert_eq!(all[0].state, State::Active);
+        assert_eq!(all[0].mounts.get("abc"), Some(&2));
+        assert_eq!(all[0].driver_opts.get("mode").map(String::as_str), Some("0700"));
+    }
+
+    #[test]
+    fn live_names_are_unique_but_removed_ones_free_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        let mut a = vol("db");
+        a.id = store.insert(&a).unwrap();
+        assert!(matches!(store.insert(&vol("db")), Err(Error::Conflict(_))));
+        a.state = State::Removed;
+        store.save(&a).unwrap();
+        let b = store.insert(&vol("db")).unwrap();
+        assert!(b > a.id, "ids are never reused");
+    }
+
+    #[test]
+    fn deleted_ids_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        let a = store.insert(&vol("a")).unwrap();
+        store.delete(a).unwrap();
+        assert!(store.insert(&vol("a")).unwrap() > a);
+        assert!(store.get(a).unwrap().is_none());
+    }
+}

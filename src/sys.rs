@@ -1,0 +1,50 @@
+//! The only `unsafe` code in ballast: taking ownership of file descriptors
+//! handed over by systemd socket activation.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// A listener passed by systemd, with its `FileDescriptorName=` if any.
+pub struct Inherited {
+    pub listener: UnixListener,
+    pub name: Option<String>,
+}
+
+/// Takes the Unix listeners systemd passed with `LISTEN_PID`/`LISTEN_FDS`
+/// (and `LISTEN_FDNAMES`), then clears those variables so that nothing
+/// else in the process takes the same descriptors.
+///
+/// Must be called before any other thread starts (it edits the
+/// environment), and at most once.
+pub fn take_inherited_listeners() -> Vec<Inherited> {
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    // SAFETY: called from `main` before the runtime or any other thread
+    // exists, so no other thread can be reading the environment.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if !ours || !(1..=64).contains(&count) {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|i| {
+            let fd = LISTEN_FDS_START + i;
+            // SAFETY: systemd opened descriptors 3..3+LISTEN_FDS for this
+            // very process (LISTEN_PID matched) and nothing else in the
+            // process owns them; the variables are cleared above, so each
+            // is wrapped exactly once.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+            Inherited { listener: UnixListener::from(owned), name: names.get(i as usize).cloned() }
+        })
+        .collect()
+}

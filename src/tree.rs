@@ -1,0 +1,431 @@
+//! Directory-tree work beneath a pool root, done through file descriptors
+//! so that no path a user controls is ever resolved from `/`.
+//!
+//! Every entry is opened relative to its parent with `O_NOFOLLOW`, the
+//! entry point with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//! RESOLVE_NO_XDEV)`: a symlink planted inside a volume is removed or
+//! copied as a symlink, never followed, and a mount inside a volume stops
+//! a removal instead of being emptied.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{
+    self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Stat, StatxFlags, Timespec,
+    Timestamps,
+};
+use rustix::io::Errno;
+
+/// A directory that everything below is confined to.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC).union(OFlags::RDONLY);
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_XDEV)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+impl Root {
+    /// Opens (creating when missing, parent must exist) a root directory.
+    pub fn open(path: &Path) -> io::Result<Root> {
+        match std::fs::create_dir(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))),
+        }
+        let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())
+            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("opening {}: {e}", path.display())))?;
+        Ok(Root { fd, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host path of an entry (for Docker's `Mountpoint`).
+    pub fn host_path(&self, key: &str) -> PathBuf {
+        self.path.join(key)
+    }
+
+    /// Opens the directory `key` beneath the root, refusing symlinks,
+    /// `..` escapes and mount crossings.
+    pub fn open_dir(&self, key: &str) -> io::Result<OwnedFd> {
+        check_key(key)?;
+        Ok(rfs::openat2(&self.fd, key, DIR_FLAGS, Mode::empty(), BENEATH)?)
+    }
+
+    pub fn exists(&self, key: &str) -> io::Result<bool> {
+        match self.open_dir(key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the directory `key` with the given owner and mode.
+    pub fn create_dir(&self, key: &str, uid: Option<u32>, gid: Option<u32>, mode: u32) -> io::Result<OwnedFd> {
+        check_key(key)?;
+        rfs::mkdirat(&self.fd, key, Mode::from_raw_mode(0o700))?;
+        let fd = self.open_dir(key)?;
+        if uid.is_some() || gid.is_some() {
+            rfs::fchown(&fd, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw))?;
+        }
+        // After chown, which clears set-id bits.
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        Ok(fd)
+    }
+
+    /// Removes the tree `key` and everything in it. Symlinks are removed,
+    /// not followed; a mount found inside stops the removal with an error
+    /// naming it, and nothing on the other side is touched. Missing is fine.
+    pub fn remove(&self, key: &str) -> io::Result<()> {
+        let fd = match self.open_dir(key) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mnt = mount_id(fd.as_fd())?;
+        remove_contents(fd.as_fd(), mnt, &self.path.join(key))?;
+        drop(fd);
+        rfs::unlinkat(&self.fd, key, AtFlags::REMOVEDIR)?;
+        Ok(())
+    }
+
+    /// Copies the contents of `src` into the existing directory `dst`,
+    /// keeping types, modes, owners, timestamps, xattrs, symlinks, hard
+    /// links and holes; files are reflinked where the filesystem can.
+    pub fn copy_into(&self, src: &str, dst: &str) -> io::Result<()> {
+        let s = self.open_dir(src)?;
+        let d = self.open_dir(dst)?;
+        let mut links = HashMap::new();
+        copy_dir(s.as_fd(), d.as_fd(), d.as_fd(), Path::new(""), &mut links)?;
+        copy_metadata(s.as_fd(), d.as_fd())?;
+        rfs::fsync(&d)?;
+        Ok(())
+    }
+
+    /// Bytes allocated by the tree `key` (hard links counted once, mounts
+    /// inside not counted).
+    pub fn usage(&self, key: &str) -> io::Result<u64> {
+        let fd = self.open_dir(key)?;
+        let mnt = mount_id(fd.as_fd())?;
+        let mut seen = HashMap::new();
+        let st = rfs::fstat(&fd)?;
+        Ok(st.st_blocks as u64 * 512 + usage(fd.as_fd(), mnt, &mut seen)?)
+    }
+}
+
+/// Storage keys are generated by us, but check anyway: one component, no
+/// dots, so a bug elsewhere cannot turn into a path outside the root.
+fn check_key(key: &str) -> io::Result<()> {
+    if key.is_empty() || key.starts_with('.') || key.contains('/') || key.contains('\0') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad storage key {key:?}")));
+    }
+    Ok(())
+}
+
+fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rfs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?.stx_mnt_id)
+}
+
+fn entries(fd: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
+    let mut out = Vec::new();
+    for entry in Dir::read_from(fd)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let mut ty = entry.file_type();
+        if ty == FileType::Unknown {
+            ty = FileType::from_raw_mode(rfs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode);
+        }
+        out.push((name.to_owned(), ty));
+    }
+    Ok(out)
+}
+
+fn open_child_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(rfs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
+}
+
+fn remove_contents(fd: BorrowedFd<'_>, mnt: u64, path: &Path) -> io::Result<()> {
+    for (name, ty) in entries(fd)? {
+        let child_path = path.join(name.to_string_lossy().as_ref());
+        if ty == FileType::Directory {
+            let child = open_child_dir(fd, &name)?;
+            if mount_id(child.as_fd())? != mnt {
+                return Err(io::Error::other(format!(
+                    "refusing to delete across a mount boundary at {}",
+                    child_path.display()
+                )));
+            }
+            remove_contents(child.as_fd(), mnt, &child_path)?;
+            drop(child);
+            rfs::unlinkat(fd, &name, AtFlags::REMOVEDIR)?;
+        } else {
+            rfs::unlinkat(fd, &name, AtFlags::empty()).map_err(|e| {
+                io::Error::new(io::Error::from(e).kind(), format!("removing {}: {e}", child_path.display()))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn usage(fd: BorrowedFd<'_>, mnt: u64, seen: &mut HashMap<(u64, u64), ()>) -> io::Result<u64> {
+    let mut total = 0;
+    for (name, ty) in entries(fd)? {
+        if ty == FileType::Directory {
+            let child = open_child_dir(fd, &name)?;
+            if mount_id(child.as_fd())? != mnt {
+                continue;
+            }
+            total += rfs::fstat(&child)?.st_blocks as u64 * 512 + usage(child.as_fd(), mnt, seen)?;
+        } else {
+            let st = rfs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if st.st_nlink > 1 && seen.insert((st.st_dev as u64, st.st_ino as u64), ()).is_some() {
+                continue;
+            }
+            total += st.st_blocks as u64 * 512;
+        }
+    }
+    Ok(total)
+}
+
+/// Hard links seen so far: (dev, ino) of the source → path below the
+/// destination root of the first copy.
+type Links = HashMap<(u64, u64), PathBuf>;
+
+fn copy_dir(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    dst_root: BorrowedFd<'_>,
+    rel: &Path,
+    links: &mut Links,
+) -> io::Result<()> {
+    for (name, ty) in entries(src)? {
+        let st = rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let rel_child = rel.join(name.to_string_lossy().as_ref());
+        match ty {
+            FileType::Directory => {
+                rfs::mkdirat(dst, &name, Mode::from_raw_mode(0o700))?;
+                let s = open_child_dir(src, &name)?;
+                let d = open_child_dir(dst, &name)?;
+                copy_dir(s.as_fd(), d.as_fd(), dst_root, &rel_child, links)?;
+                copy_metadata(s.as_fd(), d.as_fd())?;
+            }
+            FileType::RegularFile => {
+                let key = (st.st_dev as u64, st.st_ino as u64);
+                if st.st_nlink > 1 {
+                    if let Some(first) = links.get(&key) {
+                        rfs::linkat(dst_root, first.as_path(), dst, &name, AtFlags::empty())?;
+                        continue;
+                    }
+                    links.insert(key, rel_child.clone());
+                }
+                let s = rfs::openat(src, &name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let d = rfs::openat(
+                    dst,
+                    &name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )?;
+                copy_file(&s, &d, st.st_size as u64)?;
+                copy_metadata(s.as_fd(), d.as_fd())?;
+            }
+            FileType::Symlink => {
+                let target = rfs::readlinkat(src, &name, Vec::new())?;
+                rfs::symlinkat(target.as_c_str(), dst, &name)?;
+                rfs::chownat(
+                    dst,
+                    &name,
+                    Some(rfs::Uid::from_raw(st.st_uid)),
+                    Some(rfs::Gid::from_raw(st.st_gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+                rfs::utimensat(dst, &name, &times(&st), AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+            other => {
+                // FIFOs, sockets, device nodes: recreate the node itself.
+                rfs::mknodat(dst, &name, other, Mode::from_raw_mode(st.st_mode & 0o7777), st.st_rdev as _)?;
+                rfs::chownat(
+                    dst,
+                    &name,
+                    Some(rfs::Uid::from_raw(st.st_uid)),
+                    Some(rfs::Gid::from_raw(st.st_gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+                rfs::chmodat(dst, &name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
+                rfs::utimensat(dst, &name, &times(&st), AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reflink when the filesystem shares extents; otherwise copy only the
+/// data segments so holes stay holes.
+fn copy_file(src: &OwnedFd, dst: &OwnedFd, size: u64) -> io::Result<()> {
+    if rfs::ioctl_ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rfs::seek(src, SeekFrom::Data(pos)) {
+            Ok(off) => off,
+            Err(Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rfs::seek(src, SeekFrom::Hole(data))?;
+        let mut off_in = data;
+        let mut off_out = data;
+        while off_in < hole {
+            let len = (hole - off_in).min(1 << 30) as usize;
+            let n = rfs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), len)?;
+            if n == 0 {
+                break;
+            }
+        }
+        pos = hole;
+    }
+    rfs::ftruncate(dst, size)?;
+    Ok(())
+}
+
+fn times(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+    }
+}
+
+/// Owner, mode, xattrs and times of an open file or directory, in that
+/// order: chown clears set-id bits, and any write bumps the times.
+fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
+    let st = rfs::fstat(src)?;
+    rfs::fchown(dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))?;
+    rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    copy_xattrs(src, dst)?;
+    rfs::futimens(dst, &times(&st))?;
+    Ok(())
+}
+
+fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
+    let len = match rfs::flistxattr_query(src) {
+        Ok(0) | Err(Errno::NOTSUP) => return Ok(()),
+        Ok(n) => n,
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = vec![0u8; len];
+    let len = rfs::flistxattr(src, &mut names[..])?;
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = CString::new(name).map_err(io::Error::other)?;
+        let size = rfs::fgetxattr_query(src, name.as_c_str())?;
+        let mut value = vec![0u8; size];
+        let size = rfs::fgetxattr(src, name.as_c_str(), &mut value[..])?;
+        match rfs::fsetxattr(dst, name.as_c_str(), &value[..size], rfs::XattrFlags::empty()) {
+            Ok(()) | Err(Errno::NOTSUP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    fn root() -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(&dir.path().join("vols")).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn remove_never_follows_symlinks_out_of_the_root() {
+        let (dir, root) = root();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"precious").unwrap();
+        root.create_dir("v1", None, None, 0o755).unwrap();
+        let v = root.path().join("v1");
+        std::fs::create_dir(v.join("sub")).unwrap();
+        std::fs::write(v.join("sub/f"), b"x").unwrap();
+        symlink(&outside, v.join("link")).unwrap();
+        symlink(outside.join("keep"), v.join("sub/filelink")).unwrap();
+        root.remove("v1").unwrap();
+        assert!(!v.exists());
+        assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn keys_cannot_escape() {
+        let (_dir, root) = root();
+        for key in ["..", "../x", "a/b", "", ".x"] {
+            assert!(root.open_dir(key).is_err(), "{key}");
+            assert!(root.remove(key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_symlinked_volume_dir_is_refused() {
+        let (dir, root) = root();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"x").unwrap();
+        symlink(&outside, root.path().join("v9")).unwrap();
+        assert!(root.remove("v9").is_err());
+        assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn copy_keeps_links_modes_holes_and_times() {
+        let (_dir, root) = root();
+        root.create_dir("a", None, None, 0o755).unwrap();
+        let a = root.path().join("a");
+        std::fs::create_dir(a.join("d")).unwrap();
+        std::fs::write(a.join("d/f"), b"hello").unwrap();
+        std::fs::set_permissions(a.join("d/f"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::hard_link(a.join("d/f"), a.join("hard")).unwrap();
+        symlink("d/f", a.join("sym")).unwrap();
+        let sparse = std::fs::File::create(a.join("sparse")).unwrap();
+        sparse.set_len(64 << 20).unwrap();
+        drop(sparse);
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options().write(true).open(a.join("d/f")).unwrap().set_modified(old).unwrap();
+
+        root.create_dir("b", None, None, 0o700).unwrap();
+        root.copy_into("a", "b").unwrap();
+        let b = root.path().join("b");
+        assert_eq!(std::fs::read(b.join("d/f")).unwrap(), b"hello");
+        let f = std::fs::metadata(b.join("d/f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o640);
+        assert_eq!(f.mtime(), 1_000_000);
+        assert_eq!(f.ino(), std::fs::metadata(b.join("hard")).unwrap().ino());
+        assert_eq!(std::fs::read_link(b.join("sym")).unwrap(), Path::new("d/f"));
+        let s = std::fs::metadata(b.join("sparse")).unwrap();
+        assert_eq!(s.len(), 64 << 20);
+        assert!(s.blocks() < 64, "holes stay holes: {} blocks", s.blocks());
+        assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o7777, 0o755, "root mode copied");
+    }
+
+    #[test]
+    fn usage_counts_hard_links_once() {
+        let (_dir, root) = root();
+        root.create_dir("u", None, None, 0o755).unwrap();
+        let u = root.path().join("u");
+        std::fs::write(u.join("f"), vec![7u8; 1 << 20]).unwrap();
+        let one = root.usage("u").unwrap();
+        std::fs::hard_link(u.join("f"), u.join("g")).unwrap();
+        assert_eq!(root.usage("u").unwrap(), one);
+        assert!(one >= 1 << 20);
+    }
+}

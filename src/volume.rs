@@ -1,0 +1,194 @@
+//! The volume record: the Rancher v1 `volume` resource as ballast keeps it.
+
+use std::collections::BTreeMap;
+
+use crate::{Error, Result};
+
+/// A volume's lifecycle state (SPEC §4). `Creating` is internal: a row in
+/// that state was never acknowledged and is rolled back at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Creating,
+    Requested,
+    Inactive,
+    Active,
+    Removed,
+    Purged,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Creating => "creating",
+            State::Requested => "requested",
+            State::Inactive => "inactive",
+            State::Active => "active",
+            State::Removed => "removed",
+            State::Purged => "purged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "creating" => State::Creating,
+            "requested" => State::Requested,
+            "inactive" => State::Inactive,
+            "active" => State::Active,
+            "removed" => State::Removed,
+            "purged" => State::Purged,
+            other => return Err(Error::Internal(format!("unknown volume state {other:?} in the metadata store"))),
+        })
+    }
+
+    /// Whether Docker (and name lookups) can see a volume in this state.
+    pub fn is_live(self) -> bool {
+        matches!(self, State::Requested | State::Inactive | State::Active)
+    }
+}
+
+/// Rancher's `transitioning` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transitioning {
+    No,
+    Yes,
+    Error,
+}
+
+impl Transitioning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transitioning::No => "no",
+            Transitioning::Yes => "yes",
+            Transitioning::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "yes" => Transitioning::Yes,
+            "error" => Transitioning::Error,
+            _ => Transitioning::No,
+        }
+    }
+}
+
+/// One volume, as stored. Mount IDs map to how many times Docker mounted
+/// the volume under that ID: a multiset, since one ID can arrive in several
+/// Mounts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    /// Row id in the store; never reused.
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub driver_opts: BTreeMap<String, String>,
+    pub pool: String,
+    pub state: State,
+    pub transitioning: Transitioning,
+    pub transitioning_message: String,
+    pub created_ms: i64,
+    pub removed_ms: Option<i64>,
+    pub size_bytes: Option<u64>,
+    pub used_bytes: u64,
+    pub mounts: BTreeMap<String, u32>,
+}
+
+impl Volume {
+    /// The public id, Rancher style (`1v42`).
+    pub fn public_id(&self) -> String {
+        format!("1v{}", self.id)
+    }
+
+    /// Storage key inside a pool. Derived from the id, never the name, so
+    /// no user input ever becomes part of a path.
+    pub fn storage_key(&self) -> String {
+        format!("v{}", self.id)
+    }
+
+    pub fn mount_count(&self) -> u32 {
+        self.mounts.values().sum()
+    }
+
+    pub fn created_rfc3339(&self) -> String {
+        rfc3339_ms(self.created_ms)
+    }
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The longest volume name Docker's local driver accepts.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Checks a volume name against `^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$`,
+/// Docker's own rule for its local driver. Docker does not check names
+/// for plugins, so every entry point calls this before anything else.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidInput(format!(
+            "invalid volume name {:?}: {why}; a name is 1 to {MAX_NAME_LEN} characters of \
+             [A-Za-z0-9_.-] and starts with a letter or digit",
+            truncate(name, 80)
+        )))
+    };
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return bad("it is empty"),
+        Some(c) if !c.is_ascii_alphanumeric() => return bad("it must start with a letter or digit"),
+        Some(_) => {}
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad(&format!("it is {} characters long", name.len()));
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        return bad(&format!("{c:?} is not allowed"));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_docker_names() {
+        for name in ["db", "a", "A.b_c-d", "0", &"f".repeat(64), &"x".repeat(255)] {
+            validate_name(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn refuses_unsafe_names() {
+        for name in ["", "..", "../x", "a/b", ".hidden", "-x", "_x", "a\0b", "a b", "é", &"x".repeat(256)] {
+            let err = validate_name(name).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)), "{name:?}");
+            assert!(err.to_string().contains("invalid volume name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_offset() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_500), "1970-01-01T00:00:01.5Z");
+    }
+}
