@@ -122,7 +122,8 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str, state_dir: &Path) -> Result<Config, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let trash_retention = match &raw.trash_retention {
             None => Duration::from_secs(24 * 3600),
             Some(s) => parse_duration(s).map_err(|e| format!("key `trash_retention`: {e}"))?,
@@ -132,7 +133,10 @@ impl Config {
             let at = format!("[[pool]] #{} ({:?})", i + 1, p.name);
             crate::volume::validate_name(&p.name).map_err(|e| format!("{at}: key `name`: {e}"))?;
             if pools.iter().any(|q: &PoolConfig| q.name == p.name) {
-                return Err(format!("{at}: key `name`: another pool is already named {:?}", p.name));
+                return Err(format!(
+                    "{at}: key `name`: another pool is already named {:?}",
+                    p.name
+                ));
             }
             let backend = match p.backend.as_str() {
                 "dir" => BackendKind::Dir,
@@ -142,21 +146,43 @@ impl Config {
                         p.backend
                     ));
                 }
-                other => return Err(format!("{at}: key `backend`: unknown backend {other:?}; valid: dir, btrfs, loop")),
+                other => {
+                    return Err(format!(
+                        "{at}: key `backend`: unknown backend {other:?}; valid: dir, btrfs, loop"
+                    ));
+                }
             };
             if p.fs.is_some() || p.default_size.is_some() {
-                return Err(format!("{at}: keys `fs` and `default_size` apply to loop pools only"));
+                return Err(format!(
+                    "{at}: keys `fs` and `default_size` apply to loop pools only"
+                ));
             }
             let scope = match p.scope.as_deref() {
                 None | Some("local") => Scope::Local,
                 Some("global") => Scope::Global,
-                Some(other) => return Err(format!("{at}: key `scope`: unknown scope {other:?}; valid: local, global")),
+                Some(other) => {
+                    return Err(format!(
+                        "{at}: key `scope`: unknown scope {other:?}; valid: local, global"
+                    ));
+                }
             };
-            let path = p.path.clone().unwrap_or_else(|| state_dir.join("pools").join(&p.name));
+            let path = p
+                .path
+                .clone()
+                .unwrap_or_else(|| state_dir.join("pools").join(&p.name));
             if !path.is_absolute() {
-                return Err(format!("{at}: key `path`: {} is not an absolute path", path.display()));
+                return Err(format!(
+                    "{at}: key `path`: {} is not an absolute path",
+                    path.display()
+                ));
             }
-            pools.push(PoolConfig { name: p.name.clone(), backend, path, default: p.default, scope });
+            pools.push(PoolConfig {
+                name: p.name.clone(),
+                backend,
+                path,
+                default: p.default,
+                scope,
+            });
         }
         match pools.iter().filter(|p| p.default).count() {
             0 if pools.is_empty() => pools.push(PoolConfig {
@@ -169,22 +195,41 @@ impl Config {
             0 => pools[0].default = true,
             1 => {}
             _ => {
-                let names: Vec<_> = pools.iter().filter(|p| p.default).map(|p| p.name.as_str()).collect();
-                return Err(format!("key `default`: more than one pool is the default: {}", names.join(", ")));
+                let names: Vec<_> = pools
+                    .iter()
+                    .filter(|p| p.default)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                return Err(format!(
+                    "key `default`: more than one pool is the default: {}",
+                    names.join(", ")
+                ));
             }
         }
         let admin = raw
             .admin
-            .map(|a| AdminConfig { access_key: a.access_key, secret_key: a.secret_key, socket_group: a.socket_group })
+            .map(|a| AdminConfig {
+                access_key: a.access_key,
+                secret_key: a.secret_key,
+                socket_group: a.socket_group,
+            })
             .unwrap_or_default();
         if admin.access_key.is_some() != admin.secret_key.is_some() {
             return Err("[admin]: `access_key` and `secret_key` must be set together".into());
         }
-        Ok(Config { trash_retention, host_path_roots: raw.host_path_roots, pools, admin })
+        Ok(Config {
+            trash_retention,
+            host_path_roots: raw.host_path_roots,
+            pools,
+            admin,
+        })
     }
 
     pub fn default_pool(&self) -> &PoolConfig {
-        self.pools.iter().find(|p| p.default).expect("validation guarantees one default pool")
+        self.pools
+            .iter()
+            .find(|p| p.default)
+            .expect("validation guarantees one default pool")
     }
 }
 
@@ -206,7 +251,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'd' => 86400,
             _ => return Err(usage()),
         };
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(usage)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(usage)?;
         num.clear();
     }
     if !num.is_empty() || s.trim().is_empty() {
@@ -228,7 +276,10 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.pools.len(), 1);
         assert_eq!(c.default_pool().name, "default");
-        assert_eq!(c.default_pool().path, Path::new("/var/lib/ballast/pools/default"));
+        assert_eq!(
+            c.default_pool().path,
+            Path::new("/var/lib/ballast/pools/default")
+        );
         assert_eq!(c.trash_retention, Duration::from_secs(86400));
     }
 
@@ -236,14 +287,23 @@ mod tests {
     fn errors_name_the_key_and_problem() {
         let cases = [
             ("trash_retention = \"soon\"", "trash_retention"),
-            ("[[pool]]\nname = \"a\"\nbackend = \"zfs\"", "unknown backend \"zfs\""),
-            ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\n[[pool]]\nname = \"a\"\nbackend = \"dir\"", "already named"),
+            (
+                "[[pool]]\nname = \"a\"\nbackend = \"zfs\"",
+                "unknown backend \"zfs\"",
+            ),
+            (
+                "[[pool]]\nname = \"a\"\nbackend = \"dir\"\n[[pool]]\nname = \"a\"\nbackend = \"dir\"",
+                "already named",
+            ),
             (
                 "[[pool]]\nname = \"a\"\nbackend = \"dir\"\ndefault = true\n[[pool]]\nname = \"b\"\nbackend = \"dir\"\ndefault = true",
                 "more than one pool",
             ),
             ("[[pool]]\nname = \"../x\"\nbackend = \"dir\"", "key `name`"),
-            ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"", "absolute"),
+            (
+                "[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"",
+                "absolute",
+            ),
             ("colour = 1", "colour"),
             ("[admin]\naccess_key = \"k\"", "set together"),
         ];
@@ -257,7 +317,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -68,12 +68,22 @@ async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
             };
             Ok(json!({ "Capabilities": { "Scope": scope } }))
         }
-        "VolumeDriver.Create" => b.create(&req.name, opts::canonical(req.opts)).await.map(|_| json!({})),
+        "VolumeDriver.Create" => b
+            .create(&req.name, opts::canonical(req.opts))
+            .await
+            .map(|_| json!({})),
         "VolumeDriver.Remove" => b.remove(&req.name).await.map(|()| json!({})),
-        "VolumeDriver.Mount" => b.mount(&req.name, &req.id).await.map(|p| json!({ "Mountpoint": p })),
+        "VolumeDriver.Mount" => b
+            .mount(&req.name, &req.id)
+            .await
+            .map(|p| json!({ "Mountpoint": p })),
         "VolumeDriver.Unmount" => b.unmount(&req.name, &req.id).await.map(|()| json!({})),
-        "VolumeDriver.Path" => b.get(&req.name).map(|v| json!({ "Mountpoint": b.mountpoint(&v) })),
-        "VolumeDriver.Get" => b.get(&req.name).map(|v| json!({ "Volume": describe(&b, &v) })),
+        "VolumeDriver.Path" => b
+            .get(&req.name)
+            .map(|v| json!({ "Mountpoint": b.mountpoint(&v) })),
+        "VolumeDriver.Get" => b
+            .get(&req.name)
+            .map(|v| json!({ "Volume": describe(&b, &v) })),
         "VolumeDriver.List" => {
             let volumes: Vec<Value> = b
                 .list()
@@ -99,11 +109,19 @@ async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
 /// `Err` text to the user (prefixed with the method), whatever the status.
 fn failure(method: &str, name: &str, e: Error) -> Response {
     tracing::warn!(%method, volume = name, error = %e, "plugin call failed");
-    reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "Err": e.to_string() }))
+    reply(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({ "Err": e.to_string() }),
+    )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, MEDIA_TYPE)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, MEDIA_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A volume as `docker volume inspect` shows it.

@@ -4,7 +4,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ballast", version, about = "A Docker volume plugin with pools, snapshots and backups")]
+#[command(
+    name = "ballast",
+    version,
+    about = "A Docker volume plugin with pools, snapshots and backups"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

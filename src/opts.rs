@@ -7,7 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use crate::{Error, Result};
 
 /// Keys this build accepts, in the order error messages list them.
-pub const VALID_KEYS: &[&str] = &["pool", "size", "description", "uid", "gid", "mode", "from-volume"];
+pub const VALID_KEYS: &[&str] = &[
+    "pool",
+    "size",
+    "description",
+    "uid",
+    "gid",
+    "mode",
+    "from-volume",
+];
 
 /// A create request after parsing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,7 +103,9 @@ pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
         "P" => 50,
         _ => return Err(usage.to_string()),
     };
-    let bytes = num.checked_mul(1u64 << shift).ok_or_else(|| "it is too large".to_string())?;
+    let bytes = num
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| "it is too large".to_string())?;
     if bytes == 0 {
         return Err("it must be larger than zero".to_string());
     }
@@ -105,7 +115,7 @@ pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
 /// Formats bytes with the largest binary unit that divides them.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -117,7 +127,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -143,13 +156,23 @@ mod tests {
         for key in ["colour", "from-snapshot", "from-backup", "path", "fs"] {
             let err = parse(&map(&[(key, "x")])).unwrap_err().to_string();
             assert!(err.contains(&format!("{key:?}")), "{err}");
-            assert!(err.contains("pool, size, description, uid, gid, mode, from-volume"), "{err}");
+            assert!(
+                err.contains("pool, size, description, uid, gid, mode, from-volume"),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn malformed_values_name_the_key() {
-        for (k, v) in [("size", "lots"), ("size", "0"), ("uid", "-1"), ("gid", "root"), ("mode", "999"), ("mode", "")] {
+        for (k, v) in [
+            ("size", "lots"),
+            ("size", "0"),
+            ("uid", "-1"),
+            ("gid", "root"),
+            ("mode", "999"),
+            ("mode", ""),
+        ] {
             let err = parse(&map(&[(k, v)])).unwrap_err().to_string();
             assert!(err.starts_with(&format!("option {k}=")), "{err}");
         }

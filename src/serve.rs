@@ -32,10 +32,18 @@ pub struct ServeArgs {
     #[arg(long, env = "BALLAST_STATE_DIR", default_value = "/var/lib/ballast")]
     pub state_dir: PathBuf,
     /// Docker plugin socket; the driver name is its file stem
-    #[arg(long, env = "BALLAST_PLUGIN_SOCKET", default_value = "/run/docker/plugins/ballast.sock")]
+    #[arg(
+        long,
+        env = "BALLAST_PLUGIN_SOCKET",
+        default_value = "/run/docker/plugins/ballast.sock"
+    )]
     pub plugin_socket: PathBuf,
     /// Admin endpoint socket (mode 0600)
-    #[arg(long, env = "BALLAST_ADMIN_SOCKET", default_value = "/run/ballast/admin.sock")]
+    #[arg(
+        long,
+        env = "BALLAST_ADMIN_SOCKET",
+        default_value = "/run/ballast/admin.sock"
+    )]
     pub admin_socket: PathBuf,
     /// TCP admin listener (needs [admin] credentials in the config)
     #[arg(long, env = "BALLAST_ADMIN_LISTEN")]
@@ -61,7 +69,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 "--admin-listen {addr}: the TCP admin listener needs [admin] access_key and secret_key in the config"
             ));
         }
-        return Err(format!("--admin-listen {addr}: the TCP admin listener is not available in this version"));
+        return Err(format!(
+            "--admin-listen {addr}: the TCP admin listener is not available in this version"
+        ));
     }
     make_private_dir(&args.state_dir)?;
     // Home of the pools that the config does not place elsewhere.
@@ -73,7 +83,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(serve(args, config, inherited))
 }
 
-async fn serve(args: ServeArgs, config: Config, mut inherited: Vec<Inherited>) -> Result<(), String> {
+async fn serve(
+    args: ServeArgs,
+    config: Config,
+    mut inherited: Vec<Inherited>,
+) -> Result<(), String> {
     let ballast = Ballast::open(&config, &args.state_dir)?;
     let plugin = listen(&args.plugin_socket, "plugin", &mut inherited)?;
     let admin_sock = listen(&args.admin_socket, "admin", &mut inherited)?;
@@ -114,7 +128,10 @@ async fn serve(args: ServeArgs, config: Config, mut inherited: Vec<Inherited>) -
         }
     }
     let _ = janitor.await;
-    for (sock, bound) in [(&args.plugin_socket, plugin.bound), (&args.admin_socket, admin_sock.bound)] {
+    for (sock, bound) in [
+        (&args.plugin_socket, plugin.bound),
+        (&args.admin_socket, admin_sock.bound),
+    ] {
         if bound {
             let _ = std::fs::remove_file(sock);
         }
@@ -134,15 +151,30 @@ struct Listening {
 fn listen(path: &Path, role: &str, inherited: &mut Vec<Inherited>) -> Result<Listening, String> {
     let matches = |i: &Inherited| {
         i.name.as_deref() == Some(role)
-            || i.listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p == path)) == Some(true)
+            || i.listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p == path))
+                == Some(true)
     };
     if let Some(pos) = inherited.iter().position(matches) {
         let i = inherited.remove(pos);
-        i.listener.set_nonblocking(true).map_err(|e| format!("{role} socket from systemd: {e}"))?;
-        let listener = UnixListener::from_std(i.listener).map_err(|e| format!("{role} socket from systemd: {e}"))?;
-        return Ok(Listening { listener, bound: false });
+        i.listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("{role} socket from systemd: {e}"))?;
+        let listener = UnixListener::from_std(i.listener)
+            .map_err(|e| format!("{role} socket from systemd: {e}"))?;
+        return Ok(Listening {
+            listener,
+            bound: false,
+        });
     }
-    bind(path).map(|listener| Listening { listener, bound: true }).map_err(|e| format!("{role} socket {}: {e}", path.display()))
+    bind(path)
+        .map(|listener| Listening {
+            listener,
+            bound: true,
+        })
+        .map_err(|e| format!("{role} socket {}: {e}", path.display()))
 }
 
 fn bind(path: &Path) -> io::Result<UnixListener> {
@@ -152,11 +184,19 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(io::ErrorKind::AddrInUse, "another daemon is already listening there"));
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another daemon is already listening there",
+                ));
             }
             std::fs::remove_file(path)?; // stale, left by a crash
         }
-        Ok(_) => return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a socket")),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            ));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -172,8 +212,10 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
 
 /// Opens the admin socket to a group (mode 0660).
 fn share_with_group(path: &Path, group: &str) -> Result<(), String> {
-    let gid = group_id(group).ok_or_else(|| format!("[admin] socket_group: no group named {group:?}"))?;
-    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| format!("admin socket: chown: {e}"))?;
+    let gid =
+        group_id(group).ok_or_else(|| format!("[admin] socket_group: no group named {group:?}"))?;
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .map_err(|e| format!("admin socket: chown: {e}"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("admin socket: chmod: {e}"))
 }

@@ -53,14 +53,17 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .map_err(|e| Error::internal(format!("opening metadata store {}", path.display()), e))?;
+        let conn = Connection::open(path).map_err(|e| {
+            Error::internal(format!("opening metadata store {}", path.display()), e)
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -92,8 +95,13 @@ impl Store {
             ],
         );
         match res {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                return Err(Error::Conflict(format!("volume name {:?} is already taken", v.name)));
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(Error::Conflict(format!(
+                    "volume name {:?} is already taken",
+                    v.name
+                )));
             }
             other => other?,
         };
@@ -127,7 +135,10 @@ impl Store {
             ],
         )?;
         if n != 1 {
-            return Err(Error::Internal(format!("volume {} vanished from the metadata store", v.public_id())));
+            return Err(Error::Internal(format!(
+                "volume {} vanished from the metadata store",
+                v.public_id()
+            )));
         }
         tx.execute("DELETE FROM mounts WHERE volume_id = ?1", [v.id])?;
         write_mounts(&tx, v.id, &v.mounts)?;
@@ -150,7 +161,13 @@ impl Store {
         let conn = self.conn();
         let mut mounts: BTreeMap<i64, BTreeMap<String, u32>> = BTreeMap::new();
         let mut stmt = conn.prepare("SELECT volume_id, mount_id, count FROM mounts")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+            ))
+        })?;
         for row in rows {
             let (id, mount, count) = row?;
             mounts.entry(id).or_default().insert(mount, count);
@@ -169,7 +186,9 @@ impl Store {
     /// Removed volumes whose removal is older than `cutoff_ms`.
     pub fn removed_before(&self, cutoff_ms: i64) -> Result<Vec<Volume>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{SELECT} WHERE state = 'removed' AND removed_ms <= ?1 ORDER BY removed_ms"))?;
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT} WHERE state = 'removed' AND removed_ms <= ?1 ORDER BY removed_ms"
+        ))?;
         let rows = stmt.query_map([cutoff_ms], read_volume)?;
         rows.map(|r| r?).collect()
     }
@@ -185,8 +204,13 @@ impl Store {
     }
 }
 
-fn write_mounts(tx: &rusqlite::Transaction<'_>, id: i64, mounts: &BTreeMap<String, u32>) -> Result<()> {
-    let mut stmt = tx.prepare_cached("INSERT INTO mounts (volume_id, mount_id, count) VALUES (?1, ?2, ?3)")?;
+fn write_mounts(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    mounts: &BTreeMap<String, u32>,
+) -> Result<()> {
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO mounts (volume_id, mount_id, count) VALUES (?1, ?2, ?3)")?;
     for (mount, count) in mounts {
         stmt.execute(params![id, mount, count])?;
     }
@@ -221,9 +245,14 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         mounts: BTreeMap::new(),
     };
     Ok((|| {
-        let driver_opts = serde_json::from_str(&opts)
-            .map_err(|e| Error::internal(format!("driverOpts of volume {}", base.public_id()), e))?;
-        Ok(Volume { driver_opts, state: State::parse(&state)?, ..base })
+        let driver_opts = serde_json::from_str(&opts).map_err(|e| {
+            Error::internal(format!("driverOpts of volume {}", base.public_id()), e)
+        })?;
+        Ok(Volume {
+            driver_opts,
+            state: State::parse(&state)?,
+            ..base
+        })
     })())
 }
 
@@ -268,7 +297,10 @@ mod tests {
         assert_eq!(all[0].id, id);
         assert_eq!(all[0].state, State::Active);
         assert_eq!(all[0].mounts.get("abc"), Some(&2));
-        assert_eq!(all[0].driver_opts.get("mode").map(String::as_str), Some("0700"));
+        assert_eq!(
+            all[0].driver_opts.get("mode").map(String::as_str),
+            Some("0700")
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Stat, StatxFlags, Timespec,
-    Timestamps,
+    self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Stat, StatxFlags,
+    Timespec, Timestamps,
 };
 use rustix::io::Errno;
 
@@ -26,7 +26,10 @@ pub struct Root {
     path: PathBuf,
 }
 
-const DIR_FLAGS: OFlags = OFlags::DIRECTORY.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC).union(OFlags::RDONLY);
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::RDONLY);
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_XDEV)
@@ -38,11 +41,25 @@ impl Root {
         match std::fs::create_dir(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("creating {}: {e}", path.display()),
+                ));
+            }
         }
-        let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())
-            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("opening {}: {e}", path.display())))?;
-        Ok(Root { fd, path: path.to_path_buf() })
+        let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(
+            |e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("opening {}: {e}", path.display()),
+                )
+            },
+        )?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -58,7 +75,13 @@ impl Root {
     /// `..` escapes and mount crossings.
     pub fn open_dir(&self, key: &str) -> io::Result<OwnedFd> {
         check_key(key)?;
-        Ok(rfs::openat2(&self.fd, key, DIR_FLAGS, Mode::empty(), BENEATH)?)
+        Ok(rfs::openat2(
+            &self.fd,
+            key,
+            DIR_FLAGS,
+            Mode::empty(),
+            BENEATH,
+        )?)
     }
 
     pub fn exists(&self, key: &str) -> io::Result<bool> {
@@ -70,12 +93,22 @@ impl Root {
     }
 
     /// Creates the directory `key` with the given owner and mode.
-    pub fn create_dir(&self, key: &str, uid: Option<u32>, gid: Option<u32>, mode: u32) -> io::Result<OwnedFd> {
+    pub fn create_dir(
+        &self,
+        key: &str,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: u32,
+    ) -> io::Result<OwnedFd> {
         check_key(key)?;
         rfs::mkdirat(&self.fd, key, Mode::from_raw_mode(0o700))?;
         let fd = self.open_dir(key)?;
         if uid.is_some() || gid.is_some() {
-            rfs::fchown(&fd, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw))?;
+            rfs::fchown(
+                &fd,
+                uid.map(rfs::Uid::from_raw),
+                gid.map(rfs::Gid::from_raw),
+            )?;
         }
         // After chown, which clears set-id bits.
         rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
@@ -126,7 +159,10 @@ impl Root {
 /// dots, so a bug elsewhere cannot turn into a path outside the root.
 fn check_key(key: &str) -> io::Result<()> {
     if key.is_empty() || key.starts_with('.') || key.contains('/') || key.contains('\0') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad storage key {key:?}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad storage key {key:?}"),
+        ));
     }
     Ok(())
 }
@@ -172,7 +208,10 @@ fn remove_contents(fd: BorrowedFd<'_>, mnt: u64, path: &Path) -> io::Result<()> 
             rfs::unlinkat(fd, &name, AtFlags::REMOVEDIR)?;
         } else {
             rfs::unlinkat(fd, &name, AtFlags::empty()).map_err(|e| {
-                io::Error::new(io::Error::from(e).kind(), format!("removing {}: {e}", child_path.display()))
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("removing {}: {e}", child_path.display()),
+                )
             })?;
         }
     }
@@ -190,7 +229,11 @@ fn usage(fd: BorrowedFd<'_>, mnt: u64, seen: &mut HashMap<(u64, u64), ()>) -> io
             total += rfs::fstat(&child)?.st_blocks as u64 * 512 + usage(child.as_fd(), mnt, seen)?;
         } else {
             let st = rfs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-            if st.st_nlink > 1 && seen.insert((st.st_dev as u64, st.st_ino as u64), ()).is_some() {
+            if st.st_nlink > 1
+                && seen
+                    .insert((st.st_dev as u64, st.st_ino as u64), ())
+                    .is_some()
+            {
                 continue;
             }
             total += st.st_blocks as u64 * 512;
@@ -230,11 +273,20 @@ fn copy_dir(
                     }
                     links.insert(key, rel_child.clone());
                 }
-                let s = rfs::openat(src, &name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                let s = rfs::openat(
+                    src,
+                    &name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
                 let d = rfs::openat(
                     dst,
                     &name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )?;
                 copy_file(&s, &d, st.st_size as u64)?;
@@ -254,7 +306,13 @@ fn copy_dir(
             }
             other => {
                 // FIFOs, sockets, device nodes: recreate the node itself.
-                rfs::mknodat(dst, &name, other, Mode::from_raw_mode(st.st_mode & 0o7777), st.st_rdev as _)?;
+                rfs::mknodat(
+                    dst,
+                    &name,
+                    other,
+                    Mode::from_raw_mode(st.st_mode & 0o7777),
+                    st.st_rdev as _,
+                )?;
                 rfs::chownat(
                     dst,
                     &name,
@@ -262,7 +320,12 @@ fn copy_dir(
                     Some(rfs::Gid::from_raw(st.st_gid)),
                     AtFlags::SYMLINK_NOFOLLOW,
                 )?;
-                rfs::chmodat(dst, &name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
+                rfs::chmodat(
+                    dst,
+                    &name,
+                    Mode::from_raw_mode(st.st_mode & 0o7777),
+                    AtFlags::empty(),
+                )?;
                 rfs::utimensat(dst, &name, &times(&st), AtFlags::SYMLINK_NOFOLLOW)?;
             }
         }
@@ -301,8 +364,14 @@ fn copy_file(src: &OwnedFd, dst: &OwnedFd, size: u64) -> io::Result<()> {
 
 fn times(st: &Stat) -> Timestamps {
     Timestamps {
-        last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
-        last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+        last_access: Timespec {
+            tv_sec: st.st_atime as _,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime as _,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
     }
 }
 
@@ -310,7 +379,11 @@ fn times(st: &Stat) -> Timestamps {
 /// order: chown clears set-id bits, and any write bumps the times.
 fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
     let st = rfs::fstat(src)?;
-    rfs::fchown(dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))?;
+    rfs::fchown(
+        dst,
+        Some(rfs::Uid::from_raw(st.st_uid)),
+        Some(rfs::Gid::from_raw(st.st_gid)),
+    )?;
     rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
     copy_xattrs(src, dst)?;
     rfs::futimens(dst, &times(&st))?;
@@ -330,7 +403,12 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
         let size = rfs::fgetxattr_query(src, name.as_c_str())?;
         let mut value = vec![0u8; size];
         let size = rfs::fgetxattr(src, name.as_c_str(), &mut value[..])?;
-        match rfs::fsetxattr(dst, name.as_c_str(), &value[..size], rfs::XattrFlags::empty()) {
+        match rfs::fsetxattr(
+            dst,
+            name.as_c_str(),
+            &value[..size],
+            rfs::XattrFlags::empty(),
+        ) {
             Ok(()) | Err(Errno::NOTSUP) => {}
             Err(e) => return Err(e.into()),
         }
@@ -400,7 +478,12 @@ mod tests {
         sparse.set_len(64 << 20).unwrap();
         drop(sparse);
         let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        std::fs::File::options().write(true).open(a.join("d/f")).unwrap().set_modified(old).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(a.join("d/f"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
 
         root.create_dir("b", None, None, 0o700).unwrap();
         root.copy_into("a", "b").unwrap();
@@ -414,7 +497,11 @@ mod tests {
         let s = std::fs::metadata(b.join("sparse")).unwrap();
         assert_eq!(s.len(), 64 << 20);
         assert!(s.blocks() < 64, "holes stay holes: {} blocks", s.blocks());
-        assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o7777, 0o755, "root mode copied");
+        assert_eq!(
+            std::fs::metadata(&b).unwrap().mode() & 0o7777,
+            0o755,
+            "root mode copied"
+        );
     }
 
     #[test]

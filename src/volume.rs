@@ -36,7 +36,11 @@ impl State {
             "active" => State::Active,
             "removed" => State::Removed,
             "purged" => State::Purged,
-            other => return Err(Error::Internal(format!("unknown volume state {other:?} in the metadata store"))),
+            other => {
+                return Err(Error::Internal(format!(
+                    "unknown volume state {other:?} in the metadata store"
+                )));
+            }
         })
     }
 
@@ -146,7 +150,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
     match chars.next() {
         None => return bad("it is empty"),
-        Some(c) if !c.is_ascii_alphanumeric() => return bad("it must start with a letter or digit"),
+        Some(c) if !c.is_ascii_alphanumeric() => {
+            return bad("it must start with a letter or digit");
+        }
         Some(_) => {}
     }
     if name.len() > MAX_NAME_LEN {
@@ -179,7 +185,19 @@ mod tests {
 
     #[test]
     fn refuses_unsafe_names() {
-        for name in ["", "..", "../x", "a/b", ".hidden", "-x", "_x", "a\0b", "a b", "é", &"x".repeat(256)] {
+        for name in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "_x",
+            "a\0b",
+            "a b",
+            "é",
+            &"x".repeat(256),
+        ] {
             let err = validate_name(name).unwrap_err();
             assert!(matches!(err, Error::InvalidInput(_)), "{name:?}");
             assert!(err.to_string().contains("invalid volume name"), "{err}");

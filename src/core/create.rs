@@ -47,7 +47,12 @@ impl Ballast {
             used_bytes: 0,
             mounts: BTreeMap::new(),
         };
-        let spec = Spec { size: parsed.size, uid: parsed.uid, gid: parsed.gid, mode: parsed.mode };
+        let spec = Spec {
+            size: parsed.size,
+            uid: parsed.uid,
+            gid: parsed.gid,
+            mode: parsed.mode,
+        };
         let v = self
             .blocking(move |this| {
                 v.id = this.inner.store.insert(&v)?;
@@ -62,7 +67,10 @@ impl Ballast {
                     let _ = backend.destroy(&key);
                     this.inner.store.delete(v.id)?;
                     return Err(Error::internal(
-                        format!("creating storage for volume {:?} in pool {:?}", v.name, v.pool),
+                        format!(
+                            "creating storage for volume {:?} in pool {:?}",
+                            v.name, v.pool
+                        ),
                         e,
                     ));
                 }
@@ -84,7 +92,9 @@ impl Ballast {
         let source = match &o.from_volume {
             None => None,
             Some(src) => Some(self.live_read().get(src).cloned().ok_or_else(|| {
-                Error::InvalidInput(format!("option from-volume={src:?}: no volume with that name exists"))
+                Error::InvalidInput(format!(
+                    "option from-volume={src:?}: no volume with that name exists"
+                ))
             })?),
         };
         // A copy lands beside its source unless a pool is named.
@@ -94,7 +104,10 @@ impl Ballast {
             (None, None) => self.inner.default_pool.clone(),
         };
         let pool = self.inner.pools.get(&pool_name).ok_or_else(|| {
-            Error::InvalidInput(format!("option pool={pool_name:?}: no such pool; pools: {}", self.pool_names()))
+            Error::InvalidInput(format!(
+                "option pool={pool_name:?}: no such pool; pools: {}",
+                self.pool_names()
+            ))
         })?;
         if let Some(src) = &source
             && src.pool != pool_name
@@ -120,5 +133,8 @@ fn show_opts(opts: &BTreeMap<String, String>) -> String {
     if opts.is_empty() {
         return "none".to_string();
     }
-    opts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    opts.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -106,12 +106,20 @@ impl Ballast {
 
     /// Where the volume's files are on this host.
     pub fn mountpoint(&self, v: &Volume) -> Option<PathBuf> {
-        self.inner.pools.get(&v.pool).map(|p| p.backend.mountpoint(&v.storage_key()))
+        self.inner
+            .pools
+            .get(&v.pool)
+            .map(|p| p.backend.mountpoint(&v.storage_key()))
     }
 
     /// `global` when any pool is shared between hosts.
     pub fn scope(&self) -> Scope {
-        if self.inner.pools.values().any(|p| p.config.scope == Scope::Global) {
+        if self
+            .inner
+            .pools
+            .values()
+            .any(|p| p.config.scope == Scope::Global)
+        {
             Scope::Global
         } else {
             Scope::Local
@@ -154,7 +162,12 @@ impl Ballast {
     }
 
     fn pool_names(&self) -> String {
-        self.inner.pools.keys().cloned().collect::<Vec<_>>().join(", ")
+        self.inner
+            .pools
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Runs storage or metadata work on a blocking thread.
@@ -172,5 +185,91 @@ impl Ballast {
 
 /// The mount IDs of a volume, for messages.
 fn mount_list(mounts: &BTreeMap<String, u32>) -> String {
-    mounts.keys().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+    mounts
+        .keys()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Transitioning;
+
+    fn config() -> Config {
+        Config::parse("", Path::new("/unused")).unwrap()
+    }
+
+    fn open(state: &Path) -> Ballast {
+        let mut c = config();
+        c.pools[0].path = state.join("pool");
+        Ballast::open(&c, state).unwrap()
+    }
+
+    #[test]
+    fn start_up_rolls_back_a_create_interrupted_by_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        // What a crash between "record written" and "storage made" leaves.
+        let store = Store::open(&dir.path().join("ballast.db")).unwrap();
+        let mut v = Volume {
+            id: 0,
+            name: "half".into(),
+            description: String::new(),
+            driver_opts: BTreeMap::new(),
+            pool: "default".into(),
+            state: State::Creating,
+            transitioning: Transitioning::No,
+            transitioning_message: String::new(),
+            created_ms: 0,
+            removed_ms: None,
+            size_bytes: None,
+            used_bytes: 0,
+            mounts: BTreeMap::new(),
+        };
+        v.id = store.insert(&v).unwrap();
+        let storage = dir.path().join("pool/volumes").join(v.storage_key());
+        std::fs::create_dir(&storage).unwrap();
+        std::fs::write(storage.join("partial"), b"x").unwrap();
+        drop(store);
+
+        let b = open(dir.path());
+        assert!(b.get("half").is_err(), "never acknowledged, so not listed");
+        assert!(!storage.exists(), "its storage is gone");
+        assert!(Store::open(&dir.path().join("ballast.db")).unwrap().get(v.id).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_name_is_free_again_after_remove_and_ids_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        let first = b.create("db", BTreeMap::new()).await.unwrap();
+        b.remove("db").await.unwrap();
+        let second = b.create("db", BTreeMap::new()).await.unwrap();
+        assert!(second.id > first.id);
+        assert_ne!(b.mountpoint(&first), b.mountpoint(&second));
+        // The removed one's data is still there (trash) until purged.
+        assert!(b.mountpoint(&first).unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn removed_volumes_are_purged_once_the_retention_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config();
+        c.pools[0].path = dir.path().join("pool");
+        c.trash_retention = Duration::from_millis(300);
+        let b = Ballast::open(&c, dir.path()).unwrap();
+        let v = b.create("tmp", BTreeMap::new()).await.unwrap();
+        let data = b.mountpoint(&v).unwrap();
+        b.remove("tmp").await.unwrap();
+        assert_eq!(b.purge_expired().await.unwrap(), 0, "too young to purge");
+        assert!(data.exists());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(b.purge_expired().await.unwrap(), 1);
+        assert!(!data.exists());
+        assert_eq!(b.purge_expired().await.unwrap(), 0, "purged once");
+        let tomb = b.inner.store.get(v.id).unwrap().unwrap();
+        assert_eq!(tomb.state, State::Purged, "the record stays as a tombstone");
+    }
 }

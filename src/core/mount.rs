@@ -32,7 +32,10 @@ impl Ballast {
                 let key = v.storage_key();
                 let path = if first {
                     pool.backend.activate(&key).map_err(|e| {
-                        Error::internal(format!("activating volume {:?} in pool {:?}", v.name, v.pool), e)
+                        Error::internal(
+                            format!("activating volume {:?} in pool {:?}", v.name, v.pool),
+                            e,
+                        )
                     })?
                 } else {
                     pool.backend.mountpoint(&key)
@@ -57,13 +60,21 @@ impl Ballast {
         validate_name(name)?;
         let _guard = self.lock(name).await;
         let Ok(current) = self.get(name) else {
-            tracing::warn!(volume = name, mount_id = id, "unmount of an unknown volume ignored");
+            tracing::warn!(
+                volume = name,
+                mount_id = id,
+                "unmount of an unknown volume ignored"
+            );
             return Ok(());
         };
         let mut v = (*current).clone();
         match v.mounts.get_mut(id) {
             None => {
-                tracing::warn!(volume = name, mount_id = id, "unmount of an unknown mount ID ignored");
+                tracing::warn!(
+                    volume = name,
+                    mount_id = id,
+                    "unmount of an unknown mount ID ignored"
+                );
                 return Ok(());
             }
             Some(1) => {
@@ -81,7 +92,10 @@ impl Ballast {
                 let key = v.storage_key();
                 if last {
                     pool.backend.deactivate(&key).map_err(|e| {
-                        Error::internal(format!("deactivating volume {:?} in pool {:?}", v.name, v.pool), e)
+                        Error::internal(
+                            format!("deactivating volume {:?} in pool {:?}", v.name, v.pool),
+                            e,
+                        )
                     })?;
                     // The volume is quiet now: a good moment to measure it.
                     if let Ok(used) = pool.backend.usage(&key) {

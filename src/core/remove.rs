@@ -34,7 +34,9 @@ impl Ballast {
         tracing::info!(volume = %v.name, id = %v.public_id(), "volume removed (kept in the trash)");
         self.publish(v.clone());
         if self.inner.trash_retention.is_zero() {
-            self.purge(v).await?;
+            // The removal stands either way; a failed purge is recorded on
+            // the record and retried by the janitor.
+            let _ = self.purge(v).await;
         }
         Ok(())
     }
@@ -45,9 +47,9 @@ impl Ballast {
         let res = self
             .blocking(move |this| {
                 let destroyed = this.pool(&v.pool).and_then(|pool| {
-                    pool.backend
-                        .destroy(&v.storage_key())
-                        .map_err(|e| Error::internal(format!("purging volume {}", v.public_id()), e))
+                    pool.backend.destroy(&v.storage_key()).map_err(|e| {
+                        Error::internal(format!("purging volume {}", v.public_id()), e)
+                    })
                 });
                 match destroyed {
                     Ok(()) => {
@@ -78,7 +80,9 @@ impl Ballast {
     pub async fn purge_expired(&self) -> Result<usize> {
         let retention = i64::try_from(self.inner.trash_retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(retention);
-        let expired = self.blocking(move |this| this.inner.store.removed_before(cutoff)).await?;
+        let expired = self
+            .blocking(move |this| this.inner.store.removed_before(cutoff))
+            .await?;
         let mut purged = 0;
         for v in expired {
             if self.purge(v).await.is_ok() {
@@ -90,6 +94,11 @@ impl Ballast {
 
     /// How often the janitor should look for expired volumes.
     pub fn janitor_period(&self) -> Duration {
-        (self.inner.trash_retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+        let retention = self.inner.trash_retention;
+        if retention.is_zero() {
+            // Removals purge inline; the janitor only retries failures.
+            return Duration::from_secs(60);
+        }
+        (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 }

@@ -17,7 +17,9 @@ pub struct DirBackend {
 impl DirBackend {
     pub fn open(path: &Path) -> io::Result<Self> {
         Root::open(path)?;
-        Ok(DirBackend { volumes: Root::open(&path.join("volumes"))? })
+        Ok(DirBackend {
+            volumes: Root::open(&path.join("volumes"))?,
+        })
     }
 }
 
@@ -31,7 +33,8 @@ impl Backend for DirBackend {
     }
 
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {
-        self.volumes.create_dir(key, spec.uid, spec.gid, spec.mode.unwrap_or(0o755))?;
+        self.volumes
+            .create_dir(key, spec.uid, spec.gid, spec.mode.unwrap_or(0o755))?;
         Ok(())
     }
 
@@ -41,7 +44,13 @@ impl Backend for DirBackend {
 
     fn activate(&self, key: &str) -> io::Result<PathBuf> {
         self.volumes.open_dir(key).map_err(|e| {
-            io::Error::new(e.kind(), format!("volume directory {} is unusable: {e}", self.mountpoint(key).display()))
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "volume directory {} is unusable: {e}",
+                    self.mountpoint(key).display()
+                ),
+            )
         })?;
         Ok(self.mountpoint(key))
     }

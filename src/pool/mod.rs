@@ -56,11 +56,16 @@ impl Pool {
     /// Opens a pool, creating its directory when missing.
     pub fn open(config: PoolConfig) -> Result<Pool, String> {
         let backend: Box<dyn Backend> = match config.backend {
-            BackendKind::Dir => Box::new(
-                DirBackend::open(&config.path)
-                    .map_err(|e| format!("pool {:?} at {}: {e}", config.name, config.path.display()))?,
-            ),
-            other => return Err(format!("pool {:?}: backend {} is not available", config.name, other.as_str())),
+            BackendKind::Dir => Box::new(DirBackend::open(&config.path).map_err(|e| {
+                format!("pool {:?} at {}: {e}", config.name, config.path.display())
+            })?),
+            other => {
+                return Err(format!(
+                    "pool {:?}: backend {} is not available",
+                    config.name,
+                    other.as_str()
+                ));
+            }
         };
         Ok(Pool { config, backend })
     }

@@ -1,0 +1,252 @@
+//! The real Docker engine driving ballast through `docker` and
+//! `docker-compose`.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Daemon, Engine, IMAGE, engine};
+
+/// `docker run --rm` of a shell command with `vol` at /data.
+fn run(e: &Engine, vol: &str, script: &str) -> String {
+    e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+/// A detached container labelled for cleanup; returns its id.
+fn start(e: &Engine, driver: &str, vol: &str, script: &str) -> String {
+    e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        &format!("ballast-test={driver}"),
+        "-v",
+        &format!("{vol}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn create_inspect_ls_rm() {
+    let Some(e) = engine() else { return };
+    let d = Daemon::for_docker("ballast-e2e-basic", e);
+    e.ok(&[
+        "volume",
+        "create",
+        "--driver",
+        &d.driver,
+        "-o",
+        "description=web data",
+        "-o",
+        "mode=0750",
+        "web",
+    ]);
+    let v = e.inspect("web");
+    assert_eq!(v["Driver"], d.driver.as_str());
+    assert_eq!(v["Status"]["state"], "inactive");
+    assert_eq!(v["Status"]["description"], "web data");
+    assert_eq!(v["Status"]["pool"], "default");
+    assert!(
+        v["Mountpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with(d.state_dir().to_str().unwrap())
+    );
+    assert!(v["CreatedAt"].as_str().unwrap().contains('T'));
+    assert_eq!(e.volumes(&d.driver), vec!["web"]);
+    // The same create again is fine; Docker answers it from Get.
+    e.ok(&[
+        "volume",
+        "create",
+        "--driver",
+        &d.driver,
+        "-o",
+        "description=web data",
+        "-o",
+        "mode=0750",
+        "web",
+    ]);
+    e.ok(&["volume", "rm", "web"]);
+    assert!(e.volumes(&d.driver).is_empty());
+    assert!(d.names().is_empty(), "ballast no longer lists it");
+}
+
+#[test]
+fn data_outlives_containers_and_is_shared() {
+    let Some(e) = engine() else { return };
+    let d = Daemon::for_docker("ballast-e2e-data", e);
+    e.ok(&["volume", "create", "--driver", &d.driver, "shared"]);
+    run(e, "shared", "echo first > /data/a");
+    assert_eq!(run(e, "shared", "cat /data/a"), "first");
+
+    // Two containers at once; one exits, the other still reads and writes.
+    let one = start(e, &d.driver, "shared", "sleep 300");
+    let two = start(e, &d.driver, "shared", "sleep 300");
+    e.ok(&["exec", &one, "sh", "-c", "echo from-one > /data/b"]);
+    assert_eq!(e.ok(&["exec", &two, "cat", "/data/b"]), "from-one");
+    assert_eq!(d.get("shared")["Status"]["mounts"], 2);
+    e.ok(&["rm", "-f", &one]);
+    assert_eq!(
+        e.ok(&["exec", &two, "cat", "/data/a", "/data/b"]),
+        "first\nfrom-one"
+    );
+    e.ok(&["exec", &two, "sh", "-c", "echo from-two > /data/c"]);
+    assert_eq!(d.get("shared")["Status"]["state"], "active");
+
+    // In use: refused, by Docker and by us.
+    let err = e.fails(&["volume", "rm", "shared"]);
+    assert!(err.contains("in use"), "{err}");
+    let err = d.call_err("VolumeDriver.Remove", r#"{"Name":"shared"}"#);
+    assert!(err.contains("in use by 1 mount"), "{err}");
+
+    e.ok(&["rm", "-f", &two]);
+    wait_for("the last unmount", || {
+        d.get("shared")["Status"]["state"] == "inactive"
+    });
+    assert_eq!(run(e, "shared", "cat /data/c"), "from-two");
+    e.ok(&["volume", "rm", "shared"]);
+}
+
+#[test]
+fn bad_input_through_docker_is_refused_and_creates_nothing() {
+    let Some(e) = engine() else { return };
+    let d = Daemon::for_docker("ballast-e2e-bad", e);
+    let long = "y".repeat(300);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-o", "colour=red", "v1"], "unknown option \"colour\""),
+        (vec!["-o", "pool=nowhere", "v2"], "no such pool"),
+        (vec!["-o", "size=1G", "v3"], "cannot enforce a size limit"),
+        (vec!["../x"], "invalid volume name"),
+        (vec!["a/b"], "invalid volume name"),
+        (vec![long.as_str()], "invalid volume name"),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["volume", "create", "--driver", d.driver.as_str()];
+        full.extend(args.iter().copied());
+        let err = e.fails(&full);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(e.volumes(&d.driver).is_empty());
+    assert!(d.names().is_empty());
+}
+
+#[test]
+fn kill9_with_a_running_container_loses_nothing() {
+    let Some(e) = engine() else { return };
+    let mut d = Daemon::for_docker("ballast-e2e-crash", e);
+    e.ok(&["volume", "create", "--driver", &d.driver, "durable"]);
+    let c = start(e, &d.driver, "durable", "echo before > /data/f; sleep 300");
+    wait_for("the container's write", || {
+        e.docker(&["exec", &c, "cat", "/data/f"]).status.success()
+    });
+
+    d.kill9();
+    d.start_again();
+
+    assert_eq!(e.ok(&["exec", &c, "cat", "/data/f"]), "before");
+    e.ok(&["exec", &c, "sh", "-c", "echo after >> /data/f"]);
+    let v = e.inspect("durable");
+    assert_eq!(v["Status"]["state"], "active");
+    assert_eq!(
+        v["Status"]["mounts"], 1,
+        "the mount count survived the crash"
+    );
+    assert_eq!(e.volumes(&d.driver), vec!["durable"]);
+    e.fails(&["volume", "rm", "durable"]);
+
+    e.ok(&["rm", "-f", &c]);
+    wait_for("the unmount", || d.get("durable")["Status"]["mounts"] == 0);
+    assert_eq!(run(e, "durable", "cat /data/f"), "before\nafter");
+    e.ok(&["volume", "rm", "durable"]);
+    assert!(d.names().is_empty());
+}
+
+#[test]
+fn compose_up_and_down() {
+    let Some(e) = engine() else { return };
+    if std::process::Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        crate::harness::skip("docker-compose is not installed (apt-get install docker-compose)");
+        return;
+    }
+    let d = Daemon::for_docker("ballast-e2e-compose", e);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: "3.7"
+services:
+  app:
+    image: {IMAGE}
+    network_mode: none
+    command: ["sh", "-c", "echo composed > /data/hello && sleep 300"]
+    volumes:
+      - appdata:/data
+volumes:
+  appdata:
+    driver: {driver}
+    driver_opts:
+      description: made by compose
+      mode: "0700"
+"#,
+            driver = d.driver
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let out = std::process::Command::new("docker-compose")
+            .args(["-p", "ballastc", "-f", file.to_str().unwrap()])
+            .args(args)
+            .env("DOCKER_HOST", &e.host)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    compose(&["up", "-d"]);
+    let v = e.inspect("ballastc_appdata");
+    assert_eq!(v["Driver"], d.driver.as_str());
+    assert_eq!(v["Status"]["description"], "made by compose");
+    let mp = v["Mountpoint"].as_str().unwrap().to_string();
+    wait_for("the compose service's write", || {
+        std::path::Path::new(&format!("{mp}/hello")).exists()
+    });
+    assert_eq!(
+        std::fs::read_to_string(format!("{mp}/hello")).unwrap(),
+        "composed\n"
+    );
+    compose(&["down", "-v"]);
+    assert!(e.volumes(&d.driver).is_empty());
+    assert!(
+        d.names().is_empty(),
+        "compose down -v removed it from ballast"
+    );
+}

@@ -1,0 +1,617 @@
+//! The shared test harness: a private ballast daemon per test, a private
+//! Docker engine shared by all tests, raw plugin-protocol calls, and
+//! cleanup on drop.
+//!
+//! Docker remembers every plugin it has talked to, and once a plugin's
+//! socket is gone it retries it for ~30 s on every unfiltered `docker
+//! volume ls`, filtered or not, and on every lookup of an unknown
+//! volume. So each test uses its own fixed driver name and removes its
+//! volumes while its daemon still answers; daemons that Docker has seen
+//! stay up until the test process exits (they get SIGTERM then, through
+//! the parent-death signal); and each run starts with a freshly started
+//! private engine that has forgotten the drivers of earlier runs.
+
+use std::io::{Read, Write};
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where the private engine keeps its state (images stay between runs).
+const ENGINE_DIR: &str = "/var/lib/ballast-test";
+const ENGINE_RUN: &str = "/run/ballast-test";
+pub const IMAGE: &str = "ballast-test:busybox";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Skips (prints why) or, under CI=true, fails.
+pub fn skip(why: &str) {
+    if in_ci() {
+        panic!("CI=true and the end-to-end tests cannot run: {why}");
+    }
+    eprintln!("SKIPPED end-to-end test: {why}");
+}
+
+/// Tests that only talk to the plugin socket need root (mount namespaces,
+/// chown) but no Docker engine.
+pub fn root_or_skip() -> bool {
+    if is_root() {
+        true
+    } else {
+        skip("these tests must run as root");
+        false
+    }
+}
+
+/// The private Docker engine, started once per run.
+pub struct Engine {
+    pub host: String,
+}
+
+static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+
+/// The Docker engine, or `None` (after printing SKIPPED) when there is
+/// none and we are not in CI.
+pub fn engine() -> Option<&'static Engine> {
+    ENGINE
+        .get_or_init(|| {
+            if !is_root() {
+                skip("a private Docker engine needs root");
+                return None;
+            }
+            for cmd in ["docker", "dockerd"] {
+                if !have(cmd) {
+                    skip(&format!(
+                        "`{cmd}` is not installed (apt-get install docker.io busybox-static)"
+                    ));
+                    return None;
+                }
+            }
+            Some(start_engine())
+        })
+        .as_ref()
+}
+
+fn start_engine() -> Engine {
+    let sock = format!("{ENGINE_RUN}/docker.sock");
+    let host = format!("unix://{sock}");
+    let engine = Engine { host };
+    stop_old_engine();
+    remove_stale_plugin_sockets();
+    std::fs::create_dir_all(ENGINE_DIR).unwrap();
+    std::fs::create_dir_all(ENGINE_RUN).unwrap();
+    let log = std::fs::File::create(format!("{ENGINE_DIR}/dockerd.log")).unwrap();
+    // Like the ballast daemons, the engine lives as long as this test
+    // process (see `spawn_until_exit`).
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--pdeathsig",
+        "TERM",
+        "--",
+        "dockerd",
+        "--data-root",
+        &format!("{ENGINE_DIR}/data"),
+        "--exec-root",
+        &format!("{ENGINE_RUN}/exec"),
+        "--pidfile",
+        &format!("{ENGINE_RUN}/docker.pid"),
+        "-H",
+        &engine.host,
+        "--bridge=none",
+        "--iptables=false",
+        "--ip-masq=false",
+    ]);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    PARKED_ENGINE.lock().unwrap().replace(spawn_until_exit(cmd));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !engine.answers() {
+        assert!(
+            Instant::now() < deadline,
+            "dockerd did not answer within 90 s; see {ENGINE_DIR}/dockerd.log"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    if !engine.docker(&["image", "inspect", IMAGE]).status.success() {
+        import_busybox(&engine);
+    }
+    engine
+}
+
+/// The engine process, kept so that it is not a zombie-in-waiting.
+static PARKED_ENGINE: Mutex<Option<Child>> = Mutex::new(None);
+
+/// Stops the engine an earlier run left, so that this run's engine knows
+/// no dead drivers.
+fn stop_old_engine() {
+    let pidfile = format!("{ENGINE_RUN}/docker.pid");
+    let Some(pid) = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return;
+    };
+    if rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rustix::process::test_kill_process(pid).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sockets of test daemons that died without cleaning up: Docker would
+/// try each of them for 30 s.
+fn remove_stale_plugin_sockets() {
+    let Ok(dir) = std::fs::read_dir("/run/docker/plugins") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("ballast-e2e-") && UnixStream::connect(entry.path()).is_err() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Builds the busybox test image offline from the host's busybox.
+fn import_busybox(engine: &Engine) {
+    let root = tempfile::tempdir().unwrap();
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let busybox = busybox.expect("busybox is not installed (apt-get install busybox-static)");
+    std::fs::copy(busybox, bin.join("busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for name in String::from_utf8_lossy(&list.stdout).lines() {
+        if name != "busybox" && !name.is_empty() {
+            std::os::unix::fs::symlink("busybox", bin.join(name)).unwrap();
+        }
+    }
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c . | docker import - {IMAGE}",
+            root.path().display()
+        ))
+        .env("DOCKER_HOST", &engine.host)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "importing the busybox image failed");
+}
+
+impl Engine {
+    fn answers(&self) -> bool {
+        self.docker(&["version", "--format", "{{.Server.Version}}"])
+            .status
+            .success()
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .output()
+            .expect("running docker")
+    }
+
+    /// Runs docker and returns its trimmed stdout; panics with stderr on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs docker expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            !out.status.success(),
+            "docker {} should have failed",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// `docker volume inspect` of one volume as JSON.
+    pub fn inspect(&self, vol: &str) -> Value {
+        let out = self.ok(&["volume", "inspect", vol]);
+        let mut all: Value = serde_json::from_str(&out).unwrap();
+        all[0].take()
+    }
+
+    /// Names of the volumes of one driver.
+    pub fn volumes(&self, driver: &str) -> Vec<String> {
+        let out = self.ok(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("driver={driver}"),
+        ]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// Removes the containers and volumes a test left with this driver.
+    pub fn clean(&self, driver: &str) {
+        let containers = self.ok(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=ballast-test={driver}"),
+        ]);
+        for c in containers.lines() {
+            self.docker(&["rm", "-f", c]);
+        }
+        for v in self.volumes(driver) {
+            self.docker(&["volume", "rm", "-f", &v]);
+        }
+    }
+}
+
+/// A private ballast daemon.
+pub struct Daemon {
+    pub driver: String,
+    pub dir: tempfile::TempDir,
+    pub plugin_socket: PathBuf,
+    pub admin_socket: PathBuf,
+    config: Option<PathBuf>,
+    child: Option<Child>,
+    engine: Option<&'static Engine>,
+}
+
+impl Daemon {
+    /// Starts a daemon whose plugin socket is only in the test's directory
+    /// (Docker never sees it).
+    pub fn private(name: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_socket = dir.path().join(format!("{name}.sock"));
+        Daemon::start(name, dir, plugin_socket, None, None)
+    }
+
+    /// A private daemon with a config file.
+    pub fn private_with(name: &str, config: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_socket = dir.path().join(format!("{name}.sock"));
+        let config = write_config(&dir, config);
+        Daemon::start(name, dir, plugin_socket, Some(config), None)
+    }
+
+    /// Starts a daemon that Docker finds as driver `name`.
+    pub fn for_docker(name: &str, engine: &'static Engine) -> Daemon {
+        Daemon::for_docker_with(name, engine, None)
+    }
+
+    pub fn for_docker_with(name: &str, engine: &'static Engine, config: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_socket = PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
+        let config = config.map(|text| write_config(&dir, text));
+        let d = Daemon::start(name, dir, plugin_socket, config, Some(engine));
+        // A crashed earlier run may have left Docker records for this
+        // driver; our Remove of an unknown volume succeeds, so they go.
+        engine.clean(name);
+        d
+    }
+
+    fn start(
+        name: &str,
+        dir: tempfile::TempDir,
+        plugin_socket: PathBuf,
+        config: Option<PathBuf>,
+        engine: Option<&'static Engine>,
+    ) -> Daemon {
+        let admin_socket = dir.path().join("admin.sock");
+        let mut d = Daemon {
+            driver: name.to_string(),
+            dir,
+            plugin_socket,
+            admin_socket,
+            config,
+            child: None,
+            engine,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn spawn(&mut self) {
+        // setpriv asks the kernel to SIGTERM the daemon when its parent (the
+        // spawner thread, which lives as long as this process) is gone.
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--pdeathsig",
+            "TERM",
+            "--",
+            env!("CARGO_BIN_EXE_ballast"),
+            "serve",
+        ])
+        .arg("--state-dir")
+        .arg(self.state_dir())
+        .arg("--plugin-socket")
+        .arg(&self.plugin_socket)
+        .arg("--admin-socket")
+        .arg(&self.admin_socket)
+        .env("RUST_LOG", "debug")
+        .env_remove("BALLAST_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("log"))
+                .unwrap(),
+        );
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
+        self.child = Some(spawn_until_exit(cmd));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ballast exited at start ({status}): {}", self.log());
+            }
+            if UnixStream::connect(&self.plugin_socket).is_ok()
+                && UnixStream::connect(&self.admin_socket).is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ballast did not open its sockets: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// `kill -9`: nothing gets a chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("ballast did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.terminate();
+        self.spawn();
+    }
+
+    /// Starts the daemon again after `kill9` or `terminate`.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
+    }
+
+    /// One plugin-protocol call, exactly as Docker makes it: POST, no
+    /// Content-Type.
+    pub fn call(&self, method: &str, body: &str) -> (u16, Value) {
+        call(&self.plugin_socket, method, body)
+    }
+
+    /// Plugin call that must succeed; returns the body.
+    pub fn call_ok(&self, method: &str, body: &str) -> Value {
+        let (status, v) = self.call(method, body);
+        assert_eq!(status, 200, "{method} {body}: {v}");
+        assert!(
+            v.get("Err").is_none_or(|e| e.as_str() == Some("")),
+            "{method}: {v}"
+        );
+        v
+    }
+
+    /// Plugin call that must fail with `{"Err"}`; returns the message.
+    pub fn call_err(&self, method: &str, body: &str) -> String {
+        let (status, v) = self.call(method, body);
+        assert_ne!(status, 200, "{method} {body} should fail: {v}");
+        let err = v["Err"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method}: no Err in {v}"))
+            .to_string();
+        assert!(!err.is_empty());
+        err
+    }
+
+    /// Names the daemon lists.
+    pub fn names(&self) -> Vec<String> {
+        let v = self.call_ok("VolumeDriver.List", "");
+        v["Volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Value {
+        self.call_ok(
+            "VolumeDriver.Get",
+            &serde_json::json!({ "Name": name }).to_string(),
+        )["Volume"]
+            .take()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- ballast log ({}) ---\n{}", self.driver, self.log());
+        }
+        match (self.engine, self.child.take()) {
+            (Some(engine), Some(child)) => {
+                engine.clean(&self.driver);
+                // Docker knows this driver now: keep it answering until the
+                // process exits (see the module comment).
+                let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+                PARKED.lock().unwrap().push((child, dir));
+            }
+            (None, Some(child)) => {
+                self.child = Some(child);
+                self.terminate();
+            }
+            (_, None) => {}
+        }
+    }
+}
+
+/// Daemons Docker has seen, kept with their state until the process exits.
+static PARKED: Mutex<Vec<(Child, tempfile::TempDir)>> = Mutex::new(Vec::new());
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns from one thread that lives as long as the test process, so that
+/// the parent-death signal fires when the process exits and not when the
+/// test's own thread ends.
+fn spawn_until_exit(cmd: Command) -> Child {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner.lock().unwrap().send((cmd, tx)).unwrap();
+    rx.recv().unwrap().expect("spawning a test daemon")
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("ballast.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A keep-alive HTTP/1.1 connection to a Unix socket, speaking like
+/// Docker's plugin client (no Content-Type).
+pub struct Conn {
+    stream: std::io::BufReader<UnixStream>,
+}
+
+impl Conn {
+    pub fn new(socket: &Path) -> Conn {
+        let s = UnixStream::connect(socket)
+            .unwrap_or_else(|e| panic!("connecting {}: {e}", socket.display()));
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Conn {
+            stream: std::io::BufReader::new(s),
+        }
+    }
+
+    /// Sends one request and reads one response: status, headers, body.
+    pub fn request(&mut self, verb: &str, path: &str, body: &str) -> (u16, String, String) {
+        use std::io::BufRead;
+        write!(
+            self.stream.get_mut(),
+            "{verb} {path} HTTP/1.1\r\nHost: plugin\r\nUser-Agent: Go-http-client/1.1\r\n\
+             Content-Length: {}\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stream.read_line(&mut line).unwrap() > 0,
+                "connection closed mid-response"
+            );
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).unwrap();
+        (status, head, String::from_utf8(body).unwrap())
+    }
+
+    /// A plugin-protocol call; checks the media type and parses the body.
+    pub fn call(&mut self, method: &str, body: &str) -> (u16, Value) {
+        let (status, head, body) = self.request("POST", &format!("/{method}"), body);
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/vnd.docker.plugins.v1.2+json"),
+            "{method}: missing plugin media type in {head}"
+        );
+        (
+            status,
+            serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{method}: body is not JSON ({e}): {body}")),
+        )
+    }
+}
+
+/// One plugin-protocol call on a fresh connection.
+pub fn call(socket: &Path, method: &str, body: &str) -> (u16, Value) {
+    Conn::new(socket).call(method, body)
+}

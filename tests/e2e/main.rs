@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `ballast` binary, and the real Docker engine
+//! where Docker is involved. One binary so that all tests share one
+//! private engine (see `harness`).
+
+mod docker;
+mod harness;
+mod protocol;
