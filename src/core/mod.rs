@@ -237,7 +237,13 @@ mod tests {
         let b = open(dir.path());
         assert!(b.get("half").is_err(), "never acknowledged, so not listed");
         assert!(!storage.exists(), "its storage is gone");
-        assert!(Store::open(&dir.path().join("ballast.db")).unwrap().get(v.id).unwrap().is_none());
+        assert!(
+            Store::open(&dir.path().join("ballast.db"))
+                .unwrap()
+                .get(v.id)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

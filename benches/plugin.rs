@@ -1,0 +1,234 @@
+//! `cargo bench --bench plugin`: ballast next to its peers, in one run,
+//! printed as a table of ratios.
+//!
+//! - Docker CLI round trips, alternating ballast and Docker's `local`
+//!   driver: `docker volume create` + `rm` ×100, `docker run --rm -v` ×30.
+//! - The plugin socket alone at 10,000 volumes: Get throughput and p99,
+//!   Mount/Unmount pairs, List.
+//!
+//! Needs root; the Docker part needs a Docker engine (started privately,
+//! as in the tests) and is skipped without one.
+
+#[path = "../tests/e2e/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Conn, Daemon, IMAGE};
+use serde_json::json;
+
+const VOLUMES: usize = 10_000;
+
+struct Row {
+    what: String,
+    ballast: String,
+    peer: String,
+    ratio: String,
+    target: &'static str,
+}
+
+fn main() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("the benchmark needs root (it starts ballast and dockerd)");
+        return;
+    }
+    let mut rows = Vec::new();
+    socket_bench(&mut rows);
+    docker_bench(&mut rows);
+    println!("\n| measurement | ballast | peer | ratio | target |\n|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.what, r.ballast, r.peer, r.ratio, r.target
+        );
+    }
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs `f` on `threads` threads, each with its own keep-alive connection,
+/// for `secs`; returns every operation's latency and the wall time.
+fn load(
+    socket: &std::path::Path,
+    threads: usize,
+    secs: f64,
+    f: impl Fn(&mut Conn, usize, u64) + Sync,
+) -> (Vec<Duration>, Duration) {
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let lat = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let f = &f;
+                s.spawn(move || {
+                    let mut conn = Conn::new(socket);
+                    let mut lat = Vec::new();
+                    let mut i = 0u64;
+                    while Instant::now() < until {
+                        let t0 = Instant::now();
+                        f(&mut conn, t, i);
+                        lat.push(t0.elapsed());
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    (lat, start.elapsed())
+}
+
+fn ok(conn: &mut Conn, method: &str, body: serde_json::Value) {
+    let (status, v) = conn.call(method, &body.to_string());
+    assert_eq!(status, 200, "{method}: {v}");
+}
+
+fn socket_bench(rows: &mut Vec<Row>) {
+    let d = Daemon::private("bench-socket");
+    let socket = d.plugin_socket.clone();
+    eprintln!("creating {VOLUMES} volumes…");
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for part in 0..4 {
+            let socket = &socket;
+            s.spawn(move || {
+                let mut conn = Conn::new(socket);
+                for i in (part..VOLUMES).step_by(4) {
+                    ok(
+                        &mut conn,
+                        "VolumeDriver.Create",
+                        json!({ "Name": format!("vol{i:05}"), "Opts": null }),
+                    );
+                }
+            });
+        }
+    });
+    let created = t.elapsed();
+    rows.push(Row {
+        what: format!("Create ×{VOLUMES} over the socket (4 clients)"),
+        ballast: format!("{:.0} /s", VOLUMES as f64 / created.as_secs_f64()),
+        peer: "-".into(),
+        ratio: "-".into(),
+        target: "-",
+    });
+
+    let name = |t: usize, i: u64| format!("vol{:05}", (i as usize * 7919 + t * 4999) % VOLUMES);
+    let (lat, wall) = load(&socket, 2, 3.0, |c, t, i| {
+        ok(c, "VolumeDriver.Get", json!({ "Name": name(t, i) }))
+    });
+    rows.push(Row {
+        what: format!("Get at {VOLUMES} volumes (2 clients)"),
+        ballast: format!(
+            "{:.0} req/s, p99 {}",
+            lat.len() as f64 / wall.as_secs_f64(),
+            ms(pct(lat, 0.99))
+        ),
+        peer: "-".into(),
+        ratio: "-".into(),
+        target: "≥ 20000 req/s, p99 < 2 ms",
+    });
+
+    let (lat, wall) = load(&socket, 2, 3.0, |c, t, i| {
+        let body = json!({ "Name": name(t, i), "ID": format!("bench{t}") });
+        ok(c, "VolumeDriver.Mount", body.clone());
+        ok(c, "VolumeDriver.Unmount", body);
+    });
+    rows.push(Row {
+        what: "Mount+Unmount pair (2 clients, durable writes)".into(),
+        ballast: format!(
+            "{:.0} pairs/s, p99 {}",
+            lat.len() as f64 / wall.as_secs_f64(),
+            ms(pct(lat, 0.99))
+        ),
+        peer: "-".into(),
+        ratio: "-".into(),
+        target: "-",
+    });
+
+    let mut conn = Conn::new(&socket);
+    let lat: Vec<Duration> = (0..30)
+        .map(|_| {
+            let t0 = Instant::now();
+            let (_, v) = conn.call("VolumeDriver.List", "");
+            assert_eq!(v["Volumes"].as_array().unwrap().len(), VOLUMES);
+            t0.elapsed()
+        })
+        .collect();
+    rows.push(Row {
+        what: format!("List of {VOLUMES} volumes"),
+        ballast: format!(
+            "median {}, p99 {}",
+            ms(pct(lat.clone(), 0.5)),
+            ms(pct(lat, 0.99))
+        ),
+        peer: "-".into(),
+        ratio: "-".into(),
+        target: "< 20 ms",
+    });
+}
+
+fn docker_bench(rows: &mut Vec<Row>) {
+    let Some(e) = harness::engine() else {
+        eprintln!("no Docker engine: the Docker comparison is skipped");
+        return;
+    };
+    let d = Daemon::for_docker("ballast-bench", e);
+    let timed = |args: &[&str]| {
+        let t = Instant::now();
+        e.ok(args);
+        t.elapsed()
+    };
+    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..100 {
+        for (driver, total) in [(d.driver.as_str(), &mut ours), ("local", &mut theirs)] {
+            let name = format!("bench-cr-{i}");
+            *total += timed(&["volume", "create", "--driver", driver, &name])
+                + timed(&["volume", "rm", &name]);
+        }
+    }
+    rows.push(ratio_row(
+        "docker volume create + rm ×100",
+        ours,
+        theirs,
+        "≤ 1.10",
+    ));
+
+    e.ok(&["volume", "create", "--driver", &d.driver, "bench-run-b"]);
+    e.ok(&["volume", "create", "--driver", "local", "bench-run-l"]);
+    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..30 {
+        for (vol, total) in [("bench-run-b", &mut ours), ("bench-run-l", &mut theirs)] {
+            let v = format!("{vol}:/data");
+            *total += timed(&["run", "--rm", "--network", "none", "-v", &v, IMAGE, "true"]);
+        }
+    }
+    rows.push(ratio_row(
+        "docker run --rm -v vol:/data true ×30",
+        ours,
+        theirs,
+        "≤ 1.10",
+    ));
+    e.ok(&["volume", "rm", "bench-run-b", "bench-run-l"]);
+}
+
+fn ratio_row(what: &str, ours: Duration, theirs: Duration, target: &'static str) -> Row {
+    Row {
+        what: what.into(),
+        ballast: format!("{:.2} s", ours.as_secs_f64()),
+        peer: format!("{:.2} s (local)", theirs.as_secs_f64()),
+        ratio: format!("{:.3}", ours.as_secs_f64() / theirs.as_secs_f64()),
+        target,
+    }
+}
