@@ -79,20 +79,8 @@ impl Store {
         let res = tx.execute(
             "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
                 transitioning_message, created_ms, removed_ms, size_bytes, used_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                v.name,
-                v.description,
-                opts_json(&v.driver_opts),
-                v.pool,
-                v.state.as_str(),
-                v.transitioning.as_str(),
-                v.transitioning_message,
-                v.created_ms,
-                v.removed_ms,
-                v.size_bytes.map(|s| s as i64),
-                v.used_bytes as i64,
-            ],
+             VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params_from_iter(row_params(v)),
         );
         match res {
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -117,22 +105,10 @@ impl Store {
         let tx = conn.transaction()?;
         let n = tx.execute(
             "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
-                transitioning = ?7, transitioning_message = ?8, removed_ms = ?9, size_bytes = ?10,
-                used_bytes = ?11
+                transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
+                used_bytes = ?12
              WHERE id = ?1",
-            params![
-                v.id,
-                v.name,
-                v.description,
-                opts_json(&v.driver_opts),
-                v.pool,
-                v.state.as_str(),
-                v.transitioning.as_str(),
-                v.transitioning_message,
-                v.removed_ms,
-                v.size_bytes.map(|s| s as i64),
-                v.used_bytes as i64,
-            ],
+            rusqlite::params_from_iter(row_params(v)),
         )?;
         if n != 1 {
             return Err(Error::Internal(format!(
@@ -215,6 +191,24 @@ fn write_mounts(
         stmt.execute(params![id, mount, count])?;
     }
     Ok(())
+}
+
+/// Every column of a volume row, as `?1`…`?12` in column order.
+fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
+    vec![
+        Box::new(v.id),
+        Box::new(&v.name),
+        Box::new(&v.description),
+        Box::new(opts_json(&v.driver_opts)),
+        Box::new(&v.pool),
+        Box::new(v.state.as_str()),
+        Box::new(v.transitioning.as_str()),
+        Box::new(&v.transitioning_message),
+        Box::new(v.created_ms),
+        Box::new(v.removed_ms),
+        Box::new(v.size_bytes.map(|s| s as i64)),
+        Box::new(v.used_bytes as i64),
+    ]
 }
 
 fn opts_json(opts: &BTreeMap<String, String>) -> String {

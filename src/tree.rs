@@ -295,41 +295,33 @@ fn copy_dir(
             FileType::Symlink => {
                 let target = rfs::readlinkat(src, &name, Vec::new())?;
                 rfs::symlinkat(target.as_c_str(), dst, &name)?;
-                rfs::chownat(
-                    dst,
-                    &name,
-                    Some(rfs::Uid::from_raw(st.st_uid)),
-                    Some(rfs::Gid::from_raw(st.st_gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )?;
-                rfs::utimensat(dst, &name, &times(&st), AtFlags::SYMLINK_NOFOLLOW)?;
+                copy_node_metadata(dst, &name, &st, false)?;
             }
             other => {
                 // FIFOs, sockets, device nodes: recreate the node itself.
-                rfs::mknodat(
-                    dst,
-                    &name,
-                    other,
-                    Mode::from_raw_mode(st.st_mode & 0o7777),
-                    st.st_rdev as _,
-                )?;
-                rfs::chownat(
-                    dst,
-                    &name,
-                    Some(rfs::Uid::from_raw(st.st_uid)),
-                    Some(rfs::Gid::from_raw(st.st_gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )?;
-                rfs::chmodat(
-                    dst,
-                    &name,
-                    Mode::from_raw_mode(st.st_mode & 0o7777),
-                    AtFlags::empty(),
-                )?;
-                rfs::utimensat(dst, &name, &times(&st), AtFlags::SYMLINK_NOFOLLOW)?;
+                let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+                rfs::mknodat(dst, &name, other, mode, st.st_rdev as _)?;
+                copy_node_metadata(dst, &name, &st, true)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Owner, (mode) and times of a node that cannot be opened: a symlink
+/// (whose mode means nothing) or a special file.
+fn copy_node_metadata(dir: BorrowedFd<'_>, name: &CStr, st: &Stat, chmod: bool) -> io::Result<()> {
+    let (uid, gid) = (rfs::Uid::from_raw(st.st_uid), rfs::Gid::from_raw(st.st_gid));
+    rfs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)?;
+    if chmod {
+        rfs::chmodat(
+            dir,
+            name,
+            Mode::from_raw_mode(st.st_mode & 0o7777),
+            AtFlags::empty(),
+        )?;
+    }
+    rfs::utimensat(dir, name, &times(st), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 

@@ -51,7 +51,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 fn create_inspect_ls_rm() {
     let Some(e) = engine() else { return };
     let d = Daemon::for_docker("ballast-e2e-basic", e);
-    e.ok(&[
+    let create = [
         "volume",
         "create",
         "--driver",
@@ -61,7 +61,8 @@ fn create_inspect_ls_rm() {
         "-o",
         "mode=0750",
         "web",
-    ]);
+    ];
+    e.ok(&create);
     let v = e.inspect("web");
     assert_eq!(v["Driver"], d.driver.as_str());
     assert_eq!(v["Status"]["state"], "inactive");
@@ -76,17 +77,7 @@ fn create_inspect_ls_rm() {
     assert!(v["CreatedAt"].as_str().unwrap().contains('T'));
     assert_eq!(e.volumes(&d.driver), vec!["web"]);
     // The same create again is fine; Docker answers it from Get.
-    e.ok(&[
-        "volume",
-        "create",
-        "--driver",
-        &d.driver,
-        "-o",
-        "description=web data",
-        "-o",
-        "mode=0750",
-        "web",
-    ]);
+    e.ok(&create);
     e.ok(&["volume", "rm", "web"]);
     assert!(e.volumes(&d.driver).is_empty());
     assert!(d.names().is_empty(), "ballast no longer lists it");
