@@ -84,14 +84,7 @@ async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
         "VolumeDriver.Get" => b
             .get(&req.name)
             .map(|v| json!({ "Volume": describe(&b, &v) })),
-        "VolumeDriver.List" => {
-            let volumes: Vec<Value> = b
-                .list()
-                .iter()
-                .map(|v| json!({ "Name": v.name, "Mountpoint": b.mountpoint(v), "CreatedAt": v.created_rfc3339() }))
-                .collect();
-            Ok(json!({ "Volumes": volumes }))
-        }
+        "VolumeDriver.List" => return list(&b),
         _ => {
             return reply(
                 StatusCode::NOT_FOUND,
@@ -105,10 +98,48 @@ async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
     }
 }
 
+/// List is the one answer that grows with the number of volumes: it is
+/// serialized straight from the records, without an intermediate `Value`.
+fn list(b: &Ballast) -> Response {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        #[serde(rename = "Name")]
+        name: &'a str,
+        #[serde(rename = "Mountpoint")]
+        mountpoint: Option<std::path::PathBuf>,
+    }
+    #[derive(serde::Serialize)]
+    struct List<'a> {
+        #[serde(rename = "Volumes")]
+        volumes: Vec<Entry<'a>>,
+    }
+    let all = b.list();
+    let volumes = all
+        .iter()
+        .map(|v| Entry {
+            name: &v.name,
+            mountpoint: b.mountpoint(v),
+        })
+        .collect();
+    match serde_json::to_vec(&List { volumes }) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, MEDIA_TYPE)], body).into_response(),
+        Err(e) => failure(
+            "VolumeDriver.List",
+            "",
+            Error::internal("encoding the volume list", e),
+        ),
+    }
+}
+
 /// The one place a domain error becomes a Docker answer. Docker shows the
 /// `Err` text to the user (prefixed with the method), whatever the status.
 fn failure(method: &str, name: &str, e: Error) -> Response {
-    tracing::warn!(%method, volume = name, error = %e, "plugin call failed");
+    if matches!(e, Error::NotFound(_)) {
+        // Docker calls Get before every Create: a miss is routine.
+        tracing::debug!(%method, volume = name, error = %e, "plugin call failed");
+    } else {
+        tracing::warn!(%method, volume = name, error = %e, "plugin call failed");
+    }
     reply(
         StatusCode::INTERNAL_SERVER_ERROR,
         json!({ "Err": e.to_string() }),

@@ -72,31 +72,20 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Inserts a new volume and returns its id (never reused: AUTOINCREMENT).
+    /// Inserts a new volume (in state `creating`) and returns its id
+    /// (never reused: AUTOINCREMENT).
+    ///
+    /// This one commit does not wait for the disk: the row only marks work
+    /// to roll back after a crash, and the `save` that acknowledges the
+    /// volume syncs the log, this row included (WAL commits are ordered).
+    /// A process crash keeps the row either way; a power loss may drop it
+    /// along with the unacknowledged create.
     pub fn insert(&self, v: &Volume) -> Result<i64> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let res = tx.execute(
-            "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
-                transitioning_message, created_ms, removed_ms, size_bytes, used_bytes)
-             VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            rusqlite::params_from_iter(row_params(v)),
-        );
-        match res {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(Error::Conflict(format!(
-                    "volume name {:?} is already taken",
-                    v.name
-                )));
-            }
-            other => other?,
-        };
-        let id = tx.last_insert_rowid();
-        write_mounts(&tx, id, &v.mounts)?;
-        tx.commit()?;
-        Ok(id)
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let res = insert_row(&mut conn, v);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        res
     }
 
     /// Writes every field and the mount multiset of an existing volume.
@@ -178,6 +167,31 @@ impl Store {
             .transpose()?;
         Ok(v)
     }
+}
+
+fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
+    let tx = conn.transaction()?;
+    let res = tx.execute(
+        "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
+            transitioning_message, created_ms, removed_ms, size_bytes, used_bytes)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        rusqlite::params_from_iter(row_params(v)),
+    );
+    match res {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(Error::Conflict(format!(
+                "volume name {:?} is already taken",
+                v.name
+            )));
+        }
+        other => other?,
+    };
+    let id = tx.last_insert_rowid();
+    write_mounts(&tx, id, &v.mounts)?;
+    tx.commit()?;
+    Ok(id)
 }
 
 fn write_mounts(

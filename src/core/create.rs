@@ -58,10 +58,16 @@ impl Ballast {
                 v.id = this.inner.store.insert(&v)?;
                 let backend = &this.pool(&v.pool)?.backend;
                 let key = v.storage_key();
-                let made = backend.create(&key, &spec).and_then(|()| match &source {
-                    Some(src) => backend.copy(&src.storage_key(), &key),
-                    None => Ok(()),
-                });
+                // Ids are never reused, so anything already stored under this
+                // key is the leftover of a create lost with its record (a
+                // power cut before the record reached the disk): clear it.
+                let made = backend
+                    .destroy(&key)
+                    .and_then(|()| backend.create(&key, &spec))
+                    .and_then(|()| match &source {
+                        Some(src) => backend.copy(&src.storage_key(), &key),
+                        None => Ok(()),
+                    });
                 if let Err(e) = made {
                     // Leave nothing behind: no storage, no record.
                     let _ = backend.destroy(&key);

@@ -278,4 +278,17 @@ mod tests {
         let tomb = b.inner.store.get(v.id).unwrap().unwrap();
         assert_eq!(tomb.state, State::Purged, "the record stays as a tombstone");
     }
+
+    #[tokio::test]
+    async fn a_leftover_under_a_fresh_key_is_cleared_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        // What a power cut can leave: storage whose record never hit the disk.
+        let leftover = dir.path().join("pool/volumes/v1");
+        std::fs::create_dir(&leftover).unwrap();
+        std::fs::write(leftover.join("junk"), b"x").unwrap();
+        let v = b.create("fresh", BTreeMap::new()).await.unwrap();
+        assert_eq!(v.storage_key(), "v1");
+        assert!(!leftover.join("junk").exists());
+    }
 }
