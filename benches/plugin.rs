@@ -38,10 +38,7 @@ fn main() {
     docker_bench(&mut rows);
     println!("\n| measurement | ballast | peer | ratio | target |\n|---|---|---|---|---|");
     for r in rows {
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            r.what, r.ballast, r.peer, r.ratio, r.target
-        );
+        println!("| {} | {} | {} | {} | {} |", r.what, r.ballast, r.peer, r.ratio, r.target);
     }
 }
 
@@ -82,10 +79,7 @@ fn load(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect::<Vec<_>>()
     });
     (lat, start.elapsed())
 }
@@ -125,9 +119,8 @@ fn socket_bench(rows: &mut Vec<Row>) {
     });
 
     let name = |t: usize, i: u64| format!("vol{:05}", (i as usize * 7919 + t * 4999) % VOLUMES);
-    let (lat, wall) = load(&socket, 2, 3.0, |c, t, i| {
-        ok(c, "VolumeDriver.Get", json!({ "Name": name(t, i) }))
-    });
+    let (lat, wall) =
+        load(&socket, 2, 3.0, |c, t, i| ok(c, "VolumeDriver.Get", json!({ "Name": name(t, i) })));
     rows.push(Row {
         what: format!("Get at {VOLUMES} volumes (2 clients)"),
         ballast: format!(
@@ -172,11 +165,7 @@ fn socket_bench(rows: &mut Vec<Row>) {
         .collect();
     rows.push(Row {
         what: format!("List of {VOLUMES} volumes"),
-        ballast: format!(
-            "median {}, p99 {}",
-            ms(pct(lat.clone(), 0.5)),
-            ms(pct(lat, 0.99))
-        ),
+        ballast: format!("median {}, p99 {}", ms(pct(lat.clone(), 0.5)), ms(pct(lat, 0.99))),
         peer: "-".into(),
         ratio: "-".into(),
         target: "< 20 ms",
@@ -202,12 +191,7 @@ fn docker_bench(rows: &mut Vec<Row>) {
                 + timed(&["volume", "rm", &name]);
         }
     }
-    rows.push(ratio_row(
-        "docker volume create + rm ×100",
-        ours,
-        theirs,
-        "≤ 1.10",
-    ));
+    rows.push(ratio_row("docker volume create + rm ×100", ours, theirs, "≤ 1.10"));
 
     e.ok(&["volume", "create", "--driver", &d.driver, "bench-run-b"]);
     e.ok(&["volume", "create", "--driver", "local", "bench-run-l"]);
@@ -218,12 +202,7 @@ fn docker_bench(rows: &mut Vec<Row>) {
             *total += timed(&["run", "--rm", "--network", "none", "-v", &v, IMAGE, "true"]);
         }
     }
-    rows.push(ratio_row(
-        "docker run --rm -v vol:/data true ×30",
-        ours,
-        theirs,
-        "≤ 1.10",
-    ));
+    rows.push(ratio_row("docker run --rm -v vol:/data true ×30", ours, theirs, "≤ 1.10"));
     e.ok(&["volume", "rm", "bench-run-b", "bench-run-l"]);
 }
 

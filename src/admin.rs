@@ -12,17 +12,11 @@ use serde_json::json;
 use crate::core::Ballast;
 
 pub fn router(ballast: Ballast) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .with_state(ballast)
+    Router::new().route("/healthz", get(healthz)).fallback(not_found).with_state(ballast)
 }
 
 async fn healthz(State(b): State<Ballast>) -> Response {
-    json_response(
-        StatusCode::OK,
-        json!({ "status": "ok", "volumes": b.list().len() }),
-    )
+    json_response(StatusCode::OK, json!({ "status": "ok", "volumes": b.list().len() }))
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -38,10 +32,6 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string())
         .into_response()
 }

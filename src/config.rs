@@ -153,9 +153,7 @@ impl Config {
                 }
             };
             if p.fs.is_some() || p.default_size.is_some() {
-                return Err(format!(
-                    "{at}: keys `fs` and `default_size` apply to loop pools only"
-                ));
+                return Err(format!("{at}: keys `fs` and `default_size` apply to loop pools only"));
             }
             let scope = match p.scope.as_deref() {
                 None | Some("local") => Scope::Local,
@@ -166,10 +164,7 @@ impl Config {
                     ));
                 }
             };
-            let path = p
-                .path
-                .clone()
-                .unwrap_or_else(|| state_dir.join("pools").join(&p.name));
+            let path = p.path.clone().unwrap_or_else(|| state_dir.join("pools").join(&p.name));
             if !path.is_absolute() {
                 return Err(format!(
                     "{at}: key `path`: {} is not an absolute path",
@@ -195,11 +190,8 @@ impl Config {
             0 => pools[0].default = true,
             1 => {}
             _ => {
-                let names: Vec<_> = pools
-                    .iter()
-                    .filter(|p| p.default)
-                    .map(|p| p.name.as_str())
-                    .collect();
+                let names: Vec<_> =
+                    pools.iter().filter(|p| p.default).map(|p| p.name.as_str()).collect();
                 return Err(format!(
                     "key `default`: more than one pool is the default: {}",
                     names.join(", ")
@@ -217,19 +209,11 @@ impl Config {
         if admin.access_key.is_some() != admin.secret_key.is_some() {
             return Err("[admin]: `access_key` and `secret_key` must be set together".into());
         }
-        Ok(Config {
-            trash_retention,
-            host_path_roots: raw.host_path_roots,
-            pools,
-            admin,
-        })
+        Ok(Config { trash_retention, host_path_roots: raw.host_path_roots, pools, admin })
     }
 
     pub fn default_pool(&self) -> &PoolConfig {
-        self.pools
-            .iter()
-            .find(|p| p.default)
-            .expect("validation guarantees one default pool")
+        self.pools.iter().find(|p| p.default).expect("validation guarantees one default pool")
     }
 }
 
@@ -251,10 +235,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'd' => 86400,
             _ => return Err(usage()),
         };
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(usage)?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(usage)?;
         num.clear();
     }
     if !num.is_empty() || s.trim().is_empty() {
@@ -276,10 +257,7 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.pools.len(), 1);
         assert_eq!(c.default_pool().name, "default");
-        assert_eq!(
-            c.default_pool().path,
-            Path::new("/var/lib/ballast/pools/default")
-        );
+        assert_eq!(c.default_pool().path, Path::new("/var/lib/ballast/pools/default"));
         assert_eq!(c.trash_retention, Duration::from_secs(86400));
     }
 
@@ -287,10 +265,7 @@ mod tests {
     fn errors_name_the_key_and_problem() {
         let cases = [
             ("trash_retention = \"soon\"", "trash_retention"),
-            (
-                "[[pool]]\nname = \"a\"\nbackend = \"zfs\"",
-                "unknown backend \"zfs\"",
-            ),
+            ("[[pool]]\nname = \"a\"\nbackend = \"zfs\"", "unknown backend \"zfs\""),
             (
                 "[[pool]]\nname = \"a\"\nbackend = \"dir\"\n[[pool]]\nname = \"a\"\nbackend = \"dir\"",
                 "already named",
@@ -300,10 +275,7 @@ mod tests {
                 "more than one pool",
             ),
             ("[[pool]]\nname = \"../x\"\nbackend = \"dir\"", "key `name`"),
-            (
-                "[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"",
-                "absolute",
-            ),
+            ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"", "absolute"),
             ("colour = 1", "colour"),
             ("[admin]\naccess_key = \"k\"", "set together"),
         ];
@@ -317,10 +289,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(
-            parse_duration("7d").unwrap(),
-            Duration::from_secs(7 * 86400)
-        );
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("").is_err());
     }

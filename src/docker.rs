@@ -68,22 +68,16 @@ async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
             };
             Ok(json!({ "Capabilities": { "Scope": scope } }))
         }
-        "VolumeDriver.Create" => b
-            .create(&req.name, opts::canonical(req.opts))
-            .await
-            .map(|_| json!({})),
+        "VolumeDriver.Create" => {
+            b.create(&req.name, opts::canonical(req.opts)).await.map(|_| json!({}))
+        }
         "VolumeDriver.Remove" => b.remove(&req.name).await.map(|()| json!({})),
-        "VolumeDriver.Mount" => b
-            .mount(&req.name, &req.id)
-            .await
-            .map(|p| json!({ "Mountpoint": p })),
+        "VolumeDriver.Mount" => {
+            b.mount(&req.name, &req.id).await.map(|p| json!({ "Mountpoint": p }))
+        }
         "VolumeDriver.Unmount" => b.unmount(&req.name, &req.id).await.map(|()| json!({})),
-        "VolumeDriver.Path" => b
-            .get(&req.name)
-            .map(|v| json!({ "Mountpoint": b.mountpoint(&v) })),
-        "VolumeDriver.Get" => b
-            .get(&req.name)
-            .map(|v| json!({ "Volume": describe(&b, &v) })),
+        "VolumeDriver.Path" => b.get(&req.name).map(|v| json!({ "Mountpoint": b.mountpoint(&v) })),
+        "VolumeDriver.Get" => b.get(&req.name).map(|v| json!({ "Volume": describe(&b, &v) })),
         "VolumeDriver.List" => return list(&b),
         _ => {
             return reply(
@@ -114,20 +108,11 @@ fn list(b: &Ballast) -> Response {
         volumes: Vec<Entry<'a>>,
     }
     let all = b.list();
-    let volumes = all
-        .iter()
-        .map(|v| Entry {
-            name: &v.name,
-            mountpoint: b.mountpoint(v),
-        })
-        .collect();
+    let volumes =
+        all.iter().map(|v| Entry { name: &v.name, mountpoint: b.mountpoint(v) }).collect();
     match serde_json::to_vec(&List { volumes }) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, MEDIA_TYPE)], body).into_response(),
-        Err(e) => failure(
-            "VolumeDriver.List",
-            "",
-            Error::internal("encoding the volume list", e),
-        ),
+        Err(e) => failure("VolumeDriver.List", "", Error::internal("encoding the volume list", e)),
     }
 }
 
@@ -140,19 +125,11 @@ fn failure(method: &str, name: &str, e: Error) -> Response {
     } else {
         tracing::warn!(%method, volume = name, error = %e, "plugin call failed");
     }
-    reply(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        json!({ "Err": e.to_string() }),
-    )
+    reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "Err": e.to_string() }))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, MEDIA_TYPE)],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, MEDIA_TYPE)], body.to_string()).into_response()
 }
 
 /// A volume as `docker volume inspect` shows it.
@@ -167,7 +144,7 @@ fn describe(b: &Ballast, v: &Volume) -> Value {
             "pool": v.pool,
             "sizeBytes": v.size_bytes,
             "usedBytes": v.used_bytes,
-            "snapshots": 0,
+            "snapshots": b.snapshot_count(v.id),
             "mounts": v.mount_count(),
             "description": v.description,
         },

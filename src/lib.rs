@@ -33,6 +33,7 @@ pub mod error;
 pub mod opts;
 pub mod pool;
 pub mod serve;
+pub mod snapshot;
 pub mod store;
 pub mod sys;
 pub mod tree;

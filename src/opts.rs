@@ -7,15 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::{Error, Result};
 
 /// Keys this build accepts, in the order error messages list them.
-pub const VALID_KEYS: &[&str] = &[
-    "pool",
-    "size",
-    "description",
-    "uid",
-    "gid",
-    "mode",
-    "from-volume",
-];
+pub const VALID_KEYS: &[&str] =
+    &["pool", "size", "description", "uid", "gid", "mode", "from-volume", "from-snapshot"];
 
 /// A create request after parsing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,6 +20,7 @@ pub struct CreateOpts {
     pub gid: Option<u32>,
     pub mode: Option<u32>,
     pub from_volume: Option<String>,
+    pub from_snapshot: Option<String>,
 }
 
 /// Parses driverOpts. `None` (Docker's `"Opts": null`) is no options.
@@ -41,8 +35,14 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
             "gid" => opts.gid = Some(parse_id(key, value)?),
             "mode" => opts.mode = Some(parse_mode(value)?),
             "from-volume" => opts.from_volume = Some(non_empty(key, value)?.to_string()),
+            "from-snapshot" => opts.from_snapshot = Some(non_empty(key, value)?.to_string()),
             _ => return Err(unknown_key(key)),
         }
+    }
+    if opts.from_volume.is_some() && opts.from_snapshot.is_some() {
+        return Err(Error::InvalidInput(
+            "options from-volume and from-snapshot cannot be combined: a volume starts from one source".into(),
+        ));
     }
     Ok(opts)
 }
@@ -65,17 +65,11 @@ fn bad(key: &str, value: &str, why: &str) -> Error {
 }
 
 fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str> {
-    if value.is_empty() {
-        Err(bad(key, value, "it must not be empty"))
-    } else {
-        Ok(value)
-    }
+    if value.is_empty() { Err(bad(key, value, "it must not be empty")) } else { Ok(value) }
 }
 
 fn parse_id(key: &str, value: &str) -> Result<u32> {
-    value
-        .parse::<u32>()
-        .map_err(|_| bad(key, value, "expected a numeric id such as 1000"))
+    value.parse::<u32>().map_err(|_| bad(key, value, "expected a numeric id such as 1000"))
 }
 
 fn parse_mode(value: &str) -> Result<u32> {
@@ -103,9 +97,7 @@ pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
         "P" => 50,
         _ => return Err(usage.to_string()),
     };
-    let bytes = num
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| "it is too large".to_string())?;
+    let bytes = num.checked_mul(1u64 << shift).ok_or_else(|| "it is too large".to_string())?;
     if bytes == 0 {
         return Err("it must be larger than zero".to_string());
     }
@@ -127,10 +119,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -153,11 +142,11 @@ mod tests {
 
     #[test]
     fn unknown_key_names_it_and_lists_valid_ones() {
-        for key in ["colour", "from-snapshot", "from-backup", "path", "fs"] {
+        for key in ["colour", "from-backup", "path", "fs"] {
             let err = parse(&map(&[(key, "x")])).unwrap_err().to_string();
             assert!(err.contains(&format!("{key:?}")), "{err}");
             assert!(
-                err.contains("pool, size, description, uid, gid, mode, from-volume"),
+                err.contains("pool, size, description, uid, gid, mode, from-volume, from-snapshot"),
                 "{err}"
             );
         }

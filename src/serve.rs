@@ -32,18 +32,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BALLAST_STATE_DIR", default_value = "/var/lib/ballast")]
     pub state_dir: PathBuf,
     /// Docker plugin socket; the driver name is its file stem
-    #[arg(
-        long,
-        env = "BALLAST_PLUGIN_SOCKET",
-        default_value = "/run/docker/plugins/ballast.sock"
-    )]
+    #[arg(long, env = "BALLAST_PLUGIN_SOCKET", default_value = "/run/docker/plugins/ballast.sock")]
     pub plugin_socket: PathBuf,
     /// Admin endpoint socket (mode 0600)
-    #[arg(
-        long,
-        env = "BALLAST_ADMIN_SOCKET",
-        default_value = "/run/ballast/admin.sock"
-    )]
+    #[arg(long, env = "BALLAST_ADMIN_SOCKET", default_value = "/run/ballast/admin.sock")]
     pub admin_socket: PathBuf,
     /// TCP admin listener (needs [admin] credentials in the config)
     #[arg(long, env = "BALLAST_ADMIN_LISTEN")]
@@ -128,10 +120,9 @@ async fn serve(
         }
     }
     let _ = janitor.await;
-    for (sock, bound) in [
-        (&args.plugin_socket, plugin.bound),
-        (&args.admin_socket, admin_sock.bound),
-    ] {
+    for (sock, bound) in
+        [(&args.plugin_socket, plugin.bound), (&args.admin_socket, admin_sock.bound)]
+    {
         if bound {
             let _ = std::fs::remove_file(sock);
         }
@@ -151,29 +142,18 @@ struct Listening {
 fn listen(path: &Path, role: &str, inherited: &mut Vec<Inherited>) -> Result<Listening, String> {
     let matches = |i: &Inherited| {
         i.name.as_deref() == Some(role)
-            || i.listener
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p == path))
+            || i.listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p == path))
                 == Some(true)
     };
     if let Some(pos) = inherited.iter().position(matches) {
         let i = inherited.remove(pos);
-        i.listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("{role} socket from systemd: {e}"))?;
+        i.listener.set_nonblocking(true).map_err(|e| format!("{role} socket from systemd: {e}"))?;
         let listener = UnixListener::from_std(i.listener)
             .map_err(|e| format!("{role} socket from systemd: {e}"))?;
-        return Ok(Listening {
-            listener,
-            bound: false,
-        });
+        return Ok(Listening { listener, bound: false });
     }
     bind(path)
-        .map(|listener| Listening {
-            listener,
-            bound: true,
-        })
+        .map(|listener| Listening { listener, bound: true })
         .map_err(|e| format!("{role} socket {}: {e}", path.display()))
 }
 
@@ -192,10 +172,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
             std::fs::remove_file(path)?; // stale, left by a crash
         }
         Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "exists and is not a socket",
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a socket"));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
 
@@ -29,6 +30,15 @@ CREATE TABLE IF NOT EXISTS volumes (
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
     ON volumes(name) WHERE state NOT IN ('removed', 'purged');
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    volume_id INTEGER NOT NULL REFERENCES volumes(id),
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS mounts (
     volume_id INTEGER NOT NULL REFERENCES volumes(id),
     mount_id TEXT NOT NULL,
@@ -61,9 +71,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-        })
+        Ok(Store { conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -127,11 +135,7 @@ impl Store {
         let mut mounts: BTreeMap<i64, BTreeMap<String, u32>> = BTreeMap::new();
         let mut stmt = conn.prepare("SELECT volume_id, mount_id, count FROM mounts")?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-            ))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?))
         })?;
         for row in rows {
             let (id, mount, count) = row?;
@@ -158,6 +162,70 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// Volumes in one state (the trash, the tombstones), newest first.
+    pub fn in_state(&self, state: State) -> Result<Vec<Volume>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SELECT} WHERE state = ?1 ORDER BY id DESC"))?;
+        let rows = stmt.query_map([state.as_str()], read_volume)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Inserts a snapshot and returns its id (never reused).
+    pub fn insert_snapshot(&self, s: &Snapshot) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO snapshots (name, volume_id, state, message, created_ms, size_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                s.name,
+                s.volume_id,
+                s.state.as_str(),
+                s.message,
+                s.created_ms,
+                s.size_bytes as i64
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<()> {
+        self.conn().execute(
+            "UPDATE snapshots SET name = ?2, state = ?3, message = ?4, size_bytes = ?5 WHERE id = ?1",
+            params![s.id, s.name, s.state.as_str(), s.message, s.size_bytes as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Every snapshot not removed.
+    pub fn load_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, name, volume_id, state, message, created_ms, size_bytes
+             FROM snapshots WHERE state != 'removed' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(3)?;
+            let size: i64 = r.get(6)?;
+            Ok((
+                state,
+                Snapshot {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    volume_id: r.get(2)?,
+                    state: SnapState::Created,
+                    message: r.get(4)?,
+                    created_ms: r.get(5)?,
+                    size_bytes: size as u64,
+                },
+            ))
+        })?;
+        rows.map(|r| {
+            let (state, s) = r?;
+            Ok(Snapshot { state: SnapState::parse(&state)?, ..s })
+        })
+        .collect()
+    }
+
     /// One volume by row id, whatever its state.
     pub fn get(&self, id: i64) -> Result<Option<Volume>> {
         let conn = self.conn();
@@ -181,10 +249,7 @@ fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            return Err(Error::Conflict(format!(
-                "volume name {:?} is already taken",
-                v.name
-            )));
+            return Err(Error::Conflict(format!("volume name {:?} is already taken", v.name)));
         }
         other => other?,
     };
@@ -256,11 +321,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
             Error::internal(format!("driverOpts of volume {}", base.public_id()), e)
         })?;
-        Ok(Volume {
-            driver_opts,
-            state: State::parse(&state)?,
-            ..base
-        })
+        Ok(Volume { driver_opts, state: State::parse(&state)?, ..base })
     })())
 }
 
@@ -305,10 +366,7 @@ mod tests {
         assert_eq!(all[0].id, id);
         assert_eq!(all[0].state, State::Active);
         assert_eq!(all[0].mounts.get("abc"), Some(&2));
-        assert_eq!(
-            all[0].driver_opts.get("mode").map(String::as_str),
-            Some("0700")
-        );
+        assert_eq!(all[0].driver_opts.get("mode").map(String::as_str), Some("0700"));
     }
 
     #[test]

@@ -20,14 +20,9 @@ pub struct Inherited {
 /// Must be called before any other thread starts (it edits the
 /// environment), and at most once.
 pub fn take_inherited_listeners() -> Vec<Inherited> {
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
-    let count = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-        .unwrap_or(0);
+    let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok()).unwrap_or(0);
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|n| n.split(':').map(str::to_string).collect())
         .unwrap_or_default();
@@ -50,10 +45,7 @@ pub fn take_inherited_listeners() -> Vec<Inherited> {
             // is wrapped exactly once.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
-            Inherited {
-                listener: UnixListener::from(owned),
-                name: names.get(i as usize).cloned(),
-            }
+            Inherited { listener: UnixListener::from(owned), name: names.get(i as usize).cloned() }
         })
         .collect()
 }

@@ -26,10 +26,8 @@ pub struct Root {
     path: PathBuf,
 }
 
-const DIR_FLAGS: OFlags = OFlags::DIRECTORY
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC)
-    .union(OFlags::RDONLY);
+const DIR_FLAGS: OFlags =
+    OFlags::DIRECTORY.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC).union(OFlags::RDONLY);
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_XDEV)
@@ -42,10 +40,7 @@ impl Root {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("creating {}: {e}", path.display()),
-                ));
+                return Err(io::Error::new(e.kind(), format!("creating {}: {e}", path.display())));
             }
         }
         let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(
@@ -56,10 +51,7 @@ impl Root {
                 )
             },
         )?;
-        Ok(Root {
-            fd,
-            path: path.to_path_buf(),
-        })
+        Ok(Root { fd, path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -75,13 +67,7 @@ impl Root {
     /// `..` escapes and mount crossings.
     pub fn open_dir(&self, key: &str) -> io::Result<OwnedFd> {
         check_key(key)?;
-        Ok(rfs::openat2(
-            &self.fd,
-            key,
-            DIR_FLAGS,
-            Mode::empty(),
-            BENEATH,
-        )?)
+        Ok(rfs::openat2(&self.fd, key, DIR_FLAGS, Mode::empty(), BENEATH)?)
     }
 
     pub fn exists(&self, key: &str) -> io::Result<bool> {
@@ -104,11 +90,7 @@ impl Root {
         rfs::mkdirat(&self.fd, key, Mode::from_raw_mode(0o700))?;
         let fd = self.open_dir(key)?;
         if uid.is_some() || gid.is_some() {
-            rfs::fchown(
-                &fd,
-                uid.map(rfs::Uid::from_raw),
-                gid.map(rfs::Gid::from_raw),
-            )?;
+            rfs::fchown(&fd, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw))?;
         }
         // After chown, which clears set-id bits.
         rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
@@ -131,17 +113,44 @@ impl Root {
         Ok(())
     }
 
-    /// Copies the contents of `src` into the existing directory `dst`,
-    /// keeping types, modes, owners, timestamps, xattrs, symlinks, hard
-    /// links and holes; files are reflinked where the filesystem can.
-    pub fn copy_into(&self, src: &str, dst: &str) -> io::Result<()> {
-        let s = self.open_dir(src)?;
-        let d = self.open_dir(dst)?;
-        let mut links = HashMap::new();
-        copy_dir(s.as_fd(), d.as_fd(), d.as_fd(), Path::new(""), &mut links)?;
-        copy_metadata(s.as_fd(), d.as_fd())?;
-        rfs::fsync(&d)?;
+    /// Moves `key` to `dst_key` in `dst` (same filesystem), refusing to
+    /// replace anything there.
+    pub fn rename_into(&self, key: &str, dst: &Root, dst_key: &str) -> io::Result<()> {
+        check_key(key)?;
+        check_key(dst_key)?;
+        rfs::renameat_with(&self.fd, key, &dst.fd, dst_key, rfs::RenameFlags::NOREPLACE)?;
         Ok(())
+    }
+
+    /// Swaps `key` here and `other_key` in `other` in one atomic step.
+    pub fn exchange(&self, key: &str, other: &Root, other_key: &str) -> io::Result<()> {
+        check_key(key)?;
+        check_key(other_key)?;
+        rfs::renameat_with(&self.fd, key, &other.fd, other_key, rfs::RenameFlags::EXCHANGE)?;
+        Ok(())
+    }
+
+    /// Removes every entry of the root (leftovers of interrupted work).
+    pub fn clear(&self) -> io::Result<usize> {
+        let list = entries(self.fd.as_fd())?;
+        for (name, _) in &list {
+            self.remove(&name.to_string_lossy())?;
+        }
+        Ok(list.len())
+    }
+
+    /// Capacity and free bytes of the filesystem holding the root.
+    pub fn space(&self) -> io::Result<crate::pool::Space> {
+        let st = rfs::fstatvfs(&self.fd)?;
+        Ok(crate::pool::Space {
+            capacity: st.f_blocks * st.f_frsize,
+            free: st.f_bavail * st.f_frsize,
+        })
+    }
+
+    /// Flushes the whole filesystem holding the root to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(rfs::syncfs(&self.fd)?)
     }
 
     /// Bytes allocated by the tree `key` (hard links counted once, mounts
@@ -153,6 +162,27 @@ impl Root {
         let st = rfs::fstat(&fd)?;
         Ok(st.st_blocks as u64 * 512 + usage(fd.as_fd(), mnt, &mut seen)?)
     }
+}
+
+/// Copies the contents of `src_key` in `src` into the existing directory
+/// `dst_key` in `dst`, keeping types, modes, owners, timestamps, xattrs,
+/// symlinks, hard links and holes; files are reflinked where the
+/// filesystem can. `on_bytes` hears how many bytes each file added.
+pub fn copy(
+    src: &Root,
+    src_key: &str,
+    dst: &Root,
+    dst_key: &str,
+    on_bytes: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    let s = src.open_dir(src_key)?;
+    let d = dst.open_dir(dst_key)?;
+    let mut copier = Copier { dst_root: d.as_fd(), links: HashMap::new(), on_bytes };
+    copier.dir(s.as_fd(), d.as_fd(), Path::new(""))?;
+    copy_metadata(s.as_fd(), d.as_fd())?;
+    // Durable before anyone is told the copy exists.
+    rfs::syncfs(&d)?;
+    Ok(())
 }
 
 /// Storage keys are generated by us, but check anyway: one component, no
@@ -229,11 +259,7 @@ fn usage(fd: BorrowedFd<'_>, mnt: u64, seen: &mut HashMap<(u64, u64), ()>) -> io
             total += rfs::fstat(&child)?.st_blocks as u64 * 512 + usage(child.as_fd(), mnt, seen)?;
         } else {
             let st = rfs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-            if st.st_nlink > 1
-                && seen
-                    .insert((st.st_dev as u64, st.st_ino as u64), ())
-                    .is_some()
-            {
+            if st.st_nlink > 1 && seen.insert((st.st_dev as u64, st.st_ino as u64), ()).is_some() {
                 continue;
             }
             total += st.st_blocks as u64 * 512;
@@ -242,70 +268,77 @@ fn usage(fd: BorrowedFd<'_>, mnt: u64, seen: &mut HashMap<(u64, u64), ()>) -> io
     Ok(total)
 }
 
-/// Hard links seen so far: (dev, ino) of the source → path below the
-/// destination root of the first copy.
-type Links = HashMap<(u64, u64), PathBuf>;
+struct Copier<'a> {
+    dst_root: BorrowedFd<'a>,
+    /// Hard links seen so far: (dev, ino) of the source → path below the
+    /// destination root of the first copy.
+    links: HashMap<(u64, u64), PathBuf>,
+    on_bytes: &'a mut dyn FnMut(u64),
+}
 
-fn copy_dir(
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    dst_root: BorrowedFd<'_>,
-    rel: &Path,
-    links: &mut Links,
-) -> io::Result<()> {
-    for (name, ty) in entries(src)? {
-        let st = rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-        let rel_child = rel.join(name.to_string_lossy().as_ref());
-        match ty {
-            FileType::Directory => {
-                rfs::mkdirat(dst, &name, Mode::from_raw_mode(0o700))?;
-                let s = open_child_dir(src, &name)?;
-                let d = open_child_dir(dst, &name)?;
-                copy_dir(s.as_fd(), d.as_fd(), dst_root, &rel_child, links)?;
-                copy_metadata(s.as_fd(), d.as_fd())?;
-            }
-            FileType::RegularFile => {
-                let key = (st.st_dev as u64, st.st_ino as u64);
-                if st.st_nlink > 1 {
-                    if let Some(first) = links.get(&key) {
-                        rfs::linkat(dst_root, first.as_path(), dst, &name, AtFlags::empty())?;
-                        continue;
-                    }
-                    links.insert(key, rel_child.clone());
+impl Copier<'_> {
+    fn dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
+        for (name, ty) in entries(src)? {
+            let st = rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW)?;
+            let rel_child = rel.join(name.to_string_lossy().as_ref());
+            match ty {
+                FileType::Directory => {
+                    rfs::mkdirat(dst, &name, Mode::from_raw_mode(0o700))?;
+                    let s = open_child_dir(src, &name)?;
+                    let d = open_child_dir(dst, &name)?;
+                    self.dir(s.as_fd(), d.as_fd(), &rel_child)?;
+                    copy_metadata(s.as_fd(), d.as_fd())?;
                 }
-                let s = rfs::openat(
-                    src,
-                    &name,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                let d = rfs::openat(
-                    dst,
-                    &name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
-                copy_file(&s, &d, st.st_size as u64)?;
-                copy_metadata(s.as_fd(), d.as_fd())?;
-            }
-            FileType::Symlink => {
-                let target = rfs::readlinkat(src, &name, Vec::new())?;
-                rfs::symlinkat(target.as_c_str(), dst, &name)?;
-                copy_node_metadata(dst, &name, &st, false)?;
-            }
-            other => {
-                // FIFOs, sockets, device nodes: recreate the node itself.
-                let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
-                rfs::mknodat(dst, &name, other, mode, st.st_rdev as _)?;
-                copy_node_metadata(dst, &name, &st, true)?;
+                FileType::RegularFile => {
+                    let key = (st.st_dev as u64, st.st_ino as u64);
+                    if st.st_nlink > 1 {
+                        if let Some(first) = self.links.get(&key) {
+                            rfs::linkat(
+                                self.dst_root,
+                                first.as_path(),
+                                dst,
+                                &name,
+                                AtFlags::empty(),
+                            )?;
+                            continue;
+                        }
+                        self.links.insert(key, rel_child.clone());
+                    }
+                    let s = rfs::openat(
+                        src,
+                        &name,
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?;
+                    let d = rfs::openat(
+                        dst,
+                        &name,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )?;
+                    copy_file(&s, &d, st.st_size as u64)?;
+                    copy_metadata(s.as_fd(), d.as_fd())?;
+                    (self.on_bytes)(st.st_size as u64);
+                }
+                FileType::Symlink => {
+                    let target = rfs::readlinkat(src, &name, Vec::new())?;
+                    rfs::symlinkat(target.as_c_str(), dst, &name)?;
+                    copy_node_metadata(dst, &name, &st, false)?;
+                }
+                other => {
+                    // FIFOs, sockets, device nodes: recreate the node itself.
+                    let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+                    rfs::mknodat(dst, &name, other, mode, st.st_rdev as _)?;
+                    copy_node_metadata(dst, &name, &st, true)?;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Owner, (mode) and times of a node that cannot be opened: a symlink
@@ -314,12 +347,7 @@ fn copy_node_metadata(dir: BorrowedFd<'_>, name: &CStr, st: &Stat, chmod: bool) 
     let (uid, gid) = (rfs::Uid::from_raw(st.st_uid), rfs::Gid::from_raw(st.st_gid));
     rfs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)?;
     if chmod {
-        rfs::chmodat(
-            dir,
-            name,
-            Mode::from_raw_mode(st.st_mode & 0o7777),
-            AtFlags::empty(),
-        )?;
+        rfs::chmodat(dir, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
     }
     rfs::utimensat(dir, name, &times(st), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
@@ -356,14 +384,8 @@ fn copy_file(src: &OwnedFd, dst: &OwnedFd, size: u64) -> io::Result<()> {
 
 fn times(st: &Stat) -> Timestamps {
     Timestamps {
-        last_access: Timespec {
-            tv_sec: st.st_atime as _,
-            tv_nsec: st.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: st.st_mtime as _,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
+        last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
     }
 }
 
@@ -371,11 +393,7 @@ fn times(st: &Stat) -> Timestamps {
 /// order: chown clears set-id bits, and any write bumps the times.
 fn copy_metadata(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
     let st = rfs::fstat(src)?;
-    rfs::fchown(
-        dst,
-        Some(rfs::Uid::from_raw(st.st_uid)),
-        Some(rfs::Gid::from_raw(st.st_gid)),
-    )?;
+    rfs::fchown(dst, Some(rfs::Uid::from_raw(st.st_uid)), Some(rfs::Gid::from_raw(st.st_gid)))?;
     rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
     copy_xattrs(src, dst)?;
     rfs::futimens(dst, &times(&st))?;
@@ -395,12 +413,7 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
         let size = rfs::fgetxattr_query(src, name.as_c_str())?;
         let mut value = vec![0u8; size];
         let size = rfs::fgetxattr(src, name.as_c_str(), &mut value[..])?;
-        match rfs::fsetxattr(
-            dst,
-            name.as_c_str(),
-            &value[..size],
-            rfs::XattrFlags::empty(),
-        ) {
+        match rfs::fsetxattr(dst, name.as_c_str(), &value[..size], rfs::XattrFlags::empty()) {
             Ok(()) | Err(Errno::NOTSUP) => {}
             Err(e) => return Err(e.into()),
         }
@@ -478,7 +491,9 @@ mod tests {
             .unwrap();
 
         root.create_dir("b", None, None, 0o700).unwrap();
-        root.copy_into("a", "b").unwrap();
+        let mut copied = 0;
+        copy(&root, "a", &root, "b", &mut |n| copied += n).unwrap();
+        assert!(copied >= 5, "progress is reported");
         let b = root.path().join("b");
         assert_eq!(std::fs::read(b.join("d/f")).unwrap(), b"hello");
         let f = std::fs::metadata(b.join("d/f")).unwrap();
@@ -489,11 +504,7 @@ mod tests {
         let s = std::fs::metadata(b.join("sparse")).unwrap();
         assert_eq!(s.len(), 64 << 20);
         assert!(s.blocks() < 64, "holes stay holes: {} blocks", s.blocks());
-        assert_eq!(
-            std::fs::metadata(&b).unwrap().mode() & 0o7777,
-            0o755,
-            "root mode copied"
-        );
+        assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o7777, 0o755, "root mode copied");
     }
 
     #[test]

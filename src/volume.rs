@@ -122,14 +122,11 @@ impl Volume {
 pub fn rfc3339_ms(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -185,19 +182,9 @@ mod tests {
 
     #[test]
     fn refuses_unsafe_names() {
-        for name in [
-            "",
-            "..",
-            "../x",
-            "a/b",
-            ".hidden",
-            "-x",
-            "_x",
-            "a\0b",
-            "a b",
-            "é",
-            &"x".repeat(256),
-        ] {
+        for name in
+            ["", "..", "../x", "a/b", ".hidden", "-x", "_x", "a\0b", "a b", "é", &"x".repeat(256)]
+        {
             let err = validate_name(name).unwrap_err();
             assert!(matches!(err, Error::InvalidInput(_)), "{name:?}");
             assert!(err.to_string().contains("invalid volume name"), "{err}");

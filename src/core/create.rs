@@ -11,13 +11,33 @@ use std::sync::Arc;
 use super::Ballast;
 use crate::opts::{self, CreateOpts};
 use crate::pool::Spec;
+use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
 use crate::{Error, Result};
 
+/// What a new volume starts as a copy of.
+enum Source {
+    Volume(Arc<Volume>),
+    Snapshot(Arc<Snapshot>),
+}
+
 impl Ballast {
-    /// Creates a volume. Idempotent for the same name and options; the
-    /// same name with other options is a conflict.
+    /// Docker's Create: allocates storage at once.
     pub async fn create(&self, name: &str, raw: BTreeMap<String, String>) -> Result<Arc<Volume>> {
+        self.create_volume(name, raw, true, None).await
+    }
+
+    /// Creates a volume. Idempotent for the same name and options; the
+    /// same name with other options is a conflict. Without `allocate` the
+    /// volume stays `requested` and has no storage yet. `description`
+    /// (the admin API's field) overrides the driverOpt of that name.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        raw: BTreeMap<String, String>,
+        allocate: bool,
+        description: Option<String>,
+    ) -> Result<Arc<Volume>> {
         validate_name(name)?;
         let parsed = opts::parse(&raw)?;
         let _guard = self.lock(name).await;
@@ -32,10 +52,15 @@ impl Ballast {
             )));
         }
         let (pool, source) = self.resolve(&parsed)?;
+        if !allocate && source.is_some() {
+            return Err(Error::InvalidInput(
+                "\"allocate\": false cannot be combined with from-volume or from-snapshot".into(),
+            ));
+        }
         let mut v = Volume {
             id: 0,
             name: name.to_string(),
-            description: parsed.description.clone(),
+            description: description.unwrap_or_else(|| parsed.description.clone()),
             driver_opts: raw,
             pool,
             state: State::Creating,
@@ -47,15 +72,15 @@ impl Ballast {
             used_bytes: 0,
             mounts: BTreeMap::new(),
         };
-        let spec = Spec {
-            size: parsed.size,
-            uid: parsed.uid,
-            gid: parsed.gid,
-            mode: parsed.mode,
-        };
+        let spec = Spec { size: parsed.size, uid: parsed.uid, gid: parsed.gid, mode: parsed.mode };
         let v = self
             .blocking(move |this| {
                 v.id = this.inner.store.insert(&v)?;
+                if !allocate {
+                    v.state = State::Requested;
+                    this.inner.store.save(&v)?;
+                    return Ok(v);
+                }
                 let backend = &this.pool(&v.pool)?.backend;
                 let key = v.storage_key();
                 // Ids are never reused, so anything already stored under this
@@ -65,7 +90,10 @@ impl Ballast {
                     .destroy(&key)
                     .and_then(|()| backend.create(&key, &spec))
                     .and_then(|()| match &source {
-                        Some(src) => backend.copy(&src.storage_key(), &key),
+                        Some(Source::Volume(src)) => backend.copy(&src.storage_key(), &key),
+                        Some(Source::Snapshot(s)) => {
+                            backend.copy_snapshot(&s.storage_key(), &key, &mut |_| {})
+                        }
                         None => Ok(()),
                     });
                 if let Err(e) = made {
@@ -73,10 +101,7 @@ impl Ballast {
                     let _ = backend.destroy(&key);
                     this.inner.store.delete(v.id)?;
                     return Err(Error::internal(
-                        format!(
-                            "creating storage for volume {:?} in pool {:?}",
-                            v.name, v.pool
-                        ),
+                        format!("creating storage for volume {:?} in pool {:?}", v.name, v.pool),
                         e,
                     ));
                 }
@@ -88,40 +113,61 @@ impl Ballast {
                 Ok(v)
             })
             .await?;
-        tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, "volume created");
+        tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, state = v.state.as_str(), "volume created");
         Ok(self.publish(v))
     }
 
-    /// Checks the options against the pools and volumes that exist and
-    /// returns the target pool and the source volume of a copy.
-    fn resolve(&self, o: &CreateOpts) -> Result<(String, Option<Arc<Volume>>)> {
-        let source = match &o.from_volume {
-            None => None,
-            Some(src) => Some(self.live_read().get(src).cloned().ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "option from-volume={src:?}: no volume with that name exists"
-                ))
-            })?),
+    /// Checks the options against the pools, volumes and snapshots that
+    /// exist and returns the target pool and the source of a copy.
+    fn resolve(&self, o: &CreateOpts) -> Result<(String, Option<Source>)> {
+        let source = match (&o.from_volume, &o.from_snapshot) {
+            (Some(src), _) => {
+                Some(Source::Volume(self.live_read().get(src).cloned().ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "option from-volume={src:?}: no volume with that name exists"
+                    ))
+                })?))
+            }
+            (None, Some(snap)) => {
+                let s = self.find_snapshot(snap).map_err(|e| {
+                    Error::InvalidInput(format!("option from-snapshot={snap:?}: {e}"))
+                })?;
+                if s.state != SnapState::Created {
+                    return Err(Error::InvalidInput(format!(
+                        "option from-snapshot={snap:?}: snapshot {} is {}, not created",
+                        s.public_id(),
+                        s.state.as_str()
+                    )));
+                }
+                Some(Source::Snapshot(s))
+            }
+            (None, None) => None,
+        };
+        let (source_pool, source_opt) = match &source {
+            Some(Source::Volume(v)) => (Some(v.pool.clone()), "from-volume"),
+            Some(Source::Snapshot(s)) => {
+                (Some(self.volume_by_id(s.volume_id)?.pool.clone()), "from-snapshot")
+            }
+            None => (None, ""),
         };
         // A copy lands beside its source unless a pool is named.
-        let pool_name = match (&o.pool, &source) {
-            (Some(p), _) => p.clone(),
-            (None, Some(src)) => src.pool.clone(),
-            (None, None) => self.inner.default_pool.clone(),
-        };
+        let pool_name = o
+            .pool
+            .clone()
+            .or_else(|| source_pool.clone())
+            .unwrap_or_else(|| self.inner.default_pool.clone());
         let pool = self.inner.pools.get(&pool_name).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "option pool={pool_name:?}: no such pool; pools: {}",
                 self.pool_names()
             ))
         })?;
-        if let Some(src) = &source
-            && src.pool != pool_name
+        if let Some(src_pool) = source_pool
+            && src_pool != pool_name
         {
             return Err(Error::InvalidInput(format!(
-                "option from-volume={:?}: the source lives in pool {:?}, and copies across pools are not \
-                 supported; leave out `pool` or use pool={:?}",
-                src.name, src.pool, src.pool
+                "option {source_opt}: the source lives in pool {src_pool:?}, and copies across pools are \
+                 not supported; leave out `pool` or use pool={src_pool:?}"
             )));
         }
         if o.size.is_some() && !pool.backend.enforces_size() {
@@ -139,8 +185,5 @@ fn show_opts(opts: &BTreeMap<String, String>) -> String {
     if opts.is_empty() {
         return "none".to_string();
     }
-    opts.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    opts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }

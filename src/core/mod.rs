@@ -6,9 +6,13 @@
 //! operation lock, writes the metadata store, then publishes the new
 //! record to the map. One file per operation.
 
+mod actions;
 mod create;
 mod mount;
 mod remove;
+mod snapshots;
+
+pub use actions::Action;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,8 +23,9 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::config::{Config, Scope};
 use crate::pool::Pool;
+use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::store::Store;
-use crate::volume::{State, Volume, validate_name};
+use crate::volume::{State, Transitioning, Volume, validate_name};
 use crate::{Error, Result};
 
 /// The shared handle to everything ballast manages.
@@ -42,6 +47,8 @@ struct Inner {
     /// is held across storage work; the outer `std` Mutex only guards the
     /// map for the instant it takes to find or insert an entry.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Id → snapshot not removed; the same kind of lock as `live`.
+    snapshots: RwLock<BTreeMap<i64, Arc<Snapshot>>>,
 }
 
 impl Ballast {
@@ -51,7 +58,9 @@ impl Ballast {
         let store = Store::open(&state_dir.join("ballast.db")).map_err(|e| e.to_string())?;
         let mut pools = BTreeMap::new();
         for pc in &config.pools {
-            pools.insert(pc.name.clone(), Pool::open(pc.clone())?);
+            let pool = Pool::open(pc.clone())?;
+            pool.backend.recover().map_err(|e| format!("pool {:?}: recovering: {e}", pc.name))?;
+            pools.insert(pc.name.clone(), pool);
         }
         let mut live = HashMap::new();
         for v in store.load().map_err(|e| e.to_string())? {
@@ -67,6 +76,18 @@ impl Ballast {
                     tracing::warn!(volume = %v.name, "rolled back a create interrupted by a crash");
                 }
                 s if s.is_live() => {
+                    let mut v = v;
+                    if v.transitioning == Transitioning::Yes {
+                        // A job (a revert) died with the daemon; its storage
+                        // work is atomic, so say so and let the user retry.
+                        v.transitioning = Transitioning::Error;
+                        v.transitioning_message = format!(
+                            "interrupted by a restart of the daemon ({}); the volume holds its \
+                             content from before or after, never a mix: run it again",
+                            v.transitioning_message
+                        );
+                        store.save(&v).map_err(|e| e.to_string())?;
+                    }
                     if !pools.contains_key(&v.pool) {
                         tracing::warn!(volume = %v.name, pool = %v.pool, "volume's pool is not configured");
                     }
@@ -75,7 +96,22 @@ impl Ballast {
                 _ => {}
             }
         }
-        tracing::info!(volumes = live.len(), pools = pools.len(), "metadata loaded");
+        let mut snapshots = BTreeMap::new();
+        for mut snap in store.load_snapshots().map_err(|e| e.to_string())? {
+            if snap.state == SnapState::Creating {
+                // Its half-copy was in the pool's staging area, cleared above.
+                snap.state = SnapState::Error;
+                snap.message = "interrupted by a restart of the daemon".into();
+                store.save_snapshot(&snap).map_err(|e| e.to_string())?;
+            }
+            snapshots.insert(snap.id, Arc::new(snap));
+        }
+        tracing::info!(
+            volumes = live.len(),
+            snapshots = snapshots.len(),
+            pools = pools.len(),
+            "metadata loaded"
+        );
         Ok(Ballast {
             inner: Arc::new(Inner {
                 store,
@@ -84,6 +120,7 @@ impl Ballast {
                 trash_retention: config.trash_retention,
                 live: RwLock::new(live),
                 locks: Mutex::new(HashMap::new()),
+                snapshots: RwLock::new(snapshots),
             }),
         })
     }
@@ -97,6 +134,52 @@ impl Ballast {
             .ok_or_else(|| Error::NotFound(format!("no volume named {name:?}")))
     }
 
+    /// A volume by id (`1v7`) or name: live ones first, then the newest
+    /// removed one of that name (for restore and purge).
+    pub fn find(&self, reference: &str) -> Result<Arc<Volume>> {
+        if let Some(id) = parse_public_id("1v", reference) {
+            return self.volume_by_id(id);
+        }
+        validate_name(reference)?;
+        if let Some(v) = self.live_read().get(reference) {
+            return Ok(v.clone());
+        }
+        let removed = self.inner.store.in_state(State::Removed)?;
+        removed
+            .into_iter()
+            .find(|v| v.name == reference)
+            .map(Arc::new)
+            .ok_or_else(|| Error::NotFound(format!("no volume named or with id {reference:?}")))
+    }
+
+    /// A volume by row id, whatever its state.
+    pub fn volume_by_id(&self, id: i64) -> Result<Arc<Volume>> {
+        if let Some(v) = self.live_read().values().find(|v| v.id == id) {
+            return Ok(v.clone());
+        }
+        self.inner
+            .store
+            .get(id)?
+            .filter(|v| v.state != State::Creating)
+            .map(Arc::new)
+            .ok_or_else(|| Error::NotFound(format!("no volume with id 1v{id}")))
+    }
+
+    /// Volumes in the trash (removed, not yet purged), newest first.
+    pub fn removed(&self) -> Result<Vec<Arc<Volume>>> {
+        Ok(self.inner.store.in_state(State::Removed)?.into_iter().map(Arc::new).collect())
+    }
+
+    /// The pools, by name.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.inner.pools.values()
+    }
+
+    /// How many volumes (live or in the trash) each pool holds.
+    pub fn pool_volume_count(&self, pool: &str) -> usize {
+        self.live_read().values().filter(|v| v.pool == pool).count()
+    }
+
     /// Every live volume, from memory, ordered by name.
     pub fn list(&self) -> Vec<Arc<Volume>> {
         let mut all: Vec<_> = self.live_read().values().cloned().collect();
@@ -106,20 +189,12 @@ impl Ballast {
 
     /// Where the volume's files are on this host.
     pub fn mountpoint(&self, v: &Volume) -> Option<PathBuf> {
-        self.inner
-            .pools
-            .get(&v.pool)
-            .map(|p| p.backend.mountpoint(&v.storage_key()))
+        self.inner.pools.get(&v.pool).map(|p| p.backend.mountpoint(&v.storage_key()))
     }
 
     /// `global` when any pool is shared between hosts.
     pub fn scope(&self) -> Scope {
-        if self
-            .inner
-            .pools
-            .values()
-            .any(|p| p.config.scope == Scope::Global)
-        {
+        if self.inner.pools.values().any(|p| p.config.scope == Scope::Global) {
             Scope::Global
         } else {
             Scope::Local
@@ -162,12 +237,7 @@ impl Ballast {
     }
 
     fn pool_names(&self) -> String {
-        self.inner
-            .pools
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.inner.pools.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
     /// Runs storage or metadata work on a blocking thread.
@@ -185,11 +255,7 @@ impl Ballast {
 
 /// The mount IDs of a volume, for messages.
 fn mount_list(mounts: &BTreeMap<String, u32>) -> String {
-    mounts
-        .keys()
-        .map(|m| m.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    mounts.keys().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -237,13 +303,7 @@ mod tests {
         let b = open(dir.path());
         assert!(b.get("half").is_err(), "never acknowledged, so not listed");
         assert!(!storage.exists(), "its storage is gone");
-        assert!(
-            Store::open(&dir.path().join("ballast.db"))
-                .unwrap()
-                .get(v.id)
-                .unwrap()
-                .is_none()
-        );
+        assert!(Store::open(&dir.path().join("ballast.db")).unwrap().get(v.id).unwrap().is_none());
     }
 
     #[tokio::test]

@@ -7,15 +7,28 @@
 
 use std::path::PathBuf;
 
-use super::{Ballast, mount_list};
-use crate::volume::{State, Volume, validate_name};
+use super::{Action, Ballast, mount_list};
+use crate::volume::{State, Transitioning, Volume, validate_name};
 use crate::{Error, Result};
 
 impl Ballast {
     /// Records one more mount under `id` and returns the mountpoint.
     pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
-        validate_name(name)?;
+        // Refuse at once rather than queue behind a revert: Docker gives a
+        // Mount 30 s, and the user needs to hear why.
+        let current = self.get(name)?;
+        if current.transitioning == Transitioning::Yes {
+            return Err(Error::InvalidState(format!(
+                "volume {name:?} is busy ({}); try again when `ballast volume inspect {name}` \
+                 shows transitioning \"no\"",
+                current.transitioning_message
+            )));
+        }
         let _guard = self.lock(name).await;
+        if self.get(name)?.state == State::Requested {
+            // Nothing to restore it from (no backups yet): start empty.
+            self.transition_locked(name, Action::Allocate, super::actions::allocate).await?;
+        }
         let mut v = (*self.get(name)?).clone();
         if !matches!(v.state, State::Inactive | State::Active) {
             return Err(Error::InvalidState(format!(
@@ -60,11 +73,7 @@ impl Ballast {
         validate_name(name)?;
         let _guard = self.lock(name).await;
         let Ok(current) = self.get(name) else {
-            tracing::warn!(
-                volume = name,
-                mount_id = id,
-                "unmount of an unknown volume ignored"
-            );
+            tracing::warn!(volume = name, mount_id = id, "unmount of an unknown volume ignored");
             return Ok(());
         };
         let mut v = (*current).clone();

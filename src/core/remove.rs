@@ -1,52 +1,102 @@
-//! Remove (a soft delete into the trash) and purge (the data is destroyed,
-//! the record stays as a tombstone so its id is never reused).
+//! Remove (a soft delete into the trash), restore (back out of it) and
+//! purge (the data is destroyed; the record stays as a tombstone so its id
+//! is never reused).
 //!
 //! Removal frees the name at once; the data stays for `trash_retention`,
-//! after which the janitor purges it. A crash during a purge leaves the
-//! volume `removed`, and the next janitor pass finishes the job.
+//! after which the janitor purges it, oldest first and sooner when a pool
+//! runs short of space. A crash during a purge leaves the volume
+//! `removed`, and the next janitor pass finishes the job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Ballast;
+use super::actions::Action;
+use crate::snapshot::SnapState;
 use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
 use crate::{Error, Result};
 
+/// Below this share of free space, a pool's trash is purged early.
+const LOW_SPACE_PERCENT: u64 = 10;
+
 impl Ballast {
-    /// Removes a volume. Idempotent: a volume that is not there is fine.
+    /// Docker's Remove. Idempotent: a volume that is not there is fine.
+    /// One activated through the admin API but not mounted is detached
+    /// first.
     pub async fn remove(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        let _guard = self.lock(name).await;
-        let Ok(current) = self.get(name) else {
-            return Ok(());
-        };
-        if current.mount_count() > 0 {
-            return Err(Self::in_use(name, &current));
+        let Ok(v) = self.get(name) else { return Ok(()) };
+        if v.state == State::Active && v.mount_count() == 0 {
+            self.deactivate(&v.public_id()).await?;
         }
-        let mut v = (*current).clone();
-        v.state = State::Removed;
-        v.removed_ms = Some(now_ms());
+        self.remove_volume(&v.public_id()).await.map(|_| ())
+    }
+
+    /// The `remove` action: into the trash.
+    pub async fn remove_volume(&self, reference: &str) -> Result<Arc<Volume>> {
         let v = self
-            .blocking(move |this| {
-                this.inner.store.save(&v)?;
-                Ok(v)
+            .transition(reference, Action::Remove, |_, v| {
+                v.state = State::Removed;
+                v.removed_ms = Some(now_ms());
+                Ok(())
             })
             .await?;
-        tracing::info!(volume = %v.name, id = %v.public_id(), "volume removed (kept in the trash)");
-        self.publish(v.clone());
         if self.inner.trash_retention.is_zero() {
             // The removal stands either way; a failed purge is recorded on
             // the record and retried by the janitor.
-            let _ = self.purge(v).await;
+            return Ok(self.purge_now((*v).clone()).await.map(Arc::new).unwrap_or(v));
         }
-        Ok(())
+        Ok(v)
     }
 
-    /// Destroys a removed volume's data and keeps its record as a tombstone.
-    async fn purge(&self, mut v: Volume) -> Result<()> {
+    /// The `restore` action: out of the trash, under its old name or `name`.
+    pub async fn restore(&self, reference: &str, name: Option<String>) -> Result<Arc<Volume>> {
+        let found = self.find(reference)?;
+        let name = name.unwrap_or_else(|| found.name.clone());
+        validate_name(&name)?;
+        let _guard = self.lock(&name).await;
+        let mut v = (*self.volume_by_id(found.id)?).clone();
+        self.check(Action::Restore, &v)?;
+        if let Ok(holder) = self.get(&name) {
+            return Err(Error::Conflict(format!(
+                "the name {name:?} is taken by volume {}; restore under another name",
+                holder.public_id()
+            )));
+        }
+        let pool = self.pool(&v.pool)?;
+        let has_storage = pool.backend.exists(&v.storage_key())?;
+        v.name = name;
+        v.state = if has_storage { State::Inactive } else { State::Requested };
+        v.removed_ms = None;
+        let v = self.save(v).await?;
+        tracing::info!(volume = %v.name, id = %v.public_id(), "volume restored from the trash");
+        Ok(self.publish(v))
+    }
+
+    /// The `purge` action: destroys a removed volume's data now.
+    pub async fn purge(&self, reference: &str) -> Result<Arc<Volume>> {
+        let v = self.find(reference)?;
+        let _guard = self.lock(&v.name).await;
+        let v = self.volume_by_id(v.id)?;
+        self.check(Action::Purge, &v)?;
+        self.purge_now((*v).clone()).await.map(Arc::new)
+    }
+
+    /// Destroys a removed volume's data and its snapshots, and keeps the
+    /// record as a tombstone.
+    async fn purge_now(&self, mut v: Volume) -> Result<Volume> {
         let (id, name) = (v.public_id(), v.name.clone());
+        let snapshots = self.snapshots(Some(v.id));
         let res = self
             .blocking(move |this| {
                 let destroyed = this.pool(&v.pool).and_then(|pool| {
+                    for snap in &snapshots {
+                        pool.backend.delete_snapshot(&snap.storage_key())?;
+                        let mut snap = (**snap).clone();
+                        snap.state = SnapState::Removed;
+                        this.inner.store.save_snapshot(&snap)?;
+                        this.publish_snapshot(snap);
+                    }
                     pool.backend.destroy(&v.storage_key()).map_err(|e| {
                         Error::internal(format!("purging volume {}", v.public_id()), e)
                     })
@@ -56,7 +106,8 @@ impl Ballast {
                         v.state = State::Purged;
                         v.transitioning = Transitioning::No;
                         v.transitioning_message.clear();
-                        this.inner.store.save(&v)
+                        this.inner.store.save(&v)?;
+                        Ok(v)
                     }
                     Err(e) => {
                         // Say why on the record; the janitor tries again later.
@@ -69,23 +120,55 @@ impl Ballast {
             })
             .await;
         match &res {
-            Ok(()) => tracing::info!(volume = %name, %id, "volume purged"),
+            Ok(_) => tracing::info!(volume = %name, %id, "volume purged"),
             Err(e) => tracing::error!(volume = %name, %id, error = %e, "purge failed"),
         }
         res
     }
 
-    /// Purges every removed volume older than the retention. Returns how
-    /// many were purged.
+    /// Purges every removed volume older than the retention, then the
+    /// oldest removed volumes of any pool with less than 10% free space.
+    /// Returns how many were purged.
     pub async fn purge_expired(&self) -> Result<usize> {
         let retention = i64::try_from(self.inner.trash_retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(retention);
-        let expired = self
-            .blocking(move |this| this.inner.store.removed_before(cutoff))
-            .await?;
+        let expired = self.blocking(move |this| this.inner.store.removed_before(cutoff)).await?;
         let mut purged = 0;
         for v in expired {
-            if self.purge(v).await.is_ok() {
+            if self.purge_now(v).await.is_ok() {
+                purged += 1;
+            }
+        }
+        for pool in self.inner.pools.keys() {
+            purged += self.purge_for_space(pool).await?;
+        }
+        Ok(purged)
+    }
+
+    async fn purge_for_space(&self, pool: &str) -> Result<usize> {
+        let short = |this: &Ballast| -> Result<bool> {
+            let space = this.pool(pool)?.backend.space()?;
+            Ok(space.capacity > 0 && space.free * 100 < space.capacity * LOW_SPACE_PERCENT)
+        };
+        if !short(self)? {
+            return Ok(0);
+        }
+        // Oldest removal first.
+        let mut trash: Vec<Volume> = self
+            .inner
+            .store
+            .in_state(State::Removed)?
+            .into_iter()
+            .filter(|v| v.pool == pool)
+            .collect();
+        trash.sort_by_key(|v| v.removed_ms);
+        let mut purged = 0;
+        for v in trash {
+            if !short(self)? {
+                break;
+            }
+            tracing::warn!(pool, volume = %v.name, "pool has under 10% free: purging the oldest removed volume early");
+            if self.purge_now(v).await.is_ok() {
                 purged += 1;
             }
         }
@@ -96,7 +179,8 @@ impl Ballast {
     pub fn janitor_period(&self) -> Duration {
         let retention = self.inner.trash_retention;
         if retention.is_zero() {
-            // Removals purge inline; the janitor only retries failures.
+            // Removals purge inline; the janitor retries failures and
+            // watches free space.
             return Duration::from_secs(60);
         }
         (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))

@@ -23,8 +23,11 @@ pub struct Spec {
     pub mode: Option<u32>,
 }
 
-/// One storage backend. `key` is the volume's storage key (derived from
-/// its id, never from user input).
+/// Told how many more bytes a long operation has copied.
+pub type OnBytes<'a> = &'a mut dyn FnMut(u64);
+
+/// One storage backend. `key` is the volume's storage key and `snap` a
+/// snapshot's (both derived from ids, never from user input).
 pub trait Backend: Send + Sync + Debug {
     fn kind(&self) -> BackendKind;
     /// Whether `size` limits are enforced by this backend.
@@ -43,6 +46,33 @@ pub trait Backend: Send + Sync + Debug {
     fn mountpoint(&self, key: &str) -> PathBuf;
     /// Bytes the volume uses.
     fn usage(&self, key: &str) -> io::Result<u64>;
+    /// Whether the volume has storage (false after a purge or deallocate).
+    fn exists(&self, key: &str) -> io::Result<bool>;
+
+    /// Takes a point-in-time copy of the volume as snapshot `snap`. The
+    /// snapshot appears whole or not at all.
+    fn snapshot(&self, key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()>;
+    /// Fills the new, empty volume `key` with the snapshot's content.
+    fn copy_snapshot(&self, snap: &str, key: &str, on_bytes: OnBytes<'_>) -> io::Result<()>;
+    /// Replaces the volume's content with the snapshot's; whoever opens
+    /// the volume afterwards sees the old content or the snapshot's,
+    /// never a mix.
+    fn revert(&self, key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()>;
+    /// Destroys a snapshot. Missing is not an error.
+    fn delete_snapshot(&self, snap: &str) -> io::Result<()>;
+    /// Bytes a snapshot holds.
+    fn snapshot_usage(&self, snap: &str) -> io::Result<u64>;
+    /// Clears what interrupted work left behind; runs once at start-up.
+    fn recover(&self) -> io::Result<()>;
+    /// The pool's capacity and free bytes.
+    fn space(&self) -> io::Result<Space>;
+}
+
+/// Capacity of the filesystem a pool lives on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Space {
+    pub capacity: u64,
+    pub free: u64,
 }
 
 /// A configured pool and its backend.

@@ -68,12 +68,7 @@ fn create_inspect_ls_rm() {
     assert_eq!(v["Status"]["state"], "inactive");
     assert_eq!(v["Status"]["description"], "web data");
     assert_eq!(v["Status"]["pool"], "default");
-    assert!(
-        v["Mountpoint"]
-            .as_str()
-            .unwrap()
-            .starts_with(d.state_dir().to_str().unwrap())
-    );
+    assert!(v["Mountpoint"].as_str().unwrap().starts_with(d.state_dir().to_str().unwrap()));
     assert!(v["CreatedAt"].as_str().unwrap().contains('T'));
     assert_eq!(e.volumes(&d.driver), vec!["web"]);
     // The same create again is fine; Docker answers it from Get.
@@ -98,10 +93,7 @@ fn data_outlives_containers_and_is_shared() {
     assert_eq!(e.ok(&["exec", &two, "cat", "/data/b"]), "from-one");
     assert_eq!(d.get("shared")["Status"]["mounts"], 2);
     e.ok(&["rm", "-f", &one]);
-    assert_eq!(
-        e.ok(&["exec", &two, "cat", "/data/a", "/data/b"]),
-        "first\nfrom-one"
-    );
+    assert_eq!(e.ok(&["exec", &two, "cat", "/data/a", "/data/b"]), "first\nfrom-one");
     e.ok(&["exec", &two, "sh", "-c", "echo from-two > /data/c"]);
     assert_eq!(d.get("shared")["Status"]["state"], "active");
 
@@ -112,9 +104,7 @@ fn data_outlives_containers_and_is_shared() {
     assert!(err.contains("in use by 1 mount"), "{err}");
 
     e.ok(&["rm", "-f", &two]);
-    wait_for("the last unmount", || {
-        d.get("shared")["Status"]["state"] == "inactive"
-    });
+    wait_for("the last unmount", || d.get("shared")["Status"]["state"] == "inactive");
     assert_eq!(run(e, "shared", "cat /data/c"), "from-two");
     e.ok(&["volume", "rm", "shared"]);
 }
@@ -159,10 +149,7 @@ fn kill9_with_a_running_container_loses_nothing() {
     e.ok(&["exec", &c, "sh", "-c", "echo after >> /data/f"]);
     let v = e.inspect("durable");
     assert_eq!(v["Status"]["state"], "active");
-    assert_eq!(
-        v["Status"]["mounts"], 1,
-        "the mount count survived the crash"
-    );
+    assert_eq!(v["Status"]["mounts"], 1, "the mount count survived the crash");
     assert_eq!(e.volumes(&d.driver), vec!["durable"]);
     e.fails(&["volume", "rm", "durable"]);
 
@@ -176,11 +163,7 @@ fn kill9_with_a_running_container_loses_nothing() {
 #[test]
 fn compose_up_and_down() {
     let Some(e) = engine() else { return };
-    if std::process::Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("docker-compose").arg("version").output().is_err() {
         crate::harness::skip("docker-compose is not installed (apt-get install docker-compose)");
         return;
     }
@@ -230,14 +213,8 @@ volumes:
     wait_for("the compose service's write", || {
         std::path::Path::new(&format!("{mp}/hello")).exists()
     });
-    assert_eq!(
-        std::fs::read_to_string(format!("{mp}/hello")).unwrap(),
-        "composed\n"
-    );
+    assert_eq!(std::fs::read_to_string(format!("{mp}/hello")).unwrap(), "composed\n");
     compose(&["down", "-v"]);
     assert!(e.volumes(&d.driver).is_empty());
-    assert!(
-        d.names().is_empty(),
-        "compose down -v removed it from ballast"
-    );
+    assert!(d.names().is_empty(), "compose down -v removed it from ballast");
 }

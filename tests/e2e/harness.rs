@@ -119,9 +119,7 @@ fn start_engine() -> Engine {
         "--iptables=false",
         "--ip-masq=false",
     ]);
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
     PARKED_ENGINE.lock().unwrap().replace(spawn_until_exit(cmd));
     let deadline = Instant::now() + Duration::from_secs(90);
     while !engine.answers() {
@@ -144,9 +142,8 @@ static PARKED_ENGINE: Mutex<Option<Child>> = Mutex::new(None);
 /// no dead drivers.
 fn stop_old_engine() {
     let pidfile = format!("{ENGINE_RUN}/docker.pid");
-    let Some(pid) = std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
+    let Some(pid) =
+        std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse::<i32>().ok())
     else {
         return;
     };
@@ -181,9 +178,7 @@ fn import_busybox(engine: &Engine) {
     let root = tempfile::tempdir().unwrap();
     let bin = root.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
     let busybox = busybox.expect("busybox is not installed (apt-get install busybox-static)");
     std::fs::copy(busybox, bin.join("busybox")).unwrap();
     let list = Command::new(busybox).arg("--list").output().unwrap();
@@ -194,10 +189,7 @@ fn import_busybox(engine: &Engine) {
     }
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "tar -C {} -c . | docker import - {IMAGE}",
-            root.path().display()
-        ))
+        .arg(format!("tar -C {} -c . | docker import - {IMAGE}", root.path().display()))
         .env("DOCKER_HOST", &engine.host)
         .stdout(Stdio::null())
         .status()
@@ -207,9 +199,7 @@ fn import_busybox(engine: &Engine) {
 
 impl Engine {
     fn answers(&self) -> bool {
-        self.docker(&["version", "--format", "{{.Server.Version}}"])
-            .status
-            .success()
+        self.docker(&["version", "--format", "{{.Server.Version}}"]).status.success()
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
@@ -235,11 +225,7 @@ impl Engine {
     /// Runs docker expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.docker(args);
-        assert!(
-            !out.status.success(),
-            "docker {} should have failed",
-            args.join(" ")
-        );
+        assert!(!out.status.success(), "docker {} should have failed", args.join(" "));
         String::from_utf8_lossy(&out.stderr).to_string()
     }
 
@@ -252,24 +238,14 @@ impl Engine {
 
     /// Names of the volumes of one driver.
     pub fn volumes(&self, driver: &str) -> Vec<String> {
-        let out = self.ok(&[
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("driver={driver}"),
-        ]);
+        let out = self.ok(&["volume", "ls", "-q", "--filter", &format!("driver={driver}")]);
         out.lines().map(str::to_string).collect()
     }
 
     /// Removes the containers and volumes a test left with this driver.
     pub fn clean(&self, driver: &str) {
-        let containers = self.ok(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=ballast-test={driver}"),
-        ]);
+        let containers =
+            self.ok(&["ps", "-aq", "--filter", &format!("label=ballast-test={driver}")]);
         for c in containers.lines() {
             self.docker(&["rm", "-f", c]);
         }
@@ -352,30 +328,24 @@ impl Daemon {
         // setpriv asks the kernel to SIGTERM the daemon when its parent (the
         // spawner thread, which lives as long as this process) is gone.
         let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--pdeathsig",
-            "TERM",
-            "--",
-            env!("CARGO_BIN_EXE_ballast"),
-            "serve",
-        ])
-        .arg("--state-dir")
-        .arg(self.state_dir())
-        .arg("--plugin-socket")
-        .arg(&self.plugin_socket)
-        .arg("--admin-socket")
-        .arg(&self.admin_socket)
-        .env("RUST_LOG", "debug")
-        .env_remove("BALLAST_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::options()
-                .create(true)
-                .append(true)
-                .open(self.dir.path().join("log"))
-                .unwrap(),
-        );
+        cmd.args(["--pdeathsig", "TERM", "--", env!("CARGO_BIN_EXE_ballast"), "serve"])
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--plugin-socket")
+            .arg(&self.plugin_socket)
+            .arg("--admin-socket")
+            .arg(&self.admin_socket)
+            .env("RUST_LOG", "debug")
+            .env_remove("BALLAST_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("log"))
+                    .unwrap(),
+            );
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
@@ -390,11 +360,7 @@ impl Daemon {
             {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "ballast did not open its sockets: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "ballast did not open its sockets: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -452,10 +418,7 @@ impl Daemon {
     pub fn call_ok(&self, method: &str, body: &str) -> Value {
         let (status, v) = self.call(method, body);
         assert_eq!(status, 200, "{method} {body}: {v}");
-        assert!(
-            v.get("Err").is_none_or(|e| e.as_str() == Some("")),
-            "{method}: {v}"
-        );
+        assert!(v.get("Err").is_none_or(|e| e.as_str() == Some("")), "{method}: {v}");
         v
     }
 
@@ -463,10 +426,8 @@ impl Daemon {
     pub fn call_err(&self, method: &str, body: &str) -> String {
         let (status, v) = self.call(method, body);
         assert_ne!(status, 200, "{method} {body} should fail: {v}");
-        let err = v["Err"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{method}: no Err in {v}"))
-            .to_string();
+        let err =
+            v["Err"].as_str().unwrap_or_else(|| panic!("{method}: no Err in {v}")).to_string();
         assert!(!err.is_empty());
         err
     }
@@ -483,10 +444,7 @@ impl Daemon {
     }
 
     pub fn get(&self, name: &str) -> Value {
-        self.call_ok(
-            "VolumeDriver.Get",
-            &serde_json::json!({ "Name": name }).to_string(),
-        )["Volume"]
+        self.call_ok("VolumeDriver.Get", &serde_json::json!({ "Name": name }).to_string())["Volume"]
             .take()
     }
 }
@@ -554,9 +512,7 @@ impl Conn {
         let s = UnixStream::connect(socket)
             .unwrap_or_else(|e| panic!("connecting {}: {e}", socket.display()));
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        Conn {
-            stream: std::io::BufReader::new(s),
-        }
+        Conn { stream: std::io::BufReader::new(s) }
     }
 
     /// Sends one request and reads one response: status, headers, body.

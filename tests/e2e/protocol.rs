@@ -9,16 +9,11 @@ use serde_json::json;
 use crate::harness::{Daemon, root_or_skip};
 
 fn create(d: &Daemon, name: &str, opts: serde_json::Value) {
-    d.call_ok(
-        "VolumeDriver.Create",
-        &json!({ "Name": name, "Opts": opts }).to_string(),
-    );
+    d.call_ok("VolumeDriver.Create", &json!({ "Name": name, "Opts": opts }).to_string());
 }
 
 fn pool_entries(d: &Daemon) -> usize {
-    std::fs::read_dir(d.state_dir().join("pools/default/volumes"))
-        .unwrap()
-        .count()
+    std::fs::read_dir(d.state_dir().join("pools/default/volumes")).unwrap().count()
 }
 
 #[test]
@@ -27,10 +22,7 @@ fn activate_with_empty_body_and_capabilities() {
         return;
     }
     let d = Daemon::private("proto-activate");
-    assert_eq!(
-        d.call_ok("Plugin.Activate", ""),
-        json!({ "Implements": ["VolumeDriver"] })
-    );
+    assert_eq!(d.call_ok("Plugin.Activate", ""), json!({ "Implements": ["VolumeDriver"] }));
     assert_eq!(
         d.call_ok("VolumeDriver.Capabilities", ""),
         json!({ "Capabilities": { "Scope": "local" } })
@@ -52,14 +44,8 @@ fn lifecycle_with_null_opts_get_before_create_and_idempotence() {
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db","Opts":null}"#);
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db","Opts":null}"#); // idempotent
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db","Opts":{}}"#); // same options
-    let err = d.call_err(
-        "VolumeDriver.Create",
-        r#"{"Name":"db","Opts":{"mode":"0700"}}"#,
-    );
-    assert!(
-        err.contains("already exists with different options"),
-        "{err}"
-    );
+    let err = d.call_err("VolumeDriver.Create", r#"{"Name":"db","Opts":{"mode":"0700"}}"#);
+    assert!(err.contains("already exists with different options"), "{err}");
 
     let v = d.get("db");
     assert_eq!(v["Name"], "db");
@@ -70,10 +56,7 @@ fn lifecycle_with_null_opts_get_before_create_and_idempotence() {
     assert_eq!(v["Status"]["pool"], "default");
     let mp = v["Mountpoint"].as_str().unwrap().to_string();
     assert!(std::path::Path::new(&mp).is_dir());
-    assert_eq!(
-        d.call_ok("VolumeDriver.Path", r#"{"Name":"db"}"#)["Mountpoint"],
-        mp.as_str()
-    );
+    assert_eq!(d.call_ok("VolumeDriver.Path", r#"{"Name":"db"}"#)["Mountpoint"], mp.as_str());
     assert_eq!(d.names(), vec!["db"]);
 
     d.call_ok("VolumeDriver.Remove", r#"{"Name":"db"}"#);
@@ -92,12 +75,8 @@ fn duplicate_mount_ids_are_counted_and_persisted() {
     }
     let mut d = Daemon::private("proto-mounts");
     create(&d, "m", json!(null));
-    let mount = |id: &str| {
-        d.call_ok(
-            "VolumeDriver.Mount",
-            &json!({ "Name": "m", "ID": id }).to_string(),
-        )
-    };
+    let mount =
+        |id: &str| d.call_ok("VolumeDriver.Mount", &json!({ "Name": "m", "ID": id }).to_string());
     let mp = mount("c1")["Mountpoint"].as_str().unwrap().to_string();
     assert_eq!(mount("c1")["Mountpoint"], mp.as_str());
     mount("c2");
@@ -107,19 +86,12 @@ fn duplicate_mount_ids_are_counted_and_persisted() {
     // The counts survive a restart.
     d.restart();
     assert_eq!(d.get("m")["Status"]["mounts"], 3);
-    let unmount = |id: &str| {
-        d.call_ok(
-            "VolumeDriver.Unmount",
-            &json!({ "Name": "m", "ID": id }).to_string(),
-        )
-    };
+    let unmount =
+        |id: &str| d.call_ok("VolumeDriver.Unmount", &json!({ "Name": "m", "ID": id }).to_string());
     unmount("c1");
     unmount("nobody"); // unknown ID: not an error
     let err = d.call_err("VolumeDriver.Remove", r#"{"Name":"m"}"#);
-    assert!(
-        err.contains("in use") && err.contains("c1") && err.contains("c2"),
-        "{err}"
-    );
+    assert!(err.contains("in use") && err.contains("c1") && err.contains("c2"), "{err}");
     unmount("c1");
     assert_eq!(d.get("m")["Status"]["state"], "active", "c2 still holds it");
     unmount("c2");
@@ -135,12 +107,7 @@ fn malformed_json_gets_a_json_error() {
         return;
     }
     let d = Daemon::private("proto-malformed");
-    for body in [
-        "{",
-        "[1,2]",
-        r#"{"Name": 5}"#,
-        r#"{"Name":"x","Opts":{"size":1}}"#,
-    ] {
+    for body in ["{", "[1,2]", r#"{"Name": 5}"#, r#"{"Name":"x","Opts":{"size":1}}"#] {
         let err = d.call_err("VolumeDriver.Create", body);
         assert!(err.contains("malformed request body"), "{body}: {err}");
     }
@@ -154,16 +121,7 @@ fn bad_names_and_options_are_refused_and_change_nothing() {
     }
     let d = Daemon::private("proto-bad");
     let long = "x".repeat(300);
-    for name in [
-        "",
-        "../x",
-        "a/b",
-        "..",
-        "/etc",
-        long.as_str(),
-        "a\u{0}b",
-        ".hidden",
-    ] {
+    for name in ["", "../x", "a/b", "..", "/etc", long.as_str(), "a\u{0}b", ".hidden"] {
         let err = d.call_err("VolumeDriver.Create", &json!({ "Name": name }).to_string());
         assert!(err.contains("invalid volume name"), "{name:?}: {err}");
         for method in ["Get", "Path", "Mount", "Unmount", "Remove"] {
@@ -171,22 +129,16 @@ fn bad_names_and_options_are_refused_and_change_nothing() {
                 &format!("VolumeDriver.{method}"),
                 &json!({ "Name": name, "ID": "x" }).to_string(),
             );
-            assert!(
-                err.contains("invalid volume name"),
-                "{method} {name:?}: {err}"
-            );
+            assert!(err.contains("invalid volume name"), "{method} {name:?}: {err}");
         }
     }
     let cases = [
         (json!({ "colour": "red" }), "unknown option \"colour\""),
         (
-            json!({ "from-snapshot": "s" }),
-            "valid options are: pool, size, description, uid, gid, mode, from-volume",
+            json!({ "from-backup": "b" }),
+            "valid options are: pool, size, description, uid, gid, mode, from-volume, from-snapshot",
         ),
-        (
-            json!({ "pool": "nope" }),
-            "option pool=\"nope\": no such pool; pools: default",
-        ),
+        (json!({ "pool": "nope" }), "option pool=\"nope\": no such pool; pools: default"),
         (
             json!({ "size": "1G" }),
             "cannot enforce a size limit; sizes are enforced by btrfs and loop pools",
@@ -198,12 +150,15 @@ fn bad_names_and_options_are_refused_and_change_nothing() {
             json!({ "from-volume": "ghost" }),
             "option from-volume=\"ghost\": no volume with that name exists",
         ),
+        (
+            json!({ "from-snapshot": "1s999" }),
+            "option from-snapshot=\"1s999\": no snapshot with id",
+        ),
+        (json!({ "from-snapshot": "a", "from-volume": "b" }), "cannot be combined"),
     ];
     for (opts, needle) in cases {
-        let err = d.call_err(
-            "VolumeDriver.Create",
-            &json!({ "Name": "ok", "Opts": opts }).to_string(),
-        );
+        let err =
+            d.call_err("VolumeDriver.Create", &json!({ "Name": "ok", "Opts": opts }).to_string());
         assert!(err.contains(needle), "{opts}: {err}");
     }
     assert!(d.names().is_empty(), "nothing was created");
@@ -223,10 +178,7 @@ fn owner_mode_and_from_volume_copy() {
     );
     let src = d.get("src")["Mountpoint"].as_str().unwrap().to_string();
     let meta = std::fs::metadata(&src).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
-        (1234, 4321, 0o750)
-    );
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (1234, 4321, 0o750));
     std::fs::create_dir(format!("{src}/dir")).unwrap();
     std::fs::write(format!("{src}/dir/file"), b"payload").unwrap();
     std::os::unix::fs::symlink("dir/file", format!("{src}/link")).unwrap();
@@ -234,25 +186,13 @@ fn owner_mode_and_from_volume_copy() {
     create(&d, "copy", json!({ "from-volume": "src" }));
     let copy = d.get("copy")["Mountpoint"].as_str().unwrap().to_string();
     assert_ne!(copy, src);
-    assert_eq!(
-        std::fs::read(format!("{copy}/dir/file")).unwrap(),
-        b"payload"
-    );
-    assert_eq!(
-        std::fs::read_link(format!("{copy}/link")).unwrap().to_str(),
-        Some("dir/file")
-    );
+    assert_eq!(std::fs::read(format!("{copy}/dir/file")).unwrap(), b"payload");
+    assert_eq!(std::fs::read_link(format!("{copy}/link")).unwrap().to_str(), Some("dir/file"));
     let meta = std::fs::metadata(&copy).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
-        (1234, 4321, 0o750)
-    );
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (1234, 4321, 0o750));
     // A copy, not a link: changing one leaves the other.
     std::fs::write(format!("{copy}/dir/file"), b"changed").unwrap();
-    assert_eq!(
-        std::fs::read(format!("{src}/dir/file")).unwrap(),
-        b"payload"
-    );
+    assert_eq!(std::fs::read(format!("{src}/dir/file")).unwrap(), b"payload");
     assert!(d.get("copy")["Status"]["usedBytes"].as_u64().unwrap() > 0);
 }
 
@@ -270,10 +210,7 @@ fn remove_never_follows_symlinks_out_of_the_pool() {
     std::os::unix::fs::symlink(&outside, format!("{mp}/escape")).unwrap();
     std::os::unix::fs::symlink(outside.join("keep"), format!("{mp}/file-escape")).unwrap();
     d.call_ok("VolumeDriver.Remove", r#"{"Name":"evil"}"#);
-    assert!(
-        !std::path::Path::new(&mp).exists(),
-        "the volume's data is purged"
-    );
+    assert!(!std::path::Path::new(&mp).exists(), "the volume's data is purged");
     assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"precious");
 }
 
@@ -295,20 +232,9 @@ fn remove_never_deletes_across_a_mount() {
         .unwrap();
     assert!(status.success());
     let res = d.call("VolumeDriver.Remove", r#"{"Name":"mnt"}"#);
-    let _ = std::process::Command::new("umount")
-        .arg(format!("{mp}/inner"))
-        .status();
-    assert_eq!(
-        std::fs::read(outside.join("keep")).unwrap(),
-        b"precious",
-        "{res:?}"
-    );
-    assert!(
-        d.log()
-            .contains("refusing to delete across a mount boundary"),
-        "{}",
-        d.log()
-    );
+    let _ = std::process::Command::new("umount").arg(format!("{mp}/inner")).status();
+    assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"precious", "{res:?}");
+    assert!(d.log().contains("refusing to delete across a mount boundary"), "{}", d.log());
 }
 
 #[test]
@@ -351,14 +277,8 @@ fn get_and_list_are_not_blocked_by_a_slow_create() {
     }
     let ((status, body), took) = slow.join().unwrap();
     assert_eq!(status, 200, "{body}");
-    assert!(
-        answered_during > 0,
-        "no Get/List answered during a {took:?} create"
-    );
-    assert!(
-        worst < took,
-        "a Get/List waited {worst:?}, as long as the whole create ({took:?})"
-    );
+    assert!(answered_during > 0, "no Get/List answered during a {took:?} create");
+    assert!(worst < took, "a Get/List waited {worst:?}, as long as the whole create ({took:?})");
     assert_eq!(d.names(), vec!["big", "clone", "other"]);
 }
 
@@ -375,25 +295,15 @@ fn sigterm_keeps_data_and_removes_sockets() {
         .to_string();
     std::fs::write(format!("{mp}/f"), b"still here").unwrap();
     assert!(d.terminate(), "clean exit");
-    assert!(
-        !d.plugin_socket.exists() && !d.admin_socket.exists(),
-        "sockets removed"
-    );
+    assert!(!d.plugin_socket.exists() && !d.admin_socket.exists(), "sockets removed");
     assert_eq!(std::fs::read(format!("{mp}/f")).unwrap(), b"still here");
     d.start_again();
     let v = d.get("keep");
     assert_eq!(
-        (
-            v["Status"]["state"].as_str(),
-            v["Status"]["mounts"].as_u64()
-        ),
+        (v["Status"]["state"].as_str(), v["Status"]["mounts"].as_u64()),
         (Some("active"), Some(1))
     );
-    assert_eq!(
-        v["Mountpoint"],
-        mp.as_str(),
-        "same mountpoint after restart"
-    );
+    assert_eq!(v["Mountpoint"], mp.as_str(), "same mountpoint after restart");
     d.call_ok("VolumeDriver.Unmount", r#"{"Name":"keep","ID":"c"}"#);
 }
 
@@ -404,12 +314,7 @@ fn sockets_are_root_only_and_admin_answers_healthz() {
     }
     let d = Daemon::private("proto-perms");
     for s in [&d.plugin_socket, &d.admin_socket] {
-        assert_eq!(
-            std::fs::metadata(s).unwrap().mode() & 0o777,
-            0o600,
-            "{}",
-            s.display()
-        );
+        assert_eq!(std::fs::metadata(s).unwrap().mode() & 0o777, 0o600, "{}", s.display());
     }
     let (status, _, body) =
         crate::harness::Conn::new(&d.admin_socket).request("GET", "/healthz", "");
@@ -460,10 +365,7 @@ fn a_bad_config_stops_start_up_naming_file_and_key() {
     let out = run(&cfg);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.toml") && err.contains("backend") && err.contains("zfs"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml") && err.contains("backend") && err.contains("zfs"), "{err}");
     assert!(!dir.path().join("p.sock").exists(), "nothing half-started");
     let out = run(&dir.path().join("missing.toml"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));

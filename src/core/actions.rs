@@ -1,0 +1,268 @@
+//! The volume state machine (SPEC §4) and the actions that walk it:
+//! allocate, activate, deactivate, deallocate, and the description update.
+//! Snapshot, revert, remove, restore and purge live in their own files but
+//! are checked against the same table here.
+
+use std::sync::Arc;
+
+use super::Ballast;
+use crate::pool::Spec;
+use crate::volume::{State, Volume};
+use crate::{Error, Result};
+
+/// An action on a volume resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allocate,
+    Activate,
+    Deactivate,
+    Deallocate,
+    Snapshot,
+    RevertToSnapshot,
+    RestoreFromBackup,
+    Remove,
+    Restore,
+    Purge,
+}
+
+impl Action {
+    pub const ALL: [Action; 10] = [
+        Action::Allocate,
+        Action::Activate,
+        Action::Deactivate,
+        Action::Deallocate,
+        Action::Snapshot,
+        Action::RevertToSnapshot,
+        Action::RestoreFromBackup,
+        Action::Remove,
+        Action::Restore,
+        Action::Purge,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allocate => "allocate",
+            Action::Activate => "activate",
+            Action::Deactivate => "deactivate",
+            Action::Deallocate => "deallocate",
+            Action::Snapshot => "snapshot",
+            Action::RevertToSnapshot => "reverttosnapshot",
+            Action::RestoreFromBackup => "restorefrombackup",
+            Action::Remove => "remove",
+            Action::Restore => "restore",
+            Action::Purge => "purge",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+            let all: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
+            Error::InvalidInput(format!(
+                "unknown volume action {name:?}; volume actions are: {}",
+                all.join(", ")
+            ))
+        })
+    }
+
+    /// The states the action starts from.
+    pub fn from_states(self) -> &'static [State] {
+        use State::*;
+        match self {
+            Action::Allocate => &[Requested],
+            Action::Activate => &[Inactive],
+            Action::Deactivate => &[Active],
+            Action::Deallocate => &[Inactive],
+            Action::Snapshot => &[Inactive, Active],
+            Action::RevertToSnapshot => &[Inactive],
+            Action::RestoreFromBackup => &[Inactive, Requested],
+            Action::Remove => &[Inactive, Requested],
+            Action::Restore => &[Removed],
+            Action::Purge => &[Removed],
+        }
+    }
+
+    /// Whether the action can run on `v` now: the state table, and no
+    /// other long operation running on it.
+    pub fn check(self, v: &Volume) -> Result<()> {
+        if v.mount_count() > 0 && !matches!(self, Action::Snapshot | Action::Activate) {
+            // Containers hold it: say which, whatever the state table says.
+            return Err(Ballast::in_use(&v.name, v));
+        }
+        if !self.from_states().contains(&v.state) {
+            let from: Vec<_> = self.from_states().iter().map(|s| s.as_str()).collect();
+            return Err(Error::InvalidState(format!(
+                "cannot {} volume {:?}: it is {}, and {} needs it {}",
+                self.name(),
+                v.name,
+                v.state.as_str(),
+                self.name(),
+                from.join(" or ")
+            )));
+        }
+        if v.transitioning == crate::volume::Transitioning::Yes {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} is busy: {}",
+                v.name, v.transitioning_message
+            )));
+        }
+        if self == Action::RestoreFromBackup {
+            return Err(Error::InvalidState(
+                "restorefrombackup: backups are not available in this version of ballast".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Ballast {
+    /// Whether `action` can run on `v` now: the state table, plus no
+    /// snapshot being taken for the actions that would pull the data away
+    /// from under it.
+    pub(super) fn check(&self, action: Action, v: &Volume) -> Result<()> {
+        action.check(v)?;
+        if matches!(
+            action,
+            Action::RevertToSnapshot | Action::Remove | Action::Purge | Action::Deallocate
+        ) && let Some(s) = self.snapshot_running(v.id)
+        {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} is busy: snapshot {} is being taken",
+                v.name,
+                s.public_id()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The actions `v` offers now (a resource's `actions` map).
+    pub fn actions(&self, v: &Volume) -> Vec<Action> {
+        Action::ALL.into_iter().filter(|a| self.check(*a, v).is_ok()).collect()
+    }
+
+    /// requested → inactive: creates the backing storage.
+    pub async fn allocate(&self, reference: &str) -> Result<Arc<Volume>> {
+        self.transition(reference, Action::Allocate, allocate).await
+    }
+
+    /// inactive → active: attaches the volume on this host.
+    pub async fn activate(&self, reference: &str) -> Result<Arc<Volume>> {
+        self.transition(reference, Action::Activate, |this, v| {
+            this.pool(&v.pool)?
+                .backend
+                .activate(&v.storage_key())
+                .map_err(|e| Error::internal(format!("activating volume {:?}", v.name), e))?;
+            v.state = State::Active;
+            Ok(())
+        })
+        .await
+    }
+
+    /// active (no mounts) → inactive: detaches it.
+    pub async fn deactivate(&self, reference: &str) -> Result<Arc<Volume>> {
+        self.transition(reference, Action::Deactivate, |this, v| {
+            this.pool(&v.pool)?
+                .backend
+                .deactivate(&v.storage_key())
+                .map_err(|e| Error::internal(format!("deactivating volume {:?}", v.name), e))?;
+            v.state = State::Inactive;
+            Ok(())
+        })
+        .await
+    }
+
+    /// inactive → requested: frees the storage. There are no backups yet,
+    /// so the data would be gone for good: only with `force`.
+    pub async fn deallocate(&self, reference: &str, force: bool) -> Result<Arc<Volume>> {
+        self.transition(reference, Action::Deallocate, move |this, v| {
+            if !force {
+                return Err(Error::InvalidState(format!(
+                    "deallocate would destroy the data of volume {:?}, and it has no backup newer \
+                     than its last write; pass \"force\": true to destroy it anyway",
+                    v.name
+                )));
+            }
+            this.pool(&v.pool)?
+                .backend
+                .destroy(&v.storage_key())
+                .map_err(|e| Error::internal(format!("deallocating volume {:?}", v.name), e))?;
+            v.state = State::Requested;
+            v.used_bytes = 0;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes the description, the one updatable field.
+    pub async fn set_description(
+        &self,
+        reference: &str,
+        description: String,
+    ) -> Result<Arc<Volume>> {
+        let current = self.find(reference)?;
+        let _guard = self.lock(&current.name).await;
+        let mut v = (*self.find(reference)?).clone();
+        v.description = description;
+        let v = self.save(v).await?;
+        Ok(self.publish(v))
+    }
+
+    /// Runs one state-table action under the volume's lock: check, change
+    /// storage (on a blocking thread), persist, publish.
+    pub(super) async fn transition<F>(
+        &self,
+        reference: &str,
+        action: Action,
+        f: F,
+    ) -> Result<Arc<Volume>>
+    where
+        F: FnOnce(&Ballast, &mut Volume) -> Result<()> + Send + 'static,
+    {
+        let current = self.find(reference)?;
+        let _guard = self.lock(&current.name).await;
+        self.transition_locked(reference, action, f).await
+    }
+
+    /// [`Ballast::transition`] for a caller that holds the volume's lock.
+    pub(super) async fn transition_locked<F>(
+        &self,
+        reference: &str,
+        action: Action,
+        f: F,
+    ) -> Result<Arc<Volume>>
+    where
+        F: FnOnce(&Ballast, &mut Volume) -> Result<()> + Send + 'static,
+    {
+        let mut v = (*self.find(reference)?).clone();
+        self.check(action, &v)?;
+        let v = self
+            .blocking(move |this| {
+                f(this, &mut v)?;
+                this.inner.store.save(&v)?;
+                Ok(v)
+            })
+            .await?;
+        tracing::info!(volume = %v.name, action = action.name(), state = v.state.as_str(), "volume action");
+        Ok(self.publish(v))
+    }
+
+    /// Persists a changed record on a blocking thread.
+    pub(super) async fn save(&self, v: Volume) -> Result<Volume> {
+        self.blocking(move |this| {
+            this.inner.store.save(&v)?;
+            Ok(v)
+        })
+        .await
+    }
+}
+
+/// Creates a requested volume's storage from its recorded options.
+pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
+    let pool = this.pool(&v.pool)?;
+    let o = crate::opts::parse(&v.driver_opts)?;
+    let spec = Spec { size: o.size, uid: o.uid, gid: o.gid, mode: o.mode };
+    pool.backend
+        .create(&v.storage_key(), &spec)
+        .map_err(|e| Error::internal(format!("allocating volume {:?}", v.name), e))?;
+    v.state = State::Inactive;
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Snapshots: take, remove, revert to, and list them.
+//!
+//! Taking a snapshot and reverting are long operations (a `dir` pool
+//! copies every file), so both answer at once and finish as a background
+//! job that reports progress on the resource (`transitioning`,
+//! `transitioningMessage` on the volume; `state`/`message` on the
+//! snapshot). A revert holds the volume's lock until it is done, so a
+//! Mount can never see a half-reverted tree: Docker's Mount is refused
+//! while the volume is transitioning, and one that slipped in waits.
+//! A snapshot in progress does not hold the lock (containers keep
+//! mounting), but it keeps revert, remove and purge away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Ballast;
+use super::actions::Action;
+use crate::snapshot::{SnapState, Snapshot, parse_public_id};
+use crate::volume::{Transitioning, Volume, now_ms, validate_name};
+use crate::{Error, Result};
+
+impl Ballast {
+    /// Snapshots, optionally of one volume, oldest first.
+    pub fn snapshots(&self, volume_id: Option<i64>) -> Vec<Arc<Snapshot>> {
+        let snaps = self.snaps_read();
+        snaps.values().filter(|s| volume_id.is_none_or(|v| s.volume_id == v)).cloned().collect()
+    }
+
+    /// How many snapshots a volume has.
+    pub fn snapshot_count(&self, volume_id: i64) -> usize {
+        self.snaps_read().values().filter(|s| s.volume_id == volume_id).count()
+    }
+
+    /// A snapshot by id (`1s7`) or by name (when that name is unique).
+    pub fn find_snapshot(&self, reference: &str) -> Result<Arc<Snapshot>> {
+        let snaps = self.snaps_read();
+        if let Some(id) = parse_public_id("1s", reference) {
+            return snaps
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("no snapshot with id {reference:?}")));
+        }
+        let named: Vec<_> = snaps.values().filter(|s| s.name == reference).collect();
+        match named.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::NotFound(format!("no snapshot named or with id {reference:?}"))),
+            many => Err(Error::InvalidInput(format!(
+                "{} snapshots are named {reference:?}; use an id: {}",
+                many.len(),
+                many.iter().map(|s| s.public_id()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Takes a snapshot of a volume. Returns the new snapshot in state
+    /// `creating`; it turns `created` (or `error`) when the copy is done.
+    pub async fn snapshot(&self, reference: &str, name: Option<String>) -> Result<Arc<Snapshot>> {
+        if let Some(n) = &name {
+            validate_name(n).map_err(|e| Error::InvalidInput(format!("snapshot name: {e}")))?;
+        }
+        let current = self.find(reference)?;
+        let _guard = self.lock(&current.name).await;
+        let v = self.find(reference)?;
+        self.check(Action::Snapshot, &v)?;
+        let mut snap = Snapshot {
+            id: 0,
+            name: String::new(),
+            volume_id: v.id,
+            state: SnapState::Creating,
+            message: "copying: starting".into(),
+            created_ms: now_ms(),
+            size_bytes: 0,
+        };
+        let volume_name = v.name.clone();
+        let snap = self
+            .blocking(move |this| {
+                snap.id = this.inner.store.insert_snapshot(&snap)?;
+                snap.name = name.unwrap_or_else(|| format!("{volume_name}-{}", snap.public_id()));
+                this.inner.store.save_snapshot(&snap)?;
+                Ok(snap)
+            })
+            .await?;
+        let created = self.publish_snapshot(snap.clone());
+        let this = self.clone();
+        let total = v.used_bytes;
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let progress_to = this.clone();
+            let id = snap.id;
+            let result = this
+                .blocking(move |this| {
+                    let pool = this.pool(&v.pool)?;
+                    let mut report =
+                        progress(total, move |msg| progress_to.snapshot_message(id, msg));
+                    pool.backend
+                        .snapshot(&v.storage_key(), &snap.storage_key(), &mut report)
+                        .map_err(|e| {
+                            Error::internal(format!("snapshot of volume {:?}", v.name), e)
+                        })?;
+                    let mut snap = snap;
+                    snap.size_bytes = pool.backend.snapshot_usage(&snap.storage_key()).unwrap_or(0);
+                    snap.state = SnapState::Created;
+                    snap.message.clear();
+                    this.inner.store.save_snapshot(&snap)?;
+                    Ok(snap)
+                })
+                .await;
+            this.finish_snapshot(id, result, started.elapsed()).await;
+        });
+        Ok(created)
+    }
+
+    async fn finish_snapshot(&self, id: i64, result: Result<Snapshot>, took: Duration) {
+        match result {
+            Ok(snap) => {
+                tracing::info!(snapshot = %snap.public_id(), ?took, bytes = snap.size_bytes, "snapshot created");
+                self.publish_snapshot(snap);
+            }
+            Err(e) => {
+                tracing::error!(snapshot = id, error = %e, "snapshot failed");
+                let Some(current) = self.snaps_read().get(&id).cloned() else { return };
+                let mut snap = (*current).clone();
+                snap.state = SnapState::Error;
+                snap.message = e.to_string();
+                let snap = self
+                    .blocking(move |this| {
+                        this.inner.store.save_snapshot(&snap)?;
+                        Ok(snap)
+                    })
+                    .await;
+                if let Ok(snap) = snap {
+                    self.publish_snapshot(snap);
+                }
+            }
+        }
+    }
+
+    /// Removes a snapshot and its data.
+    pub async fn remove_snapshot(&self, reference: &str) -> Result<Arc<Snapshot>> {
+        let snap = self.find_snapshot(reference)?;
+        if snap.state == SnapState::Creating {
+            return Err(Error::InvalidState(format!(
+                "snapshot {} is still being created",
+                snap.public_id()
+            )));
+        }
+        let owner = self.volume_by_id(snap.volume_id)?;
+        let _guard = self.lock(&owner.name).await;
+        if let Ok(v) = self.volume_by_id(snap.volume_id)
+            && v.transitioning == Transitioning::Yes
+        {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} is busy: {}",
+                v.name, v.transitioning_message
+            )));
+        }
+        let mut snap = (*self.find_snapshot(reference)?).clone();
+        let snap = self
+            .blocking(move |this| {
+                this.pool(&owner.pool)?.backend.delete_snapshot(&snap.storage_key()).map_err(
+                    |e| Error::internal(format!("removing snapshot {}", snap.public_id()), e),
+                )?;
+                snap.state = SnapState::Removed;
+                this.inner.store.save_snapshot(&snap)?;
+                Ok(snap)
+            })
+            .await?;
+        tracing::info!(snapshot = %snap.public_id(), "snapshot removed");
+        Ok(self.publish_snapshot(snap))
+    }
+
+    /// Makes the volume's content the snapshot's. Returns the volume with
+    /// `transitioning: "yes"`; the copy finishes in the background.
+    pub async fn revert(&self, reference: &str, snapshot: &str) -> Result<Arc<Volume>> {
+        let current = self.find(reference)?;
+        let guard = self.lock(&current.name).await;
+        let mut v = (*self.find(reference)?).clone();
+        self.check(Action::RevertToSnapshot, &v)?;
+        let snap = self.find_snapshot(snapshot)?;
+        if snap.volume_id != v.id {
+            return Err(Error::InvalidInput(format!(
+                "snapshot {} belongs to another volume, not to {:?}",
+                snap.public_id(),
+                v.name
+            )));
+        }
+        if snap.state != SnapState::Created {
+            return Err(Error::InvalidState(format!(
+                "snapshot {} is {}, not created",
+                snap.public_id(),
+                snap.state.as_str()
+            )));
+        }
+        v.transitioning = Transitioning::Yes;
+        v.transitioning_message =
+            format!("reverting to snapshot {} ({}): starting", snap.public_id(), snap.name);
+        let v = self.save(v).await?;
+        let started = self.publish(v.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _guard = guard; // held until the new content is in place
+            let t = Instant::now();
+            let (progress_to, name) = (this.clone(), v.name.clone());
+            let label = format!("reverting to snapshot {} ({})", snap.public_id(), snap.name);
+            let work = v.clone();
+            let result = this
+                .blocking(move |this| {
+                    let pool = this.pool(&work.pool)?;
+                    let mut report = progress(snap.size_bytes, move |msg| {
+                        progress_to.volume_message(&name, format!("{label}: {msg}"))
+                    });
+                    pool.backend
+                        .revert(&work.storage_key(), &snap.storage_key(), &mut report)
+                        .map_err(|e| {
+                            Error::internal(format!("reverting volume {:?}", work.name), e)
+                        })?;
+                    Ok(pool.backend.usage(&work.storage_key()).unwrap_or(0))
+                })
+                .await;
+            let mut v = v;
+            match result {
+                Ok(used) => {
+                    v.transitioning = Transitioning::No;
+                    v.transitioning_message.clear();
+                    v.used_bytes = used;
+                    tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume reverted");
+                }
+                Err(e) => {
+                    tracing::error!(volume = %v.name, error = %e, "revert failed");
+                    v.transitioning = Transitioning::Error;
+                    v.transitioning_message = e.to_string();
+                }
+            }
+            if let Ok(v) = this.save(v).await {
+                this.publish(v);
+            }
+        });
+        Ok(started)
+    }
+
+    fn snaps_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<i64, Arc<Snapshot>>> {
+        self.inner.snapshots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `s` what readers see (removed snapshots disappear).
+    pub(super) fn publish_snapshot(&self, s: Snapshot) -> Arc<Snapshot> {
+        let s = Arc::new(s);
+        let mut snaps = self.inner.snapshots.write().unwrap_or_else(|p| p.into_inner());
+        if s.state == SnapState::Removed {
+            snaps.remove(&s.id);
+        } else {
+            snaps.insert(s.id, s.clone());
+        }
+        s
+    }
+
+    fn snapshot_message(&self, id: i64, message: String) {
+        let mut snaps = self.inner.snapshots.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = snaps.get_mut(&id) {
+            Arc::make_mut(s).message = message;
+        }
+    }
+
+    fn volume_message(&self, name: &str, message: String) {
+        let mut live = self.inner.live.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = live.get_mut(name) {
+            Arc::make_mut(v).transitioning_message = message;
+        }
+    }
+
+    /// Whether a snapshot of the volume is being taken right now.
+    pub(super) fn snapshot_running(&self, volume_id: i64) -> Option<Arc<Snapshot>> {
+        self.snaps_read()
+            .values()
+            .find(|s| s.volume_id == volume_id && s.state == SnapState::Creating)
+            .cloned()
+    }
+}
+
+/// A byte counter that reports "N% (x of y)" at most ten times a second.
+fn progress(total: u64, mut report: impl FnMut(String)) -> impl FnMut(u64) {
+    let mut done = 0u64;
+    let mut last = Instant::now();
+    move |n| {
+        done += n;
+        if last.elapsed() >= Duration::from_millis(100) {
+            last = Instant::now();
+            let pct = if total == 0 { 100 } else { (done.saturating_mul(100) / total).min(99) };
+            report(format!("{pct}% ({} of {} bytes)", done, total));
+        }
+    }
+}
