@@ -287,7 +287,7 @@ fn progress(total: u64, mut report: impl FnMut(String)) -> impl FnMut(u64) {
         done += n;
         if last.elapsed() >= Duration::from_millis(100) {
             last = Instant::now();
-            let pct = if total == 0 { 100 } else { (done.saturating_mul(100) / total).min(99) };
+            let pct = done.saturating_mul(100).checked_div(total).map_or(100, |p| p.min(99));
             report(format!("{pct}% ({} of {} bytes)", done, total));
         }
     }
