@@ -19,7 +19,6 @@ struct RawConfig {
     #[serde(default)]
     pool: Vec<RawPool>,
     #[serde(default)]
-    #[allow(dead_code)] // used by the backup issue; parsed now so such configs load
     backup_target: Vec<RawTarget>,
     admin: Option<RawAdmin>,
 }
@@ -39,7 +38,6 @@ struct RawPool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct RawTarget {
     name: String,
     url: String,
@@ -91,6 +89,17 @@ pub struct PoolConfig {
     pub scope: Scope,
 }
 
+/// Where backups go. Credentials stay here; they are never shown.
+#[derive(Debug, Clone)]
+pub struct BackupTarget {
+    pub name: String,
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AdminConfig {
     pub access_key: Option<String>,
@@ -104,6 +113,7 @@ pub struct Config {
     pub trash_retention: Duration,
     pub host_path_roots: Vec<PathBuf>,
     pub pools: Vec<PoolConfig>,
+    pub backup_targets: Vec<BackupTarget>,
     pub admin: AdminConfig,
 }
 
@@ -209,7 +219,38 @@ impl Config {
         if admin.access_key.is_some() != admin.secret_key.is_some() {
             return Err("[admin]: `access_key` and `secret_key` must be set together".into());
         }
-        Ok(Config { trash_retention, host_path_roots: raw.host_path_roots, pools, admin })
+        let mut backup_targets: Vec<BackupTarget> = Vec::new();
+        for (i, t) in raw.backup_target.into_iter().enumerate() {
+            let at = format!("[[backup_target]] #{} ({:?})", i + 1, t.name);
+            crate::volume::validate_name(&t.name).map_err(|e| format!("{at}: key `name`: {e}"))?;
+            if backup_targets.iter().any(|b| b.name == t.name) {
+                return Err(format!(
+                    "{at}: key `name`: another backup target is already named {:?}",
+                    t.name
+                ));
+            }
+            if !(t.url.starts_with("file:///") || t.url.starts_with("s3://")) {
+                return Err(format!(
+                    "{at}: key `url`: {:?} is neither file:///absolute/path nor s3://bucket/prefix",
+                    t.url
+                ));
+            }
+            backup_targets.push(BackupTarget {
+                name: t.name,
+                url: t.url,
+                endpoint: t.endpoint,
+                region: t.region,
+                access_key: t.access_key,
+                secret_key: t.secret_key,
+            });
+        }
+        Ok(Config {
+            trash_retention,
+            host_path_roots: raw.host_path_roots,
+            pools,
+            backup_targets,
+            admin,
+        })
     }
 
     pub fn default_pool(&self) -> &PoolConfig {
@@ -278,6 +319,7 @@ mod tests {
             ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"", "absolute"),
             ("colour = 1", "colour"),
             ("[admin]\naccess_key = \"k\"", "set together"),
+            ("[[backup_target]]\nname = \"nas\"\nurl = \"ftp://x\"", "key `url`"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err();

@@ -26,6 +26,7 @@
 //! - [`sys`]: the only `unsafe` code (inherited file descriptors).
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod docker;

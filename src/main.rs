@@ -1,5 +1,5 @@
-//! The `ballast` binary: `serve` runs the daemon; other subcommands are
-//! clients of its admin endpoint.
+//! The `ballast` binary: `serve` runs the daemon; every other subcommand
+//! is a client of its admin endpoint.
 
 use clap::{Parser, Subcommand};
 
@@ -12,18 +12,23 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: ballast::cli::Global,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (plugin socket + admin endpoint)
     Serve(ballast::serve::ServeArgs),
+    #[command(flatten)]
+    Client(ballast::cli::Command),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => ballast::serve::run(args),
+        Command::Client(command) => ballast::cli::run(command, cli.global),
     };
     if let Err(e) = result {
         eprintln!("ballast: {e}");

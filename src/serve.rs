@@ -55,16 +55,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         None => (PathBuf::from(config::DEFAULT_CONFIG), false),
     };
     let config = Config::load(&config_path, explicit, &args.state_dir)?;
-    if let Some(addr) = &args.admin_listen {
-        if config.admin.access_key.is_none() {
-            return Err(format!(
-                "--admin-listen {addr}: the TCP admin listener needs [admin] access_key and secret_key in the config"
-            ));
-        }
-        return Err(format!(
-            "--admin-listen {addr}: the TCP admin listener is not available in this version"
-        ));
-    }
+    let tcp_credentials =
+        match (&args.admin_listen, &config.admin.access_key, &config.admin.secret_key) {
+            (None, _, _) => None,
+            (Some(_), Some(access), Some(secret)) => Some(admin::Credentials::new(access, secret)),
+            (Some(addr), _, _) => {
+                return Err(format!(
+                    "--admin-listen {addr}: the TCP admin listener needs [admin] access_key and \
+                     secret_key in the config"
+                ));
+            }
+        };
     make_private_dir(&args.state_dir)?;
     // Home of the pools that the config does not place elsewhere.
     make_private_dir(&args.state_dir.join("pools"))?;
@@ -72,15 +73,30 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    runtime.block_on(serve(args, config, inherited))
+    runtime.block_on(serve(args, config, inherited, tcp_credentials))
 }
 
 async fn serve(
     args: ServeArgs,
     config: Config,
     mut inherited: Vec<Inherited>,
+    tcp_credentials: Option<admin::Credentials>,
 ) -> Result<(), String> {
     let ballast = Ballast::open(&config, &args.state_dir)?;
+    let admin_state = admin::Admin {
+        ballast: ballast.clone(),
+        driver: args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy().into(),
+        backup_targets: config.backup_targets.clone().into(),
+    };
+    let tcp = match (&args.admin_listen, tcp_credentials) {
+        (Some(addr), Some(creds)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--admin-listen {addr}: {e}"))?;
+            Some((listener, creds))
+        }
+        _ => None,
+    };
     let plugin = listen(&args.plugin_socket, "plugin", &mut inherited)?;
     let admin_sock = listen(&args.admin_socket, "admin", &mut inherited)?;
     if let Some(group) = &config.admin.socket_group
@@ -106,15 +122,23 @@ async fn serve(
             .into_future(),
     );
     let admin_srv = tokio::spawn(
-        axum::serve(admin_sock.listener, admin::router(ballast.clone()))
+        axum::serve(admin_sock.listener, admin::router(admin_state.clone(), None))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
+    let tcp_srv = tcp.map(|(listener, creds)| {
+        tracing::info!(addr = ?listener.local_addr().ok(), "admin endpoint on TCP (basic auth)");
+        tokio::spawn(
+            axum::serve(listener, admin::router(admin_state.clone(), Some(creds)))
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        )
+    });
 
     wait_for_signal().await;
     tracing::info!("shutting down: finishing requests in flight; volume mounts stay in place");
     let _ = stop_tx.send(true);
-    for srv in [plugin_srv, admin_srv] {
+    for srv in [Some(plugin_srv), Some(admin_srv), tcp_srv].into_iter().flatten() {
         if let Ok(Err(e)) = srv.await {
             tracing::error!(error = %e, "server error during shutdown");
         }

@@ -266,3 +266,17 @@ pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
     v.state = State::Inactive;
     Ok(())
 }
+
+impl Ballast {
+    /// The `restorefrombackup` action. Backups do not exist in this
+    /// version, so the state check always refuses it with a reason.
+    pub async fn restore_from_backup(
+        &self,
+        reference: &str,
+        backup_id: &str,
+    ) -> Result<Arc<Volume>> {
+        let v = self.find(reference)?;
+        self.check(Action::RestoreFromBackup, &v)?;
+        Err(Error::NotFound(format!("no backup with id {backup_id:?}")))
+    }
+}

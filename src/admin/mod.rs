@@ -1,0 +1,143 @@
+//! The admin endpoint: Rancher v1 style REST over the core (SPEC §5).
+//!
+//! Handlers parse a request, call the core, and render the answer with
+//! [`resource`]. Domain errors become Rancher error bodies in
+//! [`ApiError`]'s `IntoResponse` and nowhere else. Bodies are read as
+//! bytes and parsed whatever the Content-Type, like the plugin socket.
+
+mod auth;
+mod pools;
+mod resource;
+mod snapshots;
+mod volumes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::config::BackupTarget;
+use crate::core::Ballast;
+use crate::error::{Error, ErrorKind};
+
+pub use auth::Credentials;
+
+/// What every handler needs: the core, the driver name Docker knows us
+/// by, and the configured backup targets. Cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    pub ballast: Ballast,
+    pub driver: Arc<str>,
+    pub backup_targets: Arc<[BackupTarget]>,
+}
+
+/// The routes of the admin endpoint. With `credentials`, every request
+/// must carry them (the TCP listener); without, the Unix socket's file
+/// mode is the access control.
+pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1", get(root))
+        .route("/v1/volumes", get(volumes::list).post(volumes::create))
+        .route(
+            "/v1/volumes/{id}",
+            get(volumes::show).put(volumes::update).delete(volumes::remove).post(volumes::action),
+        )
+        .route("/v1/snapshots", get(snapshots::list))
+        .route(
+            "/v1/snapshots/{id}",
+            get(snapshots::show).delete(snapshots::remove).post(snapshots::action),
+        )
+        .route("/v1/backups", get(pools::backups))
+        .route("/v1/backups/{id}", get(pools::backup).delete(pools::backup))
+        .route("/v1/storagepools", get(pools::list))
+        .route("/v1/storagepools/{id}", get(pools::show))
+        .route("/v1/backuptargets", get(pools::targets))
+        .fallback(not_found)
+        .with_state(admin);
+    match credentials {
+        Some(c) => app.layer(axum::middleware::from_fn_with_state(Arc::new(c), auth::require)),
+        None => app,
+    }
+}
+
+async fn healthz(State(a): State<Admin>) -> Response {
+    reply(StatusCode::OK, json!({ "status": "ok", "volumes": a.ballast.list().len() }))
+}
+
+async fn root(headers: HeaderMap) -> Response {
+    let base = resource::base(&headers);
+    let link = |c: &str| format!("{base}/v1/{c}");
+    reply(
+        StatusCode::OK,
+        json!({
+            "type": "apiRoot",
+            "id": "v1",
+            "links": {
+                "self": format!("{base}/v1"),
+                "volumes": link("volumes"),
+                "snapshots": link("snapshots"),
+                "backups": link("backups"),
+                "storagepools": link("storagepools"),
+                "backuptargets": link("backuptargets"),
+            },
+        }),
+    )
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError(Error::NotFound(format!("no route {}", uri.path())))
+}
+
+/// A domain error on its way to becoming a Rancher error body.
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self.0.kind() {
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
+            ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidInput"),
+            ErrorKind::InvalidState => (StatusCode::CONFLICT, "InvalidState"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "admin request failed");
+        }
+        error_body(status, code, &self.0.to_string())
+    }
+}
+
+fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
+    reply(
+        status,
+        json!({ "type": "error", "status": status.as_u16(), "code": code, "message": message }),
+    )
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// Parses a JSON body of any Content-Type; an empty body is `{}`.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
+    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    serde_json::from_slice(text)
+        .map_err(|e| Error::InvalidInput(format!("malformed request body: {e}")))
+}
+
+/// A 200 (or other) answer with a JSON body.
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string())
+        .into_response()
+}

@@ -1,0 +1,79 @@
+//! `/v1/storagepools`, `/v1/backuptargets` and `/v1/backups`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::resource;
+use super::{Admin, ApiResult, reply};
+use crate::Error;
+use crate::config::Scope;
+use crate::pool::Pool;
+
+fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
+    let space = p.backend.space();
+    let (capacity, free) = space.as_ref().map(|s| (s.capacity, s.free)).unwrap_or((0, 0));
+    json!({
+        "id": p.name(),
+        "type": "storagePool",
+        "name": p.name(),
+        "backend": p.config.backend.as_str(),
+        "path": p.config.path,
+        "scope": match p.config.scope { Scope::Local => "local", Scope::Global => "global" },
+        "default": p.config.default,
+        "state": if space.is_ok() { "active" } else { "unavailable" },
+        "capacityBytes": capacity,
+        "usedBytes": capacity.saturating_sub(free),
+        "freeBytes": free,
+        "volumeCount": a.ballast.pool_volume_count(p.name()),
+        "links": {
+            "self": format!("{base}/v1/storagepools/{}", p.name()),
+            "volumes": format!("{base}/v1/volumes?storagePoolId={}", p.name()),
+        },
+    })
+}
+
+pub async fn list(State(a): State<Admin>, headers: HeaderMap) -> ApiResult {
+    let base = resource::base(&headers);
+    let data = a.ballast.pools().map(|p| pool(&a, &base, p)).collect();
+    Ok(reply(StatusCode::OK, resource::collection(&base, "storagePool", "storagepools", data)))
+}
+
+pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let p = a
+        .ballast
+        .pools()
+        .find(|p| p.name() == id)
+        .ok_or_else(|| Error::NotFound(format!("no pool {id:?}")))?;
+    Ok(reply(StatusCode::OK, pool(&a, &resource::base(&headers), p)))
+}
+
+pub async fn targets(State(a): State<Admin>, headers: HeaderMap) -> ApiResult {
+    let base = resource::base(&headers);
+    let data = a
+        .backup_targets
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.name,
+                "type": "backupTarget",
+                "name": t.name,
+                "url": t.url,
+                "endpoint": t.endpoint,
+                "region": t.region,
+            })
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, resource::collection(&base, "backupTarget", "backuptargets", data)))
+}
+
+/// No backup can exist in this version: the collection is empty and
+/// every id is unknown.
+pub async fn backups(headers: HeaderMap) -> ApiResult {
+    let base = resource::base(&headers);
+    Ok(reply(StatusCode::OK, resource::collection(&base, "backup", "backups", Vec::new())))
+}
+
+pub async fn backup(Path(id): Path<String>) -> ApiResult {
+    Err(Error::NotFound(format!("no backup with id {id:?}")).into())
+}

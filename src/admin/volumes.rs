@@ -1,0 +1,153 @@
+//! `/v1/volumes`: list, create, show, update, remove, and actions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use super::resource::{self, VOLUME_FIELDS};
+use super::{Admin, ApiResult, parse_body, reply};
+use crate::Error;
+use crate::core::Action;
+
+pub async fn list(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let base = resource::base(&headers);
+    // The trash is listed only when asked for: `?state=removed`.
+    let volumes = match q.get("state").map(String::as_str) {
+        Some("removed") => a.ballast.removed()?,
+        _ => a.ballast.list(),
+    };
+    let data = volumes.iter().map(|v| resource::volume(&a, &base, v)).collect();
+    let data = resource::filter(data, &q, VOLUME_FIELDS)?;
+    Ok(reply(StatusCode::OK, resource::collection(&base, "volume", "volumes", data)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    name: String,
+    description: Option<String>,
+    driver: Option<String>,
+    driver_opts: Option<BTreeMap<String, String>>,
+    #[serde(default = "yes")]
+    allocate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn create(State(a): State<Admin>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req: CreateBody = parse_body(&body)?;
+    if let Some(driver) = &req.driver
+        && driver.as_str() != &*a.driver
+    {
+        return Err(Error::InvalidInput(format!(
+            "driver {driver:?}: this endpoint creates volumes of driver {:?} only",
+            a.driver
+        ))
+        .into());
+    }
+    let v = a
+        .ballast
+        .create_volume(
+            &req.name,
+            req.driver_opts.unwrap_or_default(),
+            req.allocate,
+            req.description,
+        )
+        .await?;
+    Ok(reply(StatusCode::CREATED, resource::volume(&a, &resource::base(&headers), &v)))
+}
+
+pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let v = a.ballast.find(&id)?;
+    Ok(reply(StatusCode::OK, resource::volume(&a, &resource::base(&headers), &v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    description: String,
+}
+
+pub async fn update(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let req: UpdateBody = parse_body(&body)
+        .map_err(|e| Error::InvalidInput(format!("only `description` can be updated: {e}")))?;
+    let v = a.ballast.set_description(&id, req.description).await?;
+    Ok(reply(StatusCode::OK, resource::volume(&a, &resource::base(&headers), &v)))
+}
+
+pub async fn remove(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let v = a.ballast.remove_volume(&id).await?;
+    Ok(reply(StatusCode::OK, resource::volume(&a, &resource::base(&headers), &v)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ActionInput {
+    name: Option<String>,
+    snapshot_id: Option<String>,
+    backup_id: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn action(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let base = resource::base(&headers);
+    let Some(name) = q.get("action") else {
+        return Err(Error::InvalidInput("POST on a volume needs ?action=NAME".into()).into());
+    };
+    let action = Action::parse(name)?;
+    let input: ActionInput = parse_body(&body)?;
+    let b = &a.ballast;
+    let v = match action {
+        Action::Allocate => b.allocate(&id).await?,
+        Action::Activate => b.activate(&id).await?,
+        Action::Deactivate => b.deactivate(&id).await?,
+        Action::Deallocate => b.deallocate(&id, input.force).await?,
+        Action::Snapshot => {
+            let s = b.snapshot(&id, input.name).await?;
+            return Ok(reply(StatusCode::ACCEPTED, resource::snapshot(&base, &s)));
+        }
+        Action::RevertToSnapshot => {
+            let snap = required(input.snapshot_id, "snapshotId", action)?;
+            let v = b.revert(&id, &snap).await?;
+            return Ok(reply(StatusCode::ACCEPTED, resource::volume(&a, &base, &v)));
+        }
+        Action::RestoreFromBackup => {
+            b.restore_from_backup(&id, &required(input.backup_id, "backupId", action)?).await?
+        }
+        Action::Remove => b.remove_volume(&id).await?,
+        Action::Restore => b.restore(&id, input.name).await?,
+        Action::Purge => b.purge(&id).await?,
+    };
+    Ok(reply(StatusCode::OK, resource::volume(&a, &base, &v)))
+}
+
+fn required(value: Option<String>, field: &str, action: Action) -> Result<String, Error> {
+    value.ok_or_else(|| {
+        Error::InvalidInput(format!("action {} needs the input field {field:?}", action.name()))
+    })
+}

@@ -1,0 +1,61 @@
+//! The `ballast` client commands (SPEC §6): each talks to the admin
+//! endpoint and prints a table, or JSON with `--json`. One file per
+//! command group.
+
+mod client;
+mod output;
+mod pool;
+mod snapshot;
+mod volume;
+
+use clap::{Args, Subcommand};
+
+pub use client::Client;
+
+/// Flags every client command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Where the daemon's admin endpoint is (unix:///path or http://host:port)
+    #[arg(
+        long,
+        global = true,
+        env = "BALLAST_ADMIN",
+        default_value = "unix:///run/ballast/admin.sock"
+    )]
+    pub admin: String,
+    /// Print JSON instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Return at once instead of waiting for long operations
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Volumes: list, inspect, create, remove, restore, purge, state actions
+    #[command(subcommand)]
+    Volume(volume::VolumeCmd),
+    /// Snapshots: create, list, remove, revert
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
+    /// Storage pools
+    #[command(subcommand)]
+    Pool(pool::PoolCmd),
+}
+
+/// Runs one client command.
+pub fn run(command: Command, global: Global) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = Client::new(&global.admin)?;
+        match command {
+            Command::Volume(cmd) => volume::run(cmd, &client, &global).await,
+            Command::Snapshot(cmd) => snapshot::run(cmd, &client, &global).await,
+            Command::Pool(cmd) => pool::run(cmd, &client, &global).await,
+        }
+    })
+}
