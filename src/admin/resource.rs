@@ -139,7 +139,10 @@ fn matches(field: &Value, want: &str) -> bool {
     match field {
         Value::String(s) => s == want,
         Value::Array(items) => items.iter().any(|i| matches(i, want)),
-        other => other.to_string() == want,
+        other => {
+            let text = other.to_string();
+            text == want
+        }
     }
 }
 

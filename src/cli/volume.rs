@@ -61,7 +61,8 @@ pub async fn run(cmd: VolumeCmd, client: &Client, global: &Global) -> Result<(),
         VolumeCmd::Ls { removed } => {
             let url = if removed { "/v1/volumes?state=removed" } else { "/v1/volumes" };
             let list = client.call(Method::GET, url, None).await?;
-            return Ok(print_list(global, &list));
+            print_list(global, &list);
+            return Ok(());
         }
         VolumeCmd::Inspect { volume } => {
             let v = client.call(Method::GET, &path(&volume), None).await?;
