@@ -218,3 +218,43 @@ volumes:
     assert!(e.volumes(&d.driver).is_empty());
     assert!(d.names().is_empty(), "compose down -v removed it from ballast");
 }
+
+#[test]
+fn snapshot_revert_and_trash_restore_with_containers() {
+    let Some(e) = engine() else { return };
+    let d = Daemon::for_docker("ballast-e2e-snap", e);
+    e.ok(&["volume", "create", "--driver", &d.driver, "site"]);
+    run(e, "site", "echo v1 > /data/page");
+    let out = d.cli_ok(&["snapshot", "create", "site", "--name", "good"]);
+    assert!(out.contains("created"), "{out}");
+    run(e, "site", "echo v2 > /data/page; echo junk > /data/extra");
+
+    // Refused while a container holds it, naming the mount.
+    let c = start(e, &d.driver, "site", "sleep 300");
+    let out = d.cli(&["snapshot", "revert", "site", "good"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by 1 mount"), "{out:?}");
+    e.ok(&["rm", "-f", &c]);
+    wait_for("the unmount", || d.get("site")["Status"]["mounts"] == 0);
+
+    d.cli_ok(&["snapshot", "revert", "site", "good"]);
+    assert_eq!(run(e, "site", "cat /data/page; ls /data"), "v1\npage");
+
+    // docker volume rm is a soft delete: ballast brings it back.
+    e.ok(&["volume", "rm", "site"]);
+    assert!(e.volumes(&d.driver).is_empty());
+    d.cli_ok(&["volume", "restore", "site"]);
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        &format!("type=volume,src=site,dst=/data,volume-driver={}", d.driver),
+        IMAGE,
+        "cat",
+        "/data/page",
+    ]);
+    assert_eq!(out, "v1");
+    e.ok(&["volume", "rm", "site"]);
+}

@@ -262,6 +262,8 @@ pub struct Daemon {
     pub plugin_socket: PathBuf,
     pub admin_socket: PathBuf,
     config: Option<PathBuf>,
+    /// More `serve` flags (e.g. `--admin-listen`).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
     engine: Option<&'static Engine>,
 }
@@ -313,6 +315,7 @@ impl Daemon {
             plugin_socket,
             admin_socket,
             config,
+            extra_args: Vec::new(),
             child: None,
             engine,
         };
@@ -346,6 +349,7 @@ impl Daemon {
                     .open(self.dir.path().join("log"))
                     .unwrap(),
             );
+        cmd.args(&self.extra_args);
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
@@ -441,6 +445,74 @@ impl Daemon {
             .iter()
             .map(|v| v["Name"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// A daemon with a config file and more `serve` flags.
+    pub fn private_with_args(name: &str, config: &str, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_socket = dir.path().join(format!("{name}.sock"));
+        let config = write_config(&dir, config);
+        let mut d = Daemon {
+            driver: name.to_string(),
+            admin_socket: dir.path().join("admin.sock"),
+            dir,
+            plugin_socket,
+            config: Some(config),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            engine: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// One admin-endpoint request; returns status and JSON body.
+    pub fn admin(&self, verb: &str, path: &str, body: Value) -> (u16, Value) {
+        let body = if body.is_null() { String::new() } else { body.to_string() };
+        let (status, _, text) = Conn::new(&self.admin_socket).request(verb, path, &body);
+        (
+            status,
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{verb} {path}: not JSON ({e}): {text}")),
+        )
+    }
+
+    /// An admin request that must answer `status`; returns the body.
+    pub fn admin_ok(&self, verb: &str, path: &str, body: Value, status: u16) -> Value {
+        let (got, v) = self.admin(verb, path, body);
+        assert_eq!(got, status, "{verb} {path}: {v}");
+        v
+    }
+
+    /// Polls a resource until it stops transitioning.
+    pub fn settle(&self, path: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.admin_ok("GET", path, Value::Null, 200);
+            if v["transitioning"] != "yes" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{path} still transitioning: {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs the `ballast` CLI against this daemon's admin socket.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .arg("--admin")
+            .arg(format!("unix://{}", self.admin_socket.display()))
+            .args(args)
+            .env_remove("BALLAST_ADMIN")
+            .output()
+            .expect("running the ballast CLI")
+    }
+
+    /// The CLI must succeed; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "ballast {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     pub fn get(&self, name: &str) -> Value {

@@ -2,6 +2,8 @@
 //! where Docker is involved. One binary so that all tests share one
 //! private engine (see `harness`).
 
+mod admin;
+mod cli;
 mod docker;
 mod harness;
 mod protocol;
