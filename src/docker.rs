@@ -20,15 +20,32 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::config::Scope;
 use crate::core::Ballast;
+use crate::metrics::Metrics;
 use crate::opts;
 use crate::volume::Volume;
 
 /// The media type of Docker plugin protocol v1.2.
 pub const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
 
+/// The protocol methods ballast answers.
+pub const METHODS: &[&str] = &[
+    "Plugin.Activate",
+    "VolumeDriver.Capabilities",
+    "VolumeDriver.Create",
+    "VolumeDriver.Remove",
+    "VolumeDriver.Mount",
+    "VolumeDriver.Unmount",
+    "VolumeDriver.Path",
+    "VolumeDriver.Get",
+    "VolumeDriver.List",
+];
+
 /// The routes of the plugin socket.
-pub fn router(ballast: Ballast) -> Router {
-    Router::new().fallback(call).with_state(ballast)
+pub fn router(ballast: Ballast, metrics: Metrics) -> Router {
+    Router::new()
+        .fallback(call)
+        .with_state(ballast)
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_plugin))
 }
 
 /// Every request body Docker sends, with every field optional.

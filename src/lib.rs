@@ -18,7 +18,11 @@
 //!   removal that never follows a symlink or crosses a mount, copies that
 //!   keep metadata, disk usage.
 //! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).
-//! - [`admin`]: the admin endpoint (admin socket).
+//! - [`admin`]: the admin endpoint (admin socket, optional TCP with basic
+//!   auth): Rancher v1 REST, `/metrics`, `/v1/openapi.json`.
+//! - [`cli`]: the client subcommands of the `ballast` binary.
+//! - [`metrics`]: Prometheus metrics for both sockets.
+//! - [`snapshot`]: the snapshot record.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`error`]: the domain error, whose variants map to every transport's
@@ -31,6 +35,7 @@ pub mod config;
 pub mod core;
 pub mod docker;
 pub mod error;
+pub mod metrics;
 pub mod opts;
 pub mod pool;
 pub mod serve;

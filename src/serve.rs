@@ -83,8 +83,10 @@ async fn serve(
     tcp_credentials: Option<admin::Credentials>,
 ) -> Result<(), String> {
     let ballast = Ballast::open(&config, &args.state_dir)?;
+    let metrics = crate::metrics::Metrics::new(ballast.clone());
     let admin_state = admin::Admin {
         ballast: ballast.clone(),
+        metrics: metrics.clone(),
         driver: args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy().into(),
         backup_targets: config.backup_targets.clone().into(),
     };
@@ -117,7 +119,7 @@ async fn serve(
     };
     let janitor = tokio::spawn(janitor(ballast.clone(), stop_rx.clone()));
     let plugin_srv = tokio::spawn(
-        axum::serve(plugin.listener, docker::router(ballast.clone()))
+        axum::serve(plugin.listener, docker::router(ballast.clone(), metrics.clone()))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::config::BackupTarget;
 use crate::core::Ballast;
 use crate::error::{Error, ErrorKind};
+use crate::metrics::Metrics;
 
 pub use auth::Credentials;
 
@@ -33,6 +34,7 @@ pub use auth::Credentials;
 #[derive(Clone)]
 pub struct Admin {
     pub ballast: Ballast,
+    pub metrics: Metrics,
     pub driver: Arc<str>,
     pub backup_targets: Arc<[BackupTarget]>,
 }
@@ -43,7 +45,9 @@ pub struct Admin {
 pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v1", get(root))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/volumes", get(volumes::list).post(volumes::create))
         .route(
             "/v1/volumes/{id}",
@@ -60,6 +64,10 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/storagepools/{id}", get(pools::show))
         .route("/v1/backuptargets", get(pools::targets))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            admin.metrics.clone(),
+            crate::metrics::track_admin,
+        ))
         .with_state(admin);
     match credentials {
         Some(c) => app.layer(axum::middleware::from_fn_with_state(Arc::new(c), auth::require)),
@@ -69,6 +77,19 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
 
 async fn healthz(State(a): State<Admin>) -> Response {
     reply(StatusCode::OK, json!({ "status": "ok", "volumes": a.ballast.list().len() }))
+}
+
+async fn metrics(State(a): State<Admin>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, content_type)], a.metrics.render())
+        .into_response()
+}
+
+/// The OpenAPI 3 description of this endpoint, kept beside the routes
+/// (`openapi.json`); a test checks that the two match.
+async fn openapi() -> Response {
+    let doc = include_str!("openapi.json");
+    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], doc).into_response()
 }
 
 async fn root(headers: HeaderMap) -> Response {

@@ -49,6 +49,9 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Id → snapshot not removed; the same kind of lock as `live`.
     snapshots: RwLock<BTreeMap<i64, Arc<Snapshot>>>,
+    /// How long snapshots take (exported as a metric; shares its state
+    /// with every clone).
+    snapshot_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Ballast {
@@ -121,6 +124,9 @@ impl Ballast {
                 live: RwLock::new(live),
                 locks: Mutex::new(HashMap::new()),
                 snapshots: RwLock::new(snapshots),
+                snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                    prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
+                ),
             }),
         })
     }
@@ -168,6 +174,11 @@ impl Ballast {
     /// Volumes in the trash (removed, not yet purged), newest first.
     pub fn removed(&self) -> Result<Vec<Arc<Volume>>> {
         Ok(self.inner.store.in_state(State::Removed)?.into_iter().map(Arc::new).collect())
+    }
+
+    /// The histogram of snapshot durations, for the metrics registry.
+    pub fn snapshot_durations(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.inner.snapshot_seconds.clone()
     }
 
     /// The pools, by name.

@@ -113,6 +113,7 @@ impl Ballast {
     async fn finish_snapshot(&self, id: i64, result: Result<Snapshot>, took: Duration) {
         match result {
             Ok(snap) => {
+                self.inner.snapshot_seconds.observe(took.as_secs_f64());
                 tracing::info!(snapshot = %snap.public_id(), ?took, bytes = snap.size_bytes, "snapshot created");
                 self.publish_snapshot(snap);
             }
