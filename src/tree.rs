@@ -54,6 +54,11 @@ impl Root {
         Ok(Root { fd, path: path.to_path_buf() })
     }
 
+    /// Another handle on the same directory (for work on another thread).
+    pub fn try_clone(&self) -> io::Result<Root> {
+        Ok(Root { fd: self.fd.try_clone()?, path: self.path.clone() })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

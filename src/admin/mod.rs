@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::BackupTarget;
 use crate::core::Ballast;
@@ -158,7 +158,10 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
 }
 
 /// A 200 (or other) answer with a JSON body.
-fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string())
-        .into_response()
+fn reply(status: StatusCode, body: impl serde::Serialize) -> Response {
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes)
+            .into_response(),
+        Err(e) => ApiError(Error::internal("encoding the answer", e)).into_response(),
+    }
 }

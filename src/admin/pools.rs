@@ -71,7 +71,7 @@ pub async fn targets(State(a): State<Admin>, headers: HeaderMap) -> ApiResult {
 /// every id is unknown.
 pub async fn backups(headers: HeaderMap) -> ApiResult {
     let base = resource::base(&headers);
-    Ok(reply(StatusCode::OK, resource::collection(&base, "backup", "backups", Vec::new())))
+    Ok(reply(StatusCode::OK, resource::collection(&base, "backup", "backups", Vec::<Value>::new())))
 }
 
 pub async fn backup(Path(id): Path<String>) -> ApiResult {

@@ -6,8 +6,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::resource::{self, VOLUME_FIELDS};
+use super::resource::{self, Context, VOLUME_FIELDS};
 use super::{Admin, ApiResult, parse_body, reply};
 use crate::Error;
 use crate::core::Action;
@@ -23,7 +24,14 @@ pub async fn list(
         Some("removed") => a.ballast.removed()?,
         _ => a.ballast.list(),
     };
-    let data = volumes.iter().map(|v| resource::volume(&a, &base, v)).collect();
+    let ctx = Context::new(&a);
+    let ids: Vec<String> = volumes.iter().map(|v| v.public_id()).collect();
+    let views: Vec<_> =
+        volumes.iter().zip(&ids).map(|(v, id)| resource::volume(&a, &base, v, &ctx, id)).collect();
+    if q.is_empty() {
+        return Ok(reply(StatusCode::OK, resource::collection(&base, "volume", "volumes", views)));
+    }
+    let data = views.into_iter().map(|v| serde_json::to_value(v).unwrap_or(Value::Null)).collect();
     let data = resource::filter(data, &q, VOLUME_FIELDS)?;
     Ok(reply(StatusCode::OK, resource::collection(&base, "volume", "volumes", data)))
 }
@@ -63,12 +71,12 @@ pub async fn create(State(a): State<Admin>, headers: HeaderMap, body: Bytes) -> 
             req.description,
         )
         .await?;
-    Ok(reply(StatusCode::CREATED, resource::volume(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::CREATED, resource::volume_value(&a, &resource::base(&headers), &v)))
 }
 
 pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     let v = a.ballast.find(&id)?;
-    Ok(reply(StatusCode::OK, resource::volume(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
 }
 
 #[derive(Deserialize)]
@@ -86,7 +94,7 @@ pub async fn update(
     let req: UpdateBody = parse_body(&body)
         .map_err(|e| Error::InvalidInput(format!("only `description` can be updated: {e}")))?;
     let v = a.ballast.set_description(&id, req.description).await?;
-    Ok(reply(StatusCode::OK, resource::volume(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
 }
 
 pub async fn remove(
@@ -95,7 +103,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult {
     let v = a.ballast.remove_volume(&id).await?;
-    Ok(reply(StatusCode::OK, resource::volume(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
 }
 
 #[derive(Deserialize, Default)]
@@ -134,7 +142,7 @@ pub async fn action(
         Action::RevertToSnapshot => {
             let snap = required(input.snapshot_id, "snapshotId", action)?;
             let v = b.revert(&id, &snap).await?;
-            return Ok(reply(StatusCode::ACCEPTED, resource::volume(&a, &base, &v)));
+            return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
         Action::RestoreFromBackup => {
             b.restore_from_backup(&id, &required(input.backup_id, "backupId", action)?).await?
@@ -143,7 +151,7 @@ pub async fn action(
         Action::Restore => b.restore(&id, input.name).await?,
         Action::Purge => b.purge(&id).await?,
     };
-    Ok(reply(StatusCode::OK, resource::volume(&a, &base, &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
 
 fn required(value: Option<String>, field: &str, action: Action) -> Result<String, Error> {

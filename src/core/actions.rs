@@ -54,6 +54,22 @@ impl Action {
         }
     }
 
+    /// `?action=NAME`, the tail of the action's URL.
+    pub fn query(self) -> &'static str {
+        match self {
+            Action::Allocate => "?action=allocate",
+            Action::Activate => "?action=activate",
+            Action::Deactivate => "?action=deactivate",
+            Action::Deallocate => "?action=deallocate",
+            Action::Snapshot => "?action=snapshot",
+            Action::RevertToSnapshot => "?action=reverttosnapshot",
+            Action::RestoreFromBackup => "?action=restorefrombackup",
+            Action::Remove => "?action=remove",
+            Action::Restore => "?action=restore",
+            Action::Purge => "?action=purge",
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Action> {
         Action::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
             let all: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
@@ -81,37 +97,66 @@ impl Action {
         }
     }
 
-    /// Whether the action can run on `v` now: the state table, and no
-    /// other long operation running on it.
-    pub fn check(self, v: &Volume) -> Result<()> {
+    /// Why the action cannot run on `v` now, if it cannot: the state
+    /// table, the mounts, a long operation in progress. Cheap (no
+    /// message is built), since every rendered resource asks it for
+    /// every action.
+    fn refusal(self, v: &Volume) -> Option<Refusal> {
         if v.mount_count() > 0 && !matches!(self, Action::Snapshot | Action::Activate) {
+            Some(Refusal::Mounted)
+        } else if !self.from_states().contains(&v.state) {
+            Some(Refusal::State)
+        } else if v.transitioning == crate::volume::Transitioning::Yes {
+            Some(Refusal::Busy)
+        } else if self == Action::RestoreFromBackup {
+            Some(Refusal::NoBackups)
+        } else {
+            None
+        }
+    }
+
+    /// [`Action::refusal`], with the reason in words.
+    pub fn check(self, v: &Volume) -> Result<()> {
+        let Some(refusal) = self.refusal(v) else { return Ok(()) };
+        Err(match refusal {
             // Containers hold it: say which, whatever the state table says.
-            return Err(Ballast::in_use(&v.name, v));
-        }
-        if !self.from_states().contains(&v.state) {
-            let from: Vec<_> = self.from_states().iter().map(|s| s.as_str()).collect();
-            return Err(Error::InvalidState(format!(
-                "cannot {} volume {:?}: it is {}, and {} needs it {}",
-                self.name(),
-                v.name,
-                v.state.as_str(),
-                self.name(),
-                from.join(" or ")
-            )));
-        }
-        if v.transitioning == crate::volume::Transitioning::Yes {
-            return Err(Error::InvalidState(format!(
+            Refusal::Mounted => Ballast::in_use(&v.name, v),
+            Refusal::State => {
+                let from: Vec<_> = self.from_states().iter().map(|s| s.as_str()).collect();
+                Error::InvalidState(format!(
+                    "cannot {} volume {:?}: it is {}, and {} needs it {}",
+                    self.name(),
+                    v.name,
+                    v.state.as_str(),
+                    self.name(),
+                    from.join(" or ")
+                ))
+            }
+            Refusal::Busy => Error::InvalidState(format!(
                 "volume {:?} is busy: {}",
                 v.name, v.transitioning_message
-            )));
-        }
-        if self == Action::RestoreFromBackup {
-            return Err(Error::InvalidState(
+            )),
+            Refusal::NoBackups => Error::InvalidState(
                 "restorefrombackup: backups are not available in this version of ballast".into(),
-            ));
-        }
-        Ok(())
+            ),
+        })
     }
+
+    /// Actions that take the data away from under a snapshot in progress.
+    fn needs_no_snapshot_running(self) -> bool {
+        matches!(
+            self,
+            Action::RevertToSnapshot | Action::Remove | Action::Purge | Action::Deallocate
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Mounted,
+    State,
+    Busy,
+    NoBackups,
 }
 
 impl Ballast {
@@ -120,10 +165,8 @@ impl Ballast {
     /// from under it.
     pub(super) fn check(&self, action: Action, v: &Volume) -> Result<()> {
         action.check(v)?;
-        if matches!(
-            action,
-            Action::RevertToSnapshot | Action::Remove | Action::Purge | Action::Deallocate
-        ) && let Some(s) = self.snapshot_running(v.id)
+        if action.needs_no_snapshot_running()
+            && let Some(s) = self.snapshot_running(v.id)
         {
             return Err(Error::InvalidState(format!(
                 "volume {:?} is busy: snapshot {} is being taken",
@@ -135,8 +178,13 @@ impl Ballast {
     }
 
     /// The actions `v` offers now (a resource's `actions` map).
-    pub fn actions(&self, v: &Volume) -> Vec<Action> {
-        Action::ALL.into_iter().filter(|a| self.check(*a, v).is_ok()).collect()
+    /// `snapshotting` says whether a snapshot of it is being taken (see
+    /// [`Ballast::snapshotting`]).
+    pub fn actions(&self, v: &Volume, snapshotting: bool) -> Vec<Action> {
+        Action::ALL
+            .into_iter()
+            .filter(|a| a.refusal(v).is_none() && !(snapshotting && a.needs_no_snapshot_running()))
+            .collect()
     }
 
     /// requested → inactive: creates the backing storage.

@@ -10,6 +10,7 @@
 //! A snapshot in progress does not hold the lock (containers keep
 //! mounting), but it keeps revert, remove and purge away.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,19 @@ impl Ballast {
     pub fn snapshots(&self, volume_id: Option<i64>) -> Vec<Arc<Snapshot>> {
         let snaps = self.snaps_read();
         snaps.values().filter(|s| volume_id.is_none_or(|v| s.volume_id == v)).cloned().collect()
+    }
+
+    /// Snapshot counts per volume id, and the volumes with a snapshot
+    /// being taken: what rendering many volumes needs, in one pass.
+    pub fn snapshot_summary(&self) -> (HashMap<i64, usize>, HashSet<i64>) {
+        let (mut counts, mut running) = (HashMap::new(), HashSet::new());
+        for s in self.snaps_read().values() {
+            *counts.entry(s.volume_id).or_insert(0) += 1;
+            if s.state == SnapState::Creating {
+                running.insert(s.volume_id);
+            }
+        }
+        (counts, running)
     }
 
     /// How many snapshots a volume has.

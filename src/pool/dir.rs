@@ -108,9 +108,20 @@ impl Backend for DirBackend {
         tree::copy(&self.snapshots, snap, &self.staging, key, on_bytes)?;
         self.volumes.exchange(key, &self.staging, key)?;
         self.volumes.sync()?;
-        // The old content, now in staging; a crash here leaves it for
-        // `recover`.
-        self.staging.remove(key)
+        // The old content is now in staging. The revert is done: delete it
+        // in the background, under a name no later revert will stage (a
+        // crash leaves it for `recover`).
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let old = format!("old-{key}-{}", nanos.as_nanos());
+        self.staging.rename_into(key, &self.staging, &old)?;
+        let staging = self.staging.try_clone()?;
+        std::thread::spawn(move || {
+            if let Err(e) = staging.remove(&old) {
+                tracing::warn!(error = %e, "removing the content a revert replaced");
+            }
+        });
+        Ok(())
     }
 
     fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
@@ -157,7 +168,13 @@ mod tests {
         std::fs::write(mp.join("f"), b"three").unwrap();
         b.revert("v1", "s1", &mut |_| {}).unwrap();
         assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"one");
-        assert_eq!(std::fs::read_dir(dir.path().join("pool/staging")).unwrap().count(), 0);
+        // The replaced content goes away in the background.
+        let staging = dir.path().join("pool/staging");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_dir(&staging).unwrap().count() > 0 {
+            assert!(std::time::Instant::now() < deadline, "staging never emptied");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     #[test]
