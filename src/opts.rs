@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 /// Keys this build accepts, in the order error messages list them.
 pub const VALID_KEYS: &[&str] =
-    &["pool", "size", "description", "uid", "gid", "mode", "from-volume", "from-snapshot"];
+    &["pool", "size", "description", "uid", "gid", "mode", "from-volume", "from-snapshot", "path"];
 
 /// A create request after parsing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +21,8 @@ pub struct CreateOpts {
     pub mode: Option<u32>,
     pub from_volume: Option<String>,
     pub from_snapshot: Option<String>,
+    /// An existing host directory the volume is (`isHostPath`).
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// Parses driverOpts. `None` (Docker's `"Opts": null`) is no options.
@@ -36,7 +38,23 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
             "mode" => opts.mode = Some(parse_mode(value)?),
             "from-volume" => opts.from_volume = Some(non_empty(key, value)?.to_string()),
             "from-snapshot" => opts.from_snapshot = Some(non_empty(key, value)?.to_string()),
+            "path" => {
+                if !value.starts_with('/') {
+                    return Err(bad(key, value, "expected an absolute path"));
+                }
+                opts.path = Some(value.into());
+            }
             _ => return Err(unknown_key(key)),
+        }
+    }
+    if opts.path.is_some() {
+        let clash = ["size", "uid", "gid", "mode", "from-volume", "from-snapshot"]
+            .into_iter()
+            .find(|k| raw.contains_key(*k));
+        if let Some(k) = clash {
+            return Err(Error::InvalidInput(format!(
+                "option {k} cannot be combined with path: a host-path volume is the host directory as it is"
+            )));
         }
     }
     if opts.from_volume.is_some() && opts.from_snapshot.is_some() {
@@ -142,11 +160,13 @@ mod tests {
 
     #[test]
     fn unknown_key_names_it_and_lists_valid_ones() {
-        for key in ["colour", "from-backup", "path", "fs"] {
+        for key in ["colour", "from-backup", "fs"] {
             let err = parse(&map(&[(key, "x")])).unwrap_err().to_string();
             assert!(err.contains(&format!("{key:?}")), "{err}");
             assert!(
-                err.contains("pool, size, description, uid, gid, mode, from-volume, from-snapshot"),
+                err.contains(
+                    "pool, size, description, uid, gid, mode, from-volume, from-snapshot, path"
+                ),
                 "{err}"
             );
         }

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS volumes (
     created_ms INTEGER NOT NULL,
     removed_ms INTEGER,
     size_bytes INTEGER,
-    used_bytes INTEGER NOT NULL DEFAULT 0
+    used_bytes INTEGER NOT NULL DEFAULT 0,
+    host_path TEXT
 );
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS mounts (
 
 /// The columns [`read_volume`] expects, in order.
 const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
-    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes FROM volumes";
+    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path FROM volumes";
 
 /// Handle to the metadata database.
 ///
@@ -71,6 +72,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Store { conn: Mutex::new(conn) })
     }
 
@@ -103,7 +105,7 @@ impl Store {
         let n = tx.execute(
             "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
                 transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
-                used_bytes = ?12
+                used_bytes = ?12, host_path = ?13
              WHERE id = ?1",
             rusqlite::params_from_iter(row_params(v)),
         )?;
@@ -241,8 +243,8 @@ fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
     let tx = conn.transaction()?;
     let res = tx.execute(
         "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
-            transitioning_message, created_ms, removed_ms, size_bytes, used_bytes)
-         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         rusqlite::params_from_iter(row_params(v)),
     );
     match res {
@@ -272,7 +274,16 @@ fn write_mounts(
     Ok(())
 }
 
-/// Every column of a volume row, as `?1`…`?12` in column order.
+/// Brings a store written by an older version up to date. Each step is
+/// idempotent, so a crash half-way is harmless.
+fn migrate(conn: &Connection) -> Result<()> {
+    if conn.prepare("SELECT host_path FROM volumes LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE volumes ADD COLUMN host_path TEXT")?;
+    }
+    Ok(())
+}
+
+/// Every column of a volume row, as `?1`…`?13` in column order.
 fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
         Box::new(v.id),
@@ -287,6 +298,7 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(v.removed_ms),
         Box::new(v.size_bytes.map(|s| s as i64)),
         Box::new(v.used_bytes as i64),
+        Box::new(v.host_path.as_ref().map(|p| p.to_string_lossy().into_owned())),
     ]
 }
 
@@ -302,6 +314,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
     let transitioning: String = r.get(6)?;
     let size: Option<i64> = r.get(10)?;
     let used: i64 = r.get(11)?;
+    let host_path: Option<String> = r.get(12)?;
     let base = Volume {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -316,6 +329,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         size_bytes: size.map(|s| s as u64),
         used_bytes: used as u64,
         mounts: BTreeMap::new(),
+        host_path: host_path.map(std::path::PathBuf::from),
     };
     Ok((|| {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
@@ -344,6 +358,7 @@ mod tests {
             size_bytes: Some(1 << 30),
             used_bytes: 0,
             mounts: BTreeMap::new(),
+            host_path: None,
         }
     }
 

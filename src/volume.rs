@@ -95,6 +95,8 @@ pub struct Volume {
     pub size_bytes: Option<u64>,
     pub used_bytes: u64,
     pub mounts: BTreeMap<String, u32>,
+    /// For a host-path volume (`-o path=`), the host directory it is.
+    pub host_path: Option<std::path::PathBuf>,
 }
 
 impl Volume {

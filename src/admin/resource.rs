@@ -131,13 +131,14 @@ pub fn volume<'a>(
         driver: &a.driver,
         driver_opts: &v.driver_opts,
         external_id: &v.name,
-        uri: match (pool, a.ballast.mountpoint(v)) {
-            (Some(p), Some(mp)) => {
+        uri: match (&v.host_path, pool, a.ballast.mountpoint(v)) {
+            (Some(host), _, _) => Some(format!("file://{}", host.display())),
+            (None, Some(p), Some(mp)) => {
                 Some(format!("{}://{}", p.config.backend.as_str(), mp.display()))
             }
             _ => None,
         },
-        is_host_path: false,
+        is_host_path: v.host_path.is_some(),
         access_mode: match pool.map(|p| p.config.scope) {
             Some(Scope::Global) => "multiHostRW",
             _ => "singleHostRW",

@@ -195,8 +195,7 @@ impl Ballast {
     /// inactive → active: attaches the volume on this host.
     pub async fn activate(&self, reference: &str) -> Result<Arc<Volume>> {
         self.transition(reference, Action::Activate, |this, v| {
-            this.pool(&v.pool)?
-                .backend
+            this.storage(v)?
                 .activate(&v.storage_key())
                 .map_err(|e| Error::internal(format!("activating volume {:?}", v.name), e))?;
             v.state = State::Active;
@@ -208,8 +207,7 @@ impl Ballast {
     /// active (no mounts) → inactive: detaches it.
     pub async fn deactivate(&self, reference: &str) -> Result<Arc<Volume>> {
         self.transition(reference, Action::Deactivate, |this, v| {
-            this.pool(&v.pool)?
-                .backend
+            this.storage(v)?
                 .deactivate(&v.storage_key())
                 .map_err(|e| Error::internal(format!("deactivating volume {:?}", v.name), e))?;
             v.state = State::Inactive;
@@ -229,8 +227,7 @@ impl Ballast {
                     v.name
                 )));
             }
-            this.pool(&v.pool)?
-                .backend
+            this.storage(v)?
                 .destroy(&v.storage_key())
                 .map_err(|e| Error::internal(format!("deallocating volume {:?}", v.name), e))?;
             v.state = State::Requested;
@@ -305,10 +302,9 @@ impl Ballast {
 
 /// Creates a requested volume's storage from its recorded options.
 pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
-    let pool = this.pool(&v.pool)?;
     let o = crate::opts::parse(&v.driver_opts)?;
     let spec = Spec { size: o.size, uid: o.uid, gid: o.gid, mode: o.mode };
-    pool.backend
+    this.storage(v)?
         .create(&v.storage_key(), &spec)
         .map_err(|e| Error::internal(format!("allocating volume {:?}", v.name), e))?;
     v.state = State::Inactive;

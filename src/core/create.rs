@@ -6,6 +6,7 @@
 //! acknowledged).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Ballast;
@@ -52,6 +53,10 @@ impl Ballast {
             )));
         }
         let (pool, source) = self.resolve(&parsed)?;
+        let host_path = match &parsed.path {
+            Some(p) => Some(self.resolve_host_path(p, &pool)?),
+            None => None,
+        };
         if !allocate && source.is_some() {
             return Err(Error::InvalidInput(
                 "\"allocate\": false cannot be combined with from-volume or from-snapshot".into(),
@@ -71,6 +76,7 @@ impl Ballast {
             size_bytes: parsed.size,
             used_bytes: 0,
             mounts: BTreeMap::new(),
+            host_path,
         };
         let spec = Spec { size: parsed.size, uid: parsed.uid, gid: parsed.gid, mode: parsed.mode };
         let v = self
@@ -81,7 +87,7 @@ impl Ballast {
                     this.inner.store.save(&v)?;
                     return Ok(v);
                 }
-                let backend = &this.pool(&v.pool)?.backend;
+                let backend = this.storage(&v)?;
                 let key = v.storage_key();
                 // Ids are never reused, so anything already stored under this
                 // key is the leftover of a create lost with its record (a
@@ -115,6 +121,46 @@ impl Ballast {
             .await?;
         tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, state = v.state.as_str(), "volume created");
         Ok(self.publish(v))
+    }
+
+    /// Checks a host path (`-o path=`): an existing directory strictly
+    /// inside one of `host_path_roots` once symlinks are resolved, used by
+    /// no other volume. Returns the resolved path.
+    fn resolve_host_path(&self, requested: &Path, pool: &str) -> Result<PathBuf> {
+        let roots = &self.inner.host_path_roots;
+        let shown = requested.display();
+        if roots.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "option path={shown}: host paths are refused because host_path_roots is empty in the config"
+            )));
+        }
+        let real = std::fs::canonicalize(requested)
+            .map_err(|e| Error::InvalidInput(format!("option path={shown}: {e}")))?;
+        if !real.is_dir() {
+            return Err(Error::InvalidInput(format!("option path={shown}: not a directory")));
+        }
+        if !roots.iter().any(|r| real.starts_with(r) && real != *r) {
+            let list: Vec<_> = roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(Error::InvalidInput(format!(
+                "option path={shown}: {} is not inside host_path_roots ({})",
+                real.display(),
+                list.join(", ")
+            )));
+        }
+        if let Some(other) =
+            self.live_read().values().find(|v| v.host_path.as_deref() == Some(real.as_path()))
+        {
+            return Err(Error::Conflict(format!(
+                "option path={shown}: volume {:?} already is {}",
+                other.name,
+                real.display()
+            )));
+        }
+        self.pool(pool)?
+            .backend
+            .host_dir(&real)
+            .map_err(|e| Error::InvalidInput(format!("option path={shown}: {e}")))?;
+        Ok(real)
     }
 
     /// Checks the options against the pools, volumes and snapshots that

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::config::{Config, Scope};
-use crate::pool::Pool;
+use crate::pool::{Backend, Pool};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::store::Store;
 use crate::volume::{State, Transitioning, Volume, validate_name};
@@ -39,6 +39,8 @@ struct Inner {
     pools: BTreeMap<String, Pool>,
     default_pool: String,
     trash_retention: Duration,
+    /// Where `-o path=` volumes may be, symlinks resolved.
+    host_path_roots: Vec<PathBuf>,
     /// Name → live volume. A `std` RwLock: holders only clone an `Arc` in
     /// or out and never await, so Get/Path/List never queue behind a slow
     /// Create or Mount (those hold only the per-name lock below).
@@ -65,12 +67,18 @@ impl Ballast {
             pool.backend.recover().map_err(|e| format!("pool {:?}: recovering: {e}", pc.name))?;
             pools.insert(pc.name.clone(), pool);
         }
+        let mut host_path_roots = Vec::new();
+        for root in &config.host_path_roots {
+            let real = std::fs::canonicalize(root)
+                .map_err(|e| format!("config key `host_path_roots`: {}: {e}", root.display()))?;
+            host_path_roots.push(real);
+        }
         let mut live = HashMap::new();
         for v in store.load().map_err(|e| e.to_string())? {
             match v.state {
                 State::Creating => {
                     // Never acknowledged to anyone: undo it.
-                    if let Some(pool) = pools.get(&v.pool) {
+                    if let Some(pool) = pools.get(&v.pool).filter(|_| v.host_path.is_none()) {
                         pool.backend.destroy(&v.storage_key()).map_err(|e| {
                             format!("rolling back unfinished create of volume {:?}: {e}", v.name)
                         })?;
@@ -121,6 +129,7 @@ impl Ballast {
                 pools,
                 default_pool: config.default_pool().name.clone(),
                 trash_retention: config.trash_retention,
+                host_path_roots,
                 live: RwLock::new(live),
                 locks: Mutex::new(HashMap::new()),
                 snapshots: RwLock::new(snapshots),
@@ -200,6 +209,9 @@ impl Ballast {
 
     /// Where the volume's files are on this host.
     pub fn mountpoint(&self, v: &Volume) -> Option<PathBuf> {
+        if let Some(path) = &v.host_path {
+            return Some(path.clone());
+        }
         self.inner.pools.get(&v.pool).map(|p| p.backend.mountpoint(&v.storage_key()))
     }
 
@@ -247,6 +259,21 @@ impl Ballast {
         })
     }
 
+    /// Where a volume's data is: its pool's backend or, for a host-path
+    /// volume, a view of the host directory whose snapshots live in the
+    /// pool.
+    fn storage(&self, v: &Volume) -> Result<Storage<'_>> {
+        let pool = self.pool(&v.pool)?;
+        match &v.host_path {
+            None => Ok(Storage::Pool(&*pool.backend)),
+            Some(path) => pool
+                .backend
+                .host_dir(path)
+                .map(Storage::Host)
+                .map_err(|e| Error::internal(format!("host path {}", path.display()), e)),
+        }
+    }
+
     fn pool_names(&self) -> String {
         self.inner.pools.keys().cloned().collect::<Vec<_>>().join(", ")
     }
@@ -261,6 +288,23 @@ impl Ballast {
         tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| Error::internal("background task", e))?
+    }
+}
+
+/// A volume's storage; see [`Ballast::storage`].
+enum Storage<'a> {
+    Pool(&'a (dyn Backend + 'a)),
+    Host(Box<dyn Backend>),
+}
+
+impl<'a> std::ops::Deref for Storage<'a> {
+    type Target = dyn Backend + 'a;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Storage::Pool(b) => *b,
+            Storage::Host(b) => b.as_ref(),
+        }
     }
 }
 
@@ -304,6 +348,7 @@ mod tests {
             size_bytes: None,
             used_bytes: 0,
             mounts: BTreeMap::new(),
+            host_path: None,
         };
         v.id = store.insert(&v).unwrap();
         let storage = dir.path().join("pool/volumes").join(v.storage_key());

@@ -41,21 +41,21 @@ impl Ballast {
         v.state = State::Active;
         let (v, path) = self
             .blocking(move |this| {
-                let pool = this.pool(&v.pool)?;
+                let storage = this.storage(&v)?;
                 let key = v.storage_key();
                 let path = if first {
-                    pool.backend.activate(&key).map_err(|e| {
+                    storage.activate(&key).map_err(|e| {
                         Error::internal(
                             format!("activating volume {:?} in pool {:?}", v.name, v.pool),
                             e,
                         )
                     })?
                 } else {
-                    pool.backend.mountpoint(&key)
+                    storage.mountpoint(&key)
                 };
                 if let Err(e) = this.inner.store.save(&v) {
                     if first {
-                        let _ = pool.backend.deactivate(&key);
+                        let _ = storage.deactivate(&key);
                     }
                     return Err(e);
                 }
@@ -97,17 +97,17 @@ impl Ballast {
         }
         let v = self
             .blocking(move |this| {
-                let pool = this.pool(&v.pool)?;
+                let storage = this.storage(&v)?;
                 let key = v.storage_key();
                 if last {
-                    pool.backend.deactivate(&key).map_err(|e| {
+                    storage.deactivate(&key).map_err(|e| {
                         Error::internal(
                             format!("deactivating volume {:?} in pool {:?}", v.name, v.pool),
                             e,
                         )
                     })?;
                     // The volume is quiet now: a good moment to measure it.
-                    if let Ok(used) = pool.backend.usage(&key) {
+                    if let Ok(used) = storage.usage(&key) {
                         v.used_bytes = used;
                     }
                 }

@@ -63,8 +63,7 @@ impl Ballast {
                 holder.public_id()
             )));
         }
-        let pool = self.pool(&v.pool)?;
-        let has_storage = pool.backend.exists(&v.storage_key())?;
+        let has_storage = self.storage(&v)?.exists(&v.storage_key())?;
         v.name = name;
         v.state = if has_storage { State::Inactive } else { State::Requested };
         v.removed_ms = None;
@@ -97,7 +96,7 @@ impl Ballast {
                         this.inner.store.save_snapshot(&snap)?;
                         this.publish_snapshot(snap);
                     }
-                    pool.backend.destroy(&v.storage_key()).map_err(|e| {
+                    this.storage(&v)?.destroy(&v.storage_key()).map_err(|e| {
                         Error::internal(format!("purging volume {}", v.public_id()), e)
                     })
                 });

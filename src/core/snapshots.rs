@@ -106,7 +106,7 @@ impl Ballast {
                     let pool = this.pool(&v.pool)?;
                     let mut report =
                         progress(total, move |msg| progress_to.snapshot_message(id, msg));
-                    pool.backend
+                    this.storage(&v)?
                         .snapshot(&v.storage_key(), &snap.storage_key(), &mut report)
                         .map_err(|e| {
                             Error::internal(format!("snapshot of volume {:?}", v.name), e)
@@ -220,16 +220,15 @@ impl Ballast {
             let work = v.clone();
             let result = this
                 .blocking(move |this| {
-                    let pool = this.pool(&work.pool)?;
                     let mut report = progress(snap.size_bytes, move |msg| {
                         progress_to.volume_message(&name, format!("{label}: {msg}"))
                     });
-                    pool.backend
+                    this.storage(&work)?
                         .revert(&work.storage_key(), &snap.storage_key(), &mut report)
                         .map_err(|e| {
                             Error::internal(format!("reverting volume {:?}", work.name), e)
                         })?;
-                    Ok(pool.backend.usage(&work.storage_key()).unwrap_or(0))
+                    Ok(this.storage(&work)?.usage(&work.storage_key()).unwrap_or(0))
                 })
                 .await;
             let mut v = v;

@@ -143,6 +143,14 @@ impl Backend for DirBackend {
     fn space(&self) -> io::Result<Space> {
         self.volumes.space()
     }
+
+    fn host_dir(&self, path: &Path) -> io::Result<Box<dyn Backend>> {
+        Ok(Box::new(super::HostDir::new(
+            path,
+            self.snapshots.try_clone()?,
+            self.staging.try_clone()?,
+        )?))
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@
 //! blocking threads by the core, never on the async workers.
 
 mod dir;
+mod host;
 
 use std::fmt::Debug;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use dir::DirBackend;
+pub use host::HostDir;
 
 use crate::config::{BackendKind, PoolConfig};
 
@@ -66,6 +68,20 @@ pub trait Backend: Send + Sync + Debug {
     fn recover(&self) -> io::Result<()>;
     /// The pool's capacity and free bytes.
     fn space(&self) -> io::Result<Space>;
+
+    /// A view of the existing host directory `path` as a volume whose
+    /// snapshots live in this pool (`-o path=`). Pools whose snapshots
+    /// are not plain directories cannot hold these.
+    fn host_dir(&self, path: &Path) -> io::Result<Box<dyn Backend>> {
+        let _ = path;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "a {} pool cannot hold host-path volumes; use a dir pool",
+                self.kind().as_str()
+            ),
+        ))
+    }
 }
 
 /// Capacity of the filesystem a pool lives on.

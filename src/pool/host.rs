@@ -1,0 +1,155 @@
+//! Host-path volumes (`-o path=/srv/x`): the volume *is* an existing host
+//! directory, under one of the configured `host_path_roots`. Its
+//! snapshots live in the pool it was created in.
+//!
+//! Nothing here ever deletes the host directory or its contents: destroy
+//! (purge, deallocate) is a no-op. Revert alone replaces the content, the
+//! same way as in a `dir` pool: the snapshot's copy is built beside the
+//! directory (`ballast-revert-<name>-<time>` in its parent, on the same
+//! filesystem, created fresh so that it can never be someone else's) and
+//! swapped in with one `renameat2(RENAME_EXCHANGE)`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, OnBytes, Space, Spec};
+use crate::config::BackendKind;
+use crate::tree::{self, Root};
+
+#[derive(Debug)]
+pub struct HostDir {
+    /// The host directory's parent, and its name in there.
+    parent: Root,
+    name: String,
+    path: PathBuf,
+    /// The pool's snapshots and staging area.
+    snapshots: Root,
+    staging: Root,
+}
+
+impl HostDir {
+    pub fn new(path: &Path, snapshots: Root, staging: Root) -> io::Result<HostDir> {
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a usable host path", path.display()),
+            )
+        };
+        let parent = path.parent().ok_or_else(bad)?;
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?.to_string();
+        Ok(HostDir {
+            parent: Root::open(parent)?,
+            name,
+            path: path.to_path_buf(),
+            snapshots,
+            staging,
+        })
+    }
+
+    /// A fresh name for the revert's work directory beside the host dir.
+    fn revert_name(&self) -> String {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!("ballast-revert-{}-{}", self.name, nanos.as_nanos())
+    }
+}
+
+impl Backend for HostDir {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Dir
+    }
+
+    fn enforces_size(&self) -> bool {
+        false
+    }
+
+    /// The directory must already exist; it is used as it is.
+    fn create(&self, _key: &str, _spec: &Spec) -> io::Result<()> {
+        self.parent.open_dir(&self.name).map(|_| ()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "host path {} must be an existing directory and not itself a mount point: {e}",
+                    self.path.display()
+                ),
+            )
+        })
+    }
+
+    fn copy(&self, _src: &str, _dst: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a host-path volume cannot be filled from another volume",
+        ))
+    }
+
+    fn activate(&self, key: &str) -> io::Result<PathBuf> {
+        self.create(key, &Spec::default())?;
+        Ok(self.path.clone())
+    }
+
+    fn deactivate(&self, _key: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Never deletes anything: the directory belongs to the host.
+    fn destroy(&self, _key: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn mountpoint(&self, _key: &str) -> PathBuf {
+        self.path.clone()
+    }
+
+    fn usage(&self, _key: &str) -> io::Result<u64> {
+        self.parent.usage(&self.name)
+    }
+
+    fn exists(&self, _key: &str) -> io::Result<bool> {
+        self.parent.exists(&self.name)
+    }
+
+    fn snapshot(&self, _key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()> {
+        self.staging.remove(snap)?;
+        self.staging.create_dir(snap, None, None, 0o700)?;
+        tree::copy(&self.parent, &self.name, &self.staging, snap, on_bytes)?;
+        self.staging.rename_into(snap, &self.snapshots, snap)?;
+        self.snapshots.sync()
+    }
+
+    fn copy_snapshot(&self, _snap: &str, _key: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a host-path volume cannot be filled from a snapshot",
+        ))
+    }
+
+    fn revert(&self, _key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()> {
+        let work = self.revert_name();
+        // mkdir fails if the name exists: only a directory made here is
+        // ever removed here.
+        self.parent.create_dir(&work, None, None, 0o700)?;
+        let swapped = tree::copy(&self.snapshots, snap, &self.parent, &work, on_bytes)
+            .and_then(|()| self.parent.exchange(&self.name, &self.parent, &work))
+            .and_then(|()| self.parent.sync());
+        // Either the half-built copy or, after the swap, the old content.
+        self.parent.remove(&work)?;
+        swapped
+    }
+
+    fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
+        self.snapshots.remove(snap)
+    }
+
+    fn snapshot_usage(&self, snap: &str) -> io::Result<u64> {
+        self.snapshots.usage(snap)
+    }
+
+    fn recover(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn space(&self) -> io::Result<Space> {
+        self.parent.space()
+    }
+}
