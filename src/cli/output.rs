@@ -27,6 +27,21 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// Prints a collection's `data`: as JSON with `--json`, else as a table
+/// with one row per resource.
+pub fn list(
+    global: &Global,
+    collection: &Value,
+    header: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+) {
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&collection["data"]).unwrap_or_default());
+        return;
+    }
+    table(header, collection["data"].as_array().into_iter().flatten().map(row).collect());
+}
+
 /// A field as text for a table cell.
 pub fn cell(v: &Value) -> String {
     match v {

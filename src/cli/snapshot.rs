@@ -5,7 +5,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use super::client::seg;
-use super::output::{cell, done, size, table, wait};
+use super::output::{cell, done, list, size, wait};
 use super::{Client, Global};
 
 #[derive(Debug, Subcommand)]
@@ -48,8 +48,7 @@ pub async fn run(cmd: SnapshotCmd, client: &Client, global: &Global) -> Result<(
                 }
                 None => "/v1/snapshots".into(),
             };
-            let list = client.call(Method::GET, &url, None).await?;
-            print_list(global, &list);
+            print_list(global, &client.call(Method::GET, &url, None).await?);
         }
         SnapshotCmd::Rm { snapshot } => {
             let snap = client
@@ -78,25 +77,15 @@ pub async fn run(cmd: SnapshotCmd, client: &Client, global: &Global) -> Result<(
     Ok(())
 }
 
-fn print_list(global: &Global, list: &Value) {
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&list["data"]).unwrap_or_default());
-        return;
-    }
-    let rows = list["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            vec![
-                cell(&s["id"]),
-                cell(&s["name"]),
-                cell(&s["volumeId"]),
-                cell(&s["state"]),
-                size(&s["sizeBytes"]),
-                cell(&s["created"]),
-            ]
-        })
-        .collect();
-    table(&["ID", "NAME", "VOLUME", "STATE", "SIZE", "CREATED"], rows);
+fn print_list(global: &Global, collection: &Value) {
+    list(global, collection, &["ID", "NAME", "VOLUME", "STATE", "SIZE", "CREATED"], |s| {
+        vec![
+            cell(&s["id"]),
+            cell(&s["name"]),
+            cell(&s["volumeId"]),
+            cell(&s["state"]),
+            size(&s["sizeBytes"]),
+            cell(&s["created"]),
+        ]
+    });
 }

@@ -5,7 +5,7 @@ use hyper::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::seg;
-use super::output::{cell, done, size, table};
+use super::output::{cell, done, list, size};
 use super::{Client, Global};
 
 #[derive(Debug, Subcommand)]
@@ -118,31 +118,20 @@ pub async fn run(cmd: VolumeCmd, client: &Client, global: &Global) -> Result<(),
     Ok(())
 }
 
-fn print_list(global: &Global, list: &Value) {
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&list["data"]).unwrap_or_default());
-        return;
-    }
-    let rows = list["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            vec![
-                cell(&v["name"]),
-                cell(&v["id"]),
-                cell(&v["state"]),
-                cell(&v["storagePoolId"]),
-                size(&v["sizeBytes"]),
-                size(&v["usedBytes"]),
-                cell(&v["mountCount"]),
-                cell(&v["snapshotCount"]),
-                cell(&v["description"]),
-            ]
-        })
-        .collect();
-    table(
-        &["NAME", "ID", "STATE", "POOL", "SIZE", "USED", "MOUNTS", "SNAPSHOTS", "DESCRIPTION"],
-        rows,
-    );
+fn print_list(global: &Global, collection: &Value) {
+    let header =
+        ["NAME", "ID", "STATE", "POOL", "SIZE", "USED", "MOUNTS", "SNAPSHOTS", "DESCRIPTION"];
+    list(global, collection, &header, |v| {
+        vec![
+            cell(&v["name"]),
+            cell(&v["id"]),
+            cell(&v["state"]),
+            cell(&v["storagePoolId"]),
+            size(&v["sizeBytes"]),
+            size(&v["usedBytes"]),
+            cell(&v["mountCount"]),
+            cell(&v["snapshotCount"]),
+            cell(&v["description"]),
+        ]
+    });
 }
