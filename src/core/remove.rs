@@ -174,14 +174,10 @@ impl Ballast {
         Ok(purged)
     }
 
-    /// How often the janitor should look for expired volumes.
+    /// How often the janitor looks for expired volumes and short pools:
+    /// often enough to honour short retentions and to react to a filling
+    /// disk within seconds; a pass is one query and a statfs per pool.
     pub fn janitor_period(&self) -> Duration {
-        let retention = self.inner.trash_retention;
-        if retention.is_zero() {
-            // Removals purge inline; the janitor retries failures and
-            // watches free space.
-            return Duration::from_secs(60);
-        }
-        (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+        (self.inner.trash_retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
     }
 }

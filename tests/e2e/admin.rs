@@ -838,3 +838,65 @@ fn host_paths_are_refused_without_roots() {
     );
     assert!(err.contains("host_path_roots is empty"), "{err}");
 }
+
+/// A small tmpfs, unmounted on drop (after the daemon using it is gone).
+struct SmallFs(std::path::PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_pool_short_of_space_purges_its_oldest_trash_first() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mounting a tmpfs");
+    let _fs = SmallFs(small.clone());
+    let config = format!(
+        "trash_retention = \"1h\"\n[[pool]]\nname = \"small\"\nbackend = \"dir\"\npath = \"{}\"\n",
+        small.join("pool").display()
+    );
+    let d = Daemon::private_with("admin-lowspace", &config);
+    let fill = |name: &str, bytes: usize| {
+        d.call_ok(
+            "VolumeDriver.Create",
+            &json!({ "Name": name, "Opts": { "pool": "small" } }).to_string(),
+        );
+        let mp = d.get(name)["Mountpoint"].as_str().unwrap().to_string();
+        std::fs::write(format!("{mp}/data"), vec![1u8; bytes]).unwrap();
+        mp
+    };
+    let old = fill("old", 14 << 20);
+    let young = fill("young", 1 << 20);
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"old"}"#);
+    std::thread::sleep(Duration::from_millis(20));
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"young"}"#);
+    // Under 10% free: the oldest removed volume goes, long before its hour.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&old).exists() {
+        assert!(Instant::now() < deadline, "the oldest removed volume was not purged");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        std::path::Path::new(&format!("{young}/data")).exists(),
+        "enough space again: the younger one stays"
+    );
+    let trash = d.admin_ok("GET", "/v1/volumes?state=removed", Value::Null, 200);
+    let names: Vec<_> =
+        trash["data"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["young"]);
+    assert!(d.log().contains("under 10% free"), "the early purge is logged");
+}
