@@ -143,7 +143,8 @@ impl Metrics {
         }
         for pool in b.pools() {
             let labels = PoolLabels { pool: pool.name().to_string() };
-            if let Ok(space) = pool.backend.space() {
+            if let Ok(space) = pool.backend().map(|b| b.space()).and_then(|s| s.map_err(Into::into))
+            {
                 m.pool_capacity.get_or_create(&labels).set(space.capacity as i64);
                 m.pool_free.get_or_create(&labels).set(space.free as i64);
                 m.pool_used

@@ -242,6 +242,7 @@ fn make_private_dir(dir: &Path) -> Result<(), String> {
 
 async fn janitor(ballast: Ballast, mut stop: watch::Receiver<bool>) {
     loop {
+        ballast.attach_pools();
         match ballast.purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "trash: purged expired volumes"),

@@ -135,6 +135,14 @@ impl Root {
         Ok(())
     }
 
+    /// The names of the root's entries.
+    pub fn keys(&self) -> io::Result<Vec<String>> {
+        Ok(entries(self.fd.as_fd())?
+            .into_iter()
+            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .collect())
+    }
+
     /// Removes every entry of the root (leftovers of interrupted work).
     pub fn clear(&self) -> io::Result<usize> {
         let list = entries(self.fd.as_fd())?;

@@ -11,7 +11,8 @@ use crate::config::Scope;
 use crate::pool::Pool;
 
 fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
-    let space = p.backend.space();
+    let space =
+        p.backend().map_err(|e| e.to_string()).and_then(|b| b.space().map_err(|e| e.to_string()));
     let (capacity, free) = space.as_ref().map(|s| (s.capacity, s.free)).unwrap_or((0, 0));
     json!({
         "id": p.name(),

@@ -157,7 +157,7 @@ impl Ballast {
             )));
         }
         self.pool(pool)?
-            .backend
+            .backend()?
             .host_dir(&real)
             .map_err(|e| Error::InvalidInput(format!("option path={shown}: {e}")))?;
         Ok(real)
@@ -216,11 +216,11 @@ impl Ballast {
                  not supported; leave out `pool` or use pool={src_pool:?}"
             )));
         }
-        if o.size.is_some() && !pool.backend.enforces_size() {
+        if o.size.is_some() && !pool.backend()?.enforces_size() {
             return Err(Error::InvalidInput(format!(
                 "option size: pool {pool_name:?} uses the {} backend, which cannot enforce a size limit; \
                  sizes are enforced by btrfs and loop pools",
-                pool.backend.kind().as_str()
+                pool.config.backend.as_str()
             )));
         }
         Ok((pool_name, source))

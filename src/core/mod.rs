@@ -61,12 +61,13 @@ impl Ballast {
     /// were never acknowledged, and loads every live volume into memory.
     pub fn open(config: &Config, state_dir: &Path) -> std::result::Result<Ballast, String> {
         let store = Store::open(&state_dir.join("ballast.db")).map_err(|e| e.to_string())?;
+        let volumes = store.load().map_err(|e| e.to_string())?;
         let mut pools = BTreeMap::new();
         for pc in &config.pools {
-            let pool = Pool::open(pc.clone())?;
-            pool.backend.recover().map_err(|e| format!("pool {:?}: recovering: {e}", pc.name))?;
-            pools.insert(pc.name.clone(), pool);
+            let known = volumes.iter().any(|v| v.pool == pc.name);
+            pools.insert(pc.name.clone(), Pool::open(pc.clone(), known)?);
         }
+        report_unknown_entries(&pools, &volumes);
         let mut host_path_roots = Vec::new();
         for root in &config.host_path_roots {
             let real = std::fs::canonicalize(root)
@@ -74,12 +75,13 @@ impl Ballast {
             host_path_roots.push(real);
         }
         let mut live = HashMap::new();
-        for v in store.load().map_err(|e| e.to_string())? {
+        for v in volumes {
             match v.state {
                 State::Creating => {
                     // Never acknowledged to anyone: undo it.
-                    if let Some(pool) = pools.get(&v.pool).filter(|_| v.host_path.is_none()) {
-                        pool.backend.destroy(&v.storage_key()).map_err(|e| {
+                    let backend = pools.get(&v.pool).and_then(|p| p.backend().ok());
+                    if let Some(backend) = backend.filter(|_| v.host_path.is_none()) {
+                        backend.destroy(&v.storage_key()).map_err(|e| {
                             format!("rolling back unfinished create of volume {:?}: {e}", v.name)
                         })?;
                     }
@@ -212,7 +214,8 @@ impl Ballast {
         if let Some(path) = &v.host_path {
             return Some(path.clone());
         }
-        self.inner.pools.get(&v.pool).map(|p| p.backend.mountpoint(&v.storage_key()))
+        let pool = self.inner.pools.get(&v.pool)?;
+        pool.backend().ok().map(|b| b.mountpoint(&v.storage_key()))
     }
 
     /// `global` when any pool is shared between hosts.
@@ -265,9 +268,9 @@ impl Ballast {
     fn storage(&self, v: &Volume) -> Result<Storage<'_>> {
         let pool = self.pool(&v.pool)?;
         match &v.host_path {
-            None => Ok(Storage::Pool(&*pool.backend)),
+            None => Ok(Storage::Pool(pool.backend()?)),
             Some(path) => pool
-                .backend
+                .backend()?
                 .host_dir(path)
                 .map(Storage::Host)
                 .map_err(|e| Error::internal(format!("host path {}", path.display()), e)),
@@ -288,6 +291,51 @@ impl Ballast {
         tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| Error::internal("background task", e))?
+    }
+}
+
+/// Logs entries of a pool that no volume claims. They are left alone:
+/// they may be someone's data.
+fn report_unknown_entries(pools: &BTreeMap<String, Pool>, volumes: &[Volume]) {
+    for pool in pools.values() {
+        let Ok(backend) = pool.backend() else { continue };
+        let keys = match backend.stored_keys() {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(pool = pool.name(), error = %e, "cannot list the pool");
+                continue;
+            }
+        };
+        for key in keys {
+            let claimed = volumes
+                .iter()
+                .any(|v| v.pool == pool.name() && v.host_path.is_none() && v.storage_key() == key);
+            if !claimed {
+                tracing::warn!(pool = pool.name(), entry = %key, "unknown entry in the pool's volumes; left in place");
+            }
+        }
+    }
+}
+
+impl Ballast {
+    /// Tries again to open pools that were unavailable (their filesystem
+    /// not mounted yet). Returns the names of those now available.
+    pub fn attach_pools(&self) -> Vec<String> {
+        let mut attached = Vec::new();
+        for pool in self.inner.pools.values() {
+            if pool.backend().is_ok() {
+                continue;
+            }
+            match pool.attach() {
+                Ok(true) => {
+                    tracing::info!(pool = pool.name(), "pool is available now");
+                    attached.push(pool.name().to_string());
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(pool = pool.name(), error = %e, "pool still unavailable"),
+            }
+        }
+        attached
     }
 }
 

@@ -90,7 +90,7 @@ impl Ballast {
             .blocking(move |this| {
                 let destroyed = this.pool(&v.pool).and_then(|pool| {
                     for snap in &snapshots {
-                        pool.backend.delete_snapshot(&snap.storage_key())?;
+                        pool.backend()?.delete_snapshot(&snap.storage_key())?;
                         let mut snap = (**snap).clone();
                         snap.state = SnapState::Removed;
                         this.inner.store.save_snapshot(&snap)?;
@@ -139,14 +139,18 @@ impl Ballast {
             }
         }
         for pool in self.inner.pools.keys() {
-            purged += self.purge_for_space(pool).await?;
+            match self.purge_for_space(pool).await {
+                Ok(n) => purged += n,
+                // An unavailable pool has nothing to purge from yet.
+                Err(e) => tracing::debug!(pool, error = %e, "space check skipped"),
+            }
         }
         Ok(purged)
     }
 
     async fn purge_for_space(&self, pool: &str) -> Result<usize> {
         let short = |this: &Ballast| -> Result<bool> {
-            let space = this.pool(pool)?.backend.space()?;
+            let space = this.pool(pool)?.backend()?.space()?;
             Ok(space.capacity > 0 && space.free * 100 < space.capacity * LOW_SPACE_PERCENT)
         };
         if !short(self)? {

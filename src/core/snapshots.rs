@@ -112,7 +112,8 @@ impl Ballast {
                             Error::internal(format!("snapshot of volume {:?}", v.name), e)
                         })?;
                     let mut snap = snap;
-                    snap.size_bytes = pool.backend.snapshot_usage(&snap.storage_key()).unwrap_or(0);
+                    snap.size_bytes =
+                        pool.backend()?.snapshot_usage(&snap.storage_key()).unwrap_or(0);
                     snap.state = SnapState::Created;
                     snap.message.clear();
                     this.inner.store.save_snapshot(&snap)?;
@@ -172,7 +173,7 @@ impl Ballast {
         let mut snap = (*self.find_snapshot(reference)?).clone();
         let snap = self
             .blocking(move |this| {
-                this.pool(&owner.pool)?.backend.delete_snapshot(&snap.storage_key()).map_err(
+                this.pool(&owner.pool)?.backend()?.delete_snapshot(&snap.storage_key()).map_err(
                     |e| Error::internal(format!("removing snapshot {}", snap.public_id()), e),
                 )?;
                 snap.state = SnapState::Removed;

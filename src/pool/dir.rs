@@ -144,6 +144,10 @@ impl Backend for DirBackend {
         self.volumes.space()
     }
 
+    fn stored_keys(&self) -> io::Result<Vec<String>> {
+        self.volumes.keys()
+    }
+
     fn host_dir(&self, path: &Path) -> io::Result<Box<dyn Backend>> {
         Ok(Box::new(super::HostDir::new(
             path,

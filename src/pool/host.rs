@@ -152,4 +152,8 @@ impl Backend for HostDir {
     fn space(&self) -> io::Result<Space> {
         self.parent.space()
     }
+
+    fn stored_keys(&self) -> io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }

@@ -10,6 +10,7 @@ mod host;
 use std::fmt::Debug;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use dir::DirBackend;
 pub use host::HostDir;
@@ -68,6 +69,9 @@ pub trait Backend: Send + Sync + Debug {
     fn recover(&self) -> io::Result<()>;
     /// The pool's capacity and free bytes.
     fn space(&self) -> io::Result<Space>;
+    /// The storage keys of every volume present in the pool, for the
+    /// start-up report of entries no volume claims.
+    fn stored_keys(&self) -> io::Result<Vec<String>>;
 
     /// A view of the existing host directory `path` as a volume whose
     /// snapshots live in this pool (`-o path=`). Pools whose snapshots
@@ -91,29 +95,89 @@ pub struct Space {
     pub free: u64,
 }
 
-/// A configured pool and its backend.
+/// The file that marks a directory as a ballast pool. Its absence where
+/// a pool used to be means the pool's filesystem is not mounted (yet).
+pub const MARKER: &str = "ballast-pool";
+
+/// A configured pool and its backend, which is absent while the pool is
+/// unavailable (its filesystem not mounted yet).
 #[derive(Debug)]
 pub struct Pool {
     pub config: PoolConfig,
-    pub backend: Box<dyn Backend>,
+    /// Set once, when the pool is found; read without a lock.
+    backend: OnceLock<Box<dyn Backend>>,
 }
 
 impl Pool {
-    /// Opens a pool, creating its directory when missing.
-    pub fn open(config: PoolConfig) -> Result<Pool, String> {
-        let backend: Box<dyn Backend> = match config.backend {
-            BackendKind::Dir => Box::new(DirBackend::open(&config.path).map_err(|e| {
-                format!("pool {:?} at {}: {e}", config.name, config.path.display())
-            })?),
+    /// Opens a pool. A new pool's directory is created (its parent must
+    /// exist) and marked. A pool that holds volumes (`known`) but whose
+    /// directory is not marked is *unavailable*, not an error: its
+    /// filesystem is probably not mounted yet, and creating anything there
+    /// would hide the real one. [`Pool::attach`] tries again later.
+    pub fn open(config: PoolConfig, known: bool) -> Result<Pool, String> {
+        let pool = Pool { config, backend: OnceLock::new() };
+        let marker = pool.config.path.join(MARKER);
+        if !marker.exists() {
+            if known {
+                tracing::warn!(pool = %pool.config.name, "{}", pool.unavailable_reason());
+                return Ok(pool);
+            }
+            let at = |e: io::Error| {
+                format!("pool {:?} at {}: {e}", pool.config.name, pool.config.path.display())
+            };
+            match std::fs::create_dir(&pool.config.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(at(e)),
+            }
+            std::fs::write(&marker, format!("{}\n", pool.config.name)).map_err(at)?;
+        }
+        pool.attach()?;
+        Ok(pool)
+    }
+
+    /// Opens the backend if the pool's directory is marked. Returns
+    /// whether the pool is available now.
+    pub fn attach(&self) -> Result<bool, String> {
+        if self.backend.get().is_some() {
+            return Ok(true);
+        }
+        if !self.config.path.join(MARKER).exists() {
+            return Ok(false);
+        }
+        let at = |e: io::Error| {
+            format!("pool {:?} at {}: {e}", self.config.name, self.config.path.display())
+        };
+        let backend: Box<dyn Backend> = match self.config.backend {
+            BackendKind::Dir => Box::new(DirBackend::open(&self.config.path).map_err(at)?),
             other => {
                 return Err(format!(
                     "pool {:?}: backend {} is not available",
-                    config.name,
+                    self.config.name,
                     other.as_str()
                 ));
             }
         };
-        Ok(Pool { config, backend })
+        backend.recover().map_err(at)?;
+        let _ = self.backend.set(backend);
+        Ok(true)
+    }
+
+    /// The backend, or why the pool cannot be used now.
+    pub fn backend(&self) -> Result<&dyn Backend, crate::Error> {
+        self.backend
+            .get()
+            .map(|b| &**b)
+            .ok_or_else(|| crate::Error::InvalidState(self.unavailable_reason()))
+    }
+
+    fn unavailable_reason(&self) -> String {
+        format!(
+            "pool {:?} is unavailable: {} is not marked as a ballast pool (no {MARKER} file); \
+             is its filesystem mounted? Its volumes are kept and can be used once it is",
+            self.config.name,
+            self.config.path.display()
+        )
     }
 
     pub fn name(&self) -> &str {
