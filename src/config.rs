@@ -150,9 +150,10 @@ impl Config {
             }
             let backend = match p.backend.as_str() {
                 "dir" => BackendKind::Dir,
-                "btrfs" | "loop" => {
+                "btrfs" => BackendKind::Btrfs,
+                "loop" => {
                     return Err(format!(
-                        "{at}: key `backend`: the {:?} backend is not available in this version; use \"dir\"",
+                        "{at}: key `backend`: the {:?} backend is not available in this version; use \"dir\" or \"btrfs\"",
                         p.backend
                     ));
                 }

@@ -59,6 +59,11 @@ impl Root {
         Ok(Root { fd: self.fd.try_clone()?, path: self.path.clone() })
     }
 
+    /// The directory itself, for calls made relative to it.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -94,11 +99,7 @@ impl Root {
         check_key(key)?;
         rfs::mkdirat(&self.fd, key, Mode::from_raw_mode(0o700))?;
         let fd = self.open_dir(key)?;
-        if uid.is_some() || gid.is_some() {
-            rfs::fchown(&fd, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw))?;
-        }
-        // After chown, which clears set-id bits.
-        rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        set_owner_mode(fd.as_fd(), uid, gid, mode)?;
         Ok(fd)
     }
 
@@ -195,6 +196,21 @@ pub fn copy(
     copy_metadata(s.as_fd(), d.as_fd())?;
     // Durable before anyone is told the copy exists.
     rfs::syncfs(&d)?;
+    Ok(())
+}
+
+/// Sets a new volume root's owner and mode: chown first, since it clears
+/// set-id bits.
+pub fn set_owner_mode(
+    fd: BorrowedFd<'_>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mode: u32,
+) -> io::Result<()> {
+    if uid.is_some() || gid.is_some() {
+        rfs::fchown(fd, uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw))?;
+    }
+    rfs::fchmod(fd, Mode::from_raw_mode(mode))?;
     Ok(())
 }
 

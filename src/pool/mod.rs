@@ -4,6 +4,7 @@
 //! Backends are synchronous: they do filesystem work and are called from
 //! blocking threads by the core, never on the async workers.
 
+mod btrfs;
 mod dir;
 mod host;
 
@@ -12,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub use btrfs::BtrfsBackend;
 pub use dir::DirBackend;
 pub use host::HostDir;
 
@@ -125,6 +127,16 @@ impl Pool {
             let at = |e: io::Error| {
                 format!("pool {:?} at {}: {e}", pool.config.name, pool.config.path.display())
             };
+            if pool.config.backend == BackendKind::Btrfs {
+                // Check before creating anything: the pool must be on btrfs.
+                let path = &pool.config.path;
+                let probe = if path.exists() {
+                    path.as_path()
+                } else {
+                    path.parent().unwrap_or(Path::new("/"))
+                };
+                btrfs::check_btrfs(probe).map_err(at)?;
+            }
             match std::fs::create_dir(&pool.config.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -150,6 +162,7 @@ impl Pool {
         };
         let backend: Box<dyn Backend> = match self.config.backend {
             BackendKind::Dir => Box::new(DirBackend::open(&self.config.path).map_err(at)?),
+            BackendKind::Btrfs => Box::new(BtrfsBackend::open(&self.config.path).map_err(at)?),
             other => {
                 return Err(format!(
                     "pool {:?}: backend {} is not available",

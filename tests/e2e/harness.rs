@@ -643,3 +643,39 @@ impl Conn {
 pub fn call(socket: &Path, method: &str, body: &str) -> (u16, Value) {
     Conn::new(socket).call(method, body)
 }
+
+/// A scratch filesystem made for one test: an image file, formatted and
+/// loop-mounted; unmounted (and so detached) on drop.
+pub struct ScratchFs {
+    pub mnt: PathBuf,
+    /// Holds the image and the mountpoint; removed after the unmount.
+    _dir: tempfile::TempDir,
+}
+
+impl ScratchFs {
+    /// A btrfs filesystem of `mib` MiB, or `None` (after SKIPPED) when
+    /// btrfs-progs is missing outside CI.
+    pub fn btrfs(mib: u64) -> Option<ScratchFs> {
+        if !have("mkfs.btrfs") {
+            skip("mkfs.btrfs is not installed (apt-get install btrfs-progs)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("fs.img");
+        std::fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
+        let out = Command::new("mkfs.btrfs").arg("-q").arg(&img).output().unwrap();
+        assert!(out.status.success(), "mkfs.btrfs: {}", String::from_utf8_lossy(&out.stderr));
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt).output().unwrap();
+        assert!(out.status.success(), "mount: {}", String::from_utf8_lossy(&out.stderr));
+        Some(ScratchFs { mnt, _dir: dir })
+    }
+}
+
+impl Drop for ScratchFs {
+    fn drop(&mut self) {
+        // Lazy: a daemon parked until the process exits may still hold it.
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}

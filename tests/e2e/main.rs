@@ -3,6 +3,7 @@
 //! private engine (see `harness`).
 
 mod admin;
+mod btrfs;
 mod cli;
 mod docker;
 mod harness;

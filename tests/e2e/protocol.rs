@@ -371,3 +371,28 @@ fn a_bad_config_stops_start_up_naming_file_and_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
     assert!(!out.status.success());
 }
+
+#[test]
+fn a_global_pool_makes_the_driver_global() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[pool]]\nname = \"local\"\nbackend = \"dir\"\ndefault = true\n\
+         [[pool]]\nname = \"shared\"\nbackend = \"dir\"\npath = \"{}\"\nscope = \"global\"\n",
+        dir.path().join("shared").display()
+    );
+    let d = Daemon::private_with("proto-global", &config);
+    assert_eq!(
+        d.call_ok("VolumeDriver.Capabilities", ""),
+        json!({ "Capabilities": { "Scope": "global" } })
+    );
+    create(&d, "here", json!(null));
+    create(&d, "everywhere", json!({ "pool": "shared" }));
+    let access = |name: &str| {
+        d.admin_ok("GET", &format!("/v1/volumes/{name}"), serde_json::Value::Null, 200)["accessMode"].clone()
+    };
+    assert_eq!(access("here"), "singleHostRW");
+    assert_eq!(access("everywhere"), "multiHostRW");
+}
