@@ -34,6 +34,7 @@ struct RawPool {
     scope: Option<String>,
     fs: Option<String>,
     default_size: Option<String>,
+    overcommit: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,7 +88,41 @@ pub struct PoolConfig {
     pub path: PathBuf,
     pub default: bool,
     pub scope: Scope,
+    /// Loop pools: the filesystem made in each image, unless `-o fs=`.
+    pub fs: FsKind,
+    /// Loop pools: the size of a volume created without `-o size=`.
+    pub default_size: u64,
+    /// Loop pools: how far the sum of volume sizes may exceed the pool's
+    /// capacity (1.0 = not at all).
+    pub overcommit: f64,
 }
+
+/// The filesystem inside a loop pool's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsKind {
+    Ext4,
+    Xfs,
+}
+
+impl FsKind {
+    pub fn parse(s: &str) -> Option<FsKind> {
+        match s {
+            "ext4" => Some(FsKind::Ext4),
+            "xfs" => Some(FsKind::Xfs),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsKind::Ext4 => "ext4",
+            FsKind::Xfs => "xfs",
+        }
+    }
+}
+
+/// A loop pool's size when the config names none.
+pub const DEFAULT_LOOP_SIZE: u64 = 1 << 30;
 
 /// Where backups go. Credentials stay here; they are never shown.
 #[derive(Debug, Clone)]
@@ -151,20 +186,36 @@ impl Config {
             let backend = match p.backend.as_str() {
                 "dir" => BackendKind::Dir,
                 "btrfs" => BackendKind::Btrfs,
-                "loop" => {
-                    return Err(format!(
-                        "{at}: key `backend`: the {:?} backend is not available in this version; use \"dir\" or \"btrfs\"",
-                        p.backend
-                    ));
-                }
+                "loop" => BackendKind::Loop,
                 other => {
                     return Err(format!(
                         "{at}: key `backend`: unknown backend {other:?}; valid: dir, btrfs, loop"
                     ));
                 }
             };
-            if p.fs.is_some() || p.default_size.is_some() {
-                return Err(format!("{at}: keys `fs` and `default_size` apply to loop pools only"));
+            if backend != BackendKind::Loop
+                && (p.fs.is_some() || p.default_size.is_some() || p.overcommit.is_some())
+            {
+                return Err(format!(
+                    "{at}: keys `fs`, `default_size` and `overcommit` apply to loop pools only"
+                ));
+            }
+            let fs = match p.fs.as_deref() {
+                None => FsKind::Ext4,
+                Some(f) => FsKind::parse(f).ok_or_else(|| {
+                    format!("{at}: key `fs`: unknown filesystem {f:?}; valid: ext4, xfs")
+                })?,
+            };
+            let default_size = match p.default_size.as_deref() {
+                None => DEFAULT_LOOP_SIZE,
+                Some(s) => crate::opts::parse_size(s)
+                    .map_err(|e| format!("{at}: key `default_size`: {s:?}: {e}"))?,
+            };
+            let overcommit = p.overcommit.unwrap_or(1.0);
+            if !(overcommit.is_finite() && overcommit > 0.0) {
+                return Err(format!(
+                    "{at}: key `overcommit`: {overcommit} must be a number above 0 (1.0 = none)"
+                ));
             }
             let scope = match p.scope.as_deref() {
                 None | Some("local") => Scope::Local,
@@ -186,6 +237,9 @@ impl Config {
                 name: p.name.clone(),
                 backend,
                 path,
+                fs,
+                default_size,
+                overcommit,
                 default: p.default,
                 scope,
             });
@@ -197,6 +251,9 @@ impl Config {
                 path: state_dir.join("pools").join("default"),
                 default: true,
                 scope: Scope::Local,
+                fs: FsKind::Ext4,
+                default_size: DEFAULT_LOOP_SIZE,
+                overcommit: 1.0,
             }),
             0 => pools[0].default = true,
             1 => {}

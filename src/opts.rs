@@ -7,14 +7,26 @@ use std::collections::{BTreeMap, HashMap};
 use crate::{Error, Result};
 
 /// Keys this build accepts, in the order error messages list them.
-pub const VALID_KEYS: &[&str] =
-    &["pool", "size", "description", "uid", "gid", "mode", "from-volume", "from-snapshot", "path"];
+pub const VALID_KEYS: &[&str] = &[
+    "pool",
+    "size",
+    "fs",
+    "description",
+    "uid",
+    "gid",
+    "mode",
+    "from-volume",
+    "from-snapshot",
+    "path",
+];
 
 /// A create request after parsing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateOpts {
     pub pool: Option<String>,
     pub size: Option<u64>,
+    /// The filesystem of a loop pool's image.
+    pub fs: Option<crate::config::FsKind>,
     pub description: String,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -32,6 +44,12 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
         match key.as_str() {
             "pool" => opts.pool = Some(non_empty(key, value)?.to_string()),
             "size" => opts.size = Some(parse_size(value).map_err(|why| bad(key, value, &why))?),
+            "fs" => {
+                opts.fs = Some(
+                    crate::config::FsKind::parse(value)
+                        .ok_or_else(|| bad(key, value, "expected ext4 or xfs"))?,
+                )
+            }
             "description" => opts.description = value.clone(),
             "uid" => opts.uid = Some(parse_id(key, value)?),
             "gid" => opts.gid = Some(parse_id(key, value)?),
@@ -48,7 +66,7 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
         }
     }
     if opts.path.is_some() {
-        let clash = ["size", "uid", "gid", "mode", "from-volume", "from-snapshot"]
+        let clash = ["size", "fs", "uid", "gid", "mode", "from-volume", "from-snapshot"]
             .into_iter()
             .find(|k| raw.contains_key(*k));
         if let Some(k) = clash {
@@ -63,6 +81,19 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
         ));
     }
     Ok(opts)
+}
+
+impl CreateOpts {
+    /// What the backend needs to make the storage.
+    pub fn spec(&self) -> crate::pool::Spec {
+        crate::pool::Spec {
+            size: self.size,
+            fs: self.fs,
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+        }
+    }
 }
 
 /// Turns Docker's optional map into the canonical sorted map we store and
@@ -122,6 +153,18 @@ pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
     Ok(bytes)
 }
 
+/// Bytes in binary units for people: `512 B`, `1.5 GiB`.
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut x = n as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < units.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
+}
+
 /// Formats bytes with the largest binary unit that divides them.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
@@ -160,12 +203,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_it_and_lists_valid_ones() {
-        for key in ["colour", "from-backup", "fs"] {
+        for key in ["colour", "from-backup", "snapshot"] {
             let err = parse(&map(&[(key, "x")])).unwrap_err().to_string();
             assert!(err.contains(&format!("{key:?}")), "{err}");
             assert!(
                 err.contains(
-                    "pool, size, description, uid, gid, mode, from-volume, from-snapshot, path"
+                    "pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, path"
                 ),
                 "{err}"
             );

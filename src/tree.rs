@@ -128,12 +128,69 @@ impl Root {
         Ok(())
     }
 
+    /// Moves `key` to `dst_key` in `dst` (same filesystem), atomically
+    /// replacing what is there.
+    pub fn rename_over(&self, key: &str, dst: &Root, dst_key: &str) -> io::Result<()> {
+        check_key(key)?;
+        check_key(dst_key)?;
+        rfs::renameat(&self.fd, key, &dst.fd, dst_key)?;
+        Ok(())
+    }
+
+    /// Opens the directory `key` even when a filesystem is mounted on it
+    /// (a loop volume's mountpoint); still no symlinks, no escape.
+    pub fn open_dir_across(&self, key: &str) -> io::Result<OwnedFd> {
+        check_key(key)?;
+        let flags = BENEATH.difference(ResolveFlags::NO_XDEV);
+        Ok(rfs::openat2(&self.fd, key, DIR_FLAGS, Mode::empty(), flags)?)
+    }
+
     /// Swaps `key` here and `other_key` in `other` in one atomic step.
     pub fn exchange(&self, key: &str, other: &Root, other_key: &str) -> io::Result<()> {
         check_key(key)?;
         check_key(other_key)?;
         rfs::renameat_with(&self.fd, key, &other.fd, other_key, rfs::RenameFlags::EXCHANGE)?;
         Ok(())
+    }
+
+    /// Creates the file `key` (it must not exist) of `len` bytes, all
+    /// hole.
+    pub fn create_file(&self, key: &str, len: u64) -> io::Result<OwnedFd> {
+        check_key(key)?;
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat2(&self.fd, key, flags, Mode::from_raw_mode(0o600), BENEATH)?;
+        rfs::ftruncate(&fd, len)?;
+        Ok(fd)
+    }
+
+    /// Opens the file `key` for reading and writing.
+    pub fn open_file(&self, key: &str) -> io::Result<OwnedFd> {
+        check_key(key)?;
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(rfs::openat2(&self.fd, key, flags, Mode::empty(), BENEATH)?)
+    }
+
+    /// Removes the file `key`; missing is fine.
+    pub fn remove_file(&self, key: &str) -> io::Result<()> {
+        check_key(key)?;
+        match rfs::unlinkat(&self.fd, key, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Bytes allocated to the file `key`.
+    pub fn file_usage(&self, key: &str) -> io::Result<u64> {
+        check_key(key)?;
+        Ok(rfs::statat(&self.fd, key, AtFlags::SYMLINK_NOFOLLOW)?.st_blocks as u64 * 512)
+    }
+
+    /// Whether a filesystem is mounted on the directory `key`.
+    pub fn is_mounted(&self, key: &str) -> io::Result<bool> {
+        check_key(key)?;
+        let child = rfs::openat(&self.fd, key, DIR_FLAGS, Mode::empty())?;
+        Ok(mount_id(child.as_fd())? != mount_id(self.fd.as_fd())?)
     }
 
     /// The names of the root's entries.
@@ -196,6 +253,25 @@ pub fn copy(
     copy_metadata(s.as_fd(), d.as_fd())?;
     // Durable before anyone is told the copy exists.
     rfs::syncfs(&d)?;
+    Ok(())
+}
+
+/// Copies the file `src_key` of `src` to the new file `dst_key` of `dst`:
+/// a reflink where the filesystem shares extents, else the data segments
+/// only, so holes stay holes. Durable when it returns.
+pub fn clone_file(src: &Root, src_key: &str, dst: &Root, dst_key: &str) -> io::Result<()> {
+    check_key(src_key)?;
+    let s = rfs::openat2(
+        &src.fd,
+        src_key,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        BENEATH,
+    )?;
+    let size = rfs::fstat(&s)?.st_size as u64;
+    let d = dst.create_file(dst_key, 0)?;
+    copy_file(&s, &d, size)?;
+    rfs::fsync(&d)?;
     Ok(())
 }
 

@@ -54,15 +54,7 @@ pub fn cell(v: &Value) -> String {
 
 /// Bytes in binary units, for people.
 pub fn size(v: &Value) -> String {
-    let Some(n) = v.as_u64() else { return "-".into() };
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut x = n as f64;
-    let mut u = 0;
-    while x >= 1024.0 && u + 1 < units.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
+    v.as_u64().map_or_else(|| "-".into(), crate::opts::human_size)
 }
 
 /// Prints one resource: JSON with `--json`, else `what` (a short line).

@@ -302,8 +302,7 @@ impl Ballast {
 
 /// Creates a requested volume's storage from its recorded options.
 pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
-    let o = crate::opts::parse(&v.driver_opts)?;
-    let spec = Spec { size: o.size, uid: o.uid, gid: o.gid, mode: o.mode };
+    let spec = Spec { size: v.size_bytes, ..crate::opts::parse(&v.driver_opts)?.spec() };
     this.storage(v)?
         .create(&v.storage_key(), &spec)
         .map_err(|e| Error::internal(format!("allocating volume {:?}", v.name), e))?;

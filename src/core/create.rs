@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Ballast;
+use crate::config::BackendKind;
 use crate::opts::{self, CreateOpts};
+use crate::pool::Pool;
 use crate::pool::Spec;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
@@ -53,6 +55,7 @@ impl Ballast {
             )));
         }
         let (pool, source) = self.resolve(&parsed)?;
+        let size_bytes = self.effective_size(&pool, parsed.size);
         let host_path = match &parsed.path {
             Some(p) => Some(self.resolve_host_path(p, &pool)?),
             None => None,
@@ -73,12 +76,13 @@ impl Ballast {
             transitioning_message: String::new(),
             created_ms: now_ms(),
             removed_ms: None,
-            size_bytes: parsed.size,
+            size_bytes,
             used_bytes: 0,
             mounts: BTreeMap::new(),
             host_path,
         };
-        let spec = Spec { size: parsed.size, uid: parsed.uid, gid: parsed.gid, mode: parsed.mode };
+        // A loop pool gives every volume a size: its default when none is asked.
+        let spec = Spec { size: v.size_bytes, ..parsed.spec() };
         let v = self
             .blocking(move |this| {
                 v.id = this.inner.store.insert(&v)?;
@@ -223,7 +227,53 @@ impl Ballast {
                 pool.config.backend.as_str()
             )));
         }
+        if o.fs.is_some() && pool.config.backend != BackendKind::Loop {
+            return Err(Error::InvalidInput(format!(
+                "option fs: pool {pool_name:?} uses the {} backend; fs applies to loop pools only",
+                pool.config.backend.as_str()
+            )));
+        }
+        if pool.config.backend == BackendKind::Loop && source.is_none() {
+            self.check_capacity(pool, self.effective_size(&pool_name, o.size).unwrap_or(0))?;
+        }
         Ok((pool_name, source))
+    }
+
+    /// The size a new volume gets: the one asked for or, in a loop pool,
+    /// the pool's default (an image file needs a size).
+    fn effective_size(&self, pool: &str, asked: Option<u64>) -> Option<u64> {
+        match self.inner.pools.get(pool) {
+            Some(p) if p.config.backend == BackendKind::Loop => {
+                asked.or(Some(p.config.default_size))
+            }
+            _ => asked,
+        }
+    }
+
+    /// Refuses a loop volume that would take the sum of the pool's volume
+    /// sizes past its capacity times `overcommit`.
+    fn check_capacity(&self, pool: &Pool, size: u64) -> Result<()> {
+        let capacity = pool.backend()?.space()?.capacity;
+        let committed: u64 = self
+            .live_read()
+            .values()
+            .filter(|v| v.pool == pool.name())
+            .filter_map(|v| v.size_bytes)
+            .sum();
+        let allowed = (capacity as f64 * pool.config.overcommit) as u64;
+        if committed.saturating_add(size) > allowed {
+            return Err(Error::InvalidInput(format!(
+                "option size: pool {:?} cannot fit {}: its volumes already take {} of {} allowed \
+                 ({} capacity × overcommit {})",
+                pool.name(),
+                opts::human_size(size),
+                opts::human_size(committed),
+                opts::human_size(allowed),
+                opts::human_size(capacity),
+                pool.config.overcommit
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -125,6 +125,7 @@ impl Ballast {
             pools = pools.len(),
             "metadata loaded"
         );
+        reattach(&pools, &live);
         Ok(Ballast {
             inner: Arc::new(Inner {
                 store,
@@ -291,6 +292,18 @@ impl Ballast {
         tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| Error::internal("background task", e))?
+    }
+}
+
+/// Makes sure every volume that containers hold is attached: after a
+/// daemon crash its mount is still there; after a host restart it is
+/// mounted again here, before Docker asks for it.
+fn reattach(pools: &BTreeMap<String, Pool>, live: &HashMap<String, Arc<Volume>>) {
+    for v in live.values().filter(|v| v.state == State::Active && v.host_path.is_none()) {
+        let Some(backend) = pools.get(&v.pool).and_then(|p| p.backend().ok()) else { continue };
+        if let Err(e) = backend.activate(&v.storage_key()) {
+            tracing::error!(volume = %v.name, error = %e, "cannot re-attach an active volume");
+        }
     }
 }
 

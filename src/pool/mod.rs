@@ -7,6 +7,7 @@
 mod btrfs;
 mod dir;
 mod host;
+mod loopback;
 
 use std::fmt::Debug;
 use std::io;
@@ -16,6 +17,7 @@ use std::sync::OnceLock;
 pub use btrfs::BtrfsBackend;
 pub use dir::DirBackend;
 pub use host::HostDir;
+pub use loopback::LoopBackend;
 
 use crate::config::{BackendKind, PoolConfig};
 
@@ -23,6 +25,7 @@ use crate::config::{BackendKind, PoolConfig};
 #[derive(Debug, Clone, Default)]
 pub struct Spec {
     pub size: Option<u64>,
+    pub fs: Option<crate::config::FsKind>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mode: Option<u32>,
@@ -163,12 +166,8 @@ impl Pool {
         let backend: Box<dyn Backend> = match self.config.backend {
             BackendKind::Dir => Box::new(DirBackend::open(&self.config.path).map_err(at)?),
             BackendKind::Btrfs => Box::new(BtrfsBackend::open(&self.config.path).map_err(at)?),
-            other => {
-                return Err(format!(
-                    "pool {:?}: backend {} is not available",
-                    self.config.name,
-                    other.as_str()
-                ));
+            BackendKind::Loop => {
+                Box::new(LoopBackend::open(&self.config.path, self.config.fs).map_err(at)?)
             }
         };
         backend.recover().map_err(at)?;

@@ -1,8 +1,10 @@
 //! The only `unsafe` code in ballast: taking ownership of file descriptors
-//! handed over by systemd socket activation, and the btrfs ioctls
-//! ([`btrfs`]). Every `unsafe` block says why it is sound.
+//! handed over by systemd socket activation, and the ioctls of the storage
+//! backends ([`btrfs`], [`loopdev`]). Every `unsafe` block says why it is
+//! sound.
 
 pub mod btrfs;
+pub mod loopdev;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;

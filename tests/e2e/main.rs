@@ -7,4 +7,5 @@ mod btrfs;
 mod cli;
 mod docker;
 mod harness;
+mod loopback;
 mod protocol;

@@ -136,7 +136,7 @@ fn bad_names_and_options_are_refused_and_change_nothing() {
         (json!({ "colour": "red" }), "unknown option \"colour\""),
         (
             json!({ "from-backup": "b" }),
-            "valid options are: pool, size, description, uid, gid, mode, from-volume, from-snapshot",
+            "valid options are: pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, path",
         ),
         (json!({ "pool": "nope" }), "option pool=\"nope\": no such pool; pools: default"),
         (

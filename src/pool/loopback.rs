@@ -1,0 +1,290 @@
+//! The `loop` backend: each volume is a sparse image file holding its own
+//! ext4 or xfs filesystem, attached to a loop device and mounted while the
+//! volume is active. The image's size is a hard limit.
+//!
+//! ```text
+//! <pool>/images/v<id>.img      a volume's image
+//! <pool>/mounts/v<id>/         where it is mounted (Docker's mountpoint)
+//! <pool>/snapshots/s<id>.img   a snapshot: a clone of the image
+//! <pool>/staging/              work in progress; cleared at start-up
+//! ```
+//!
+//! Loop devices are set up by ioctl with autoclear, so unmounting a volume
+//! also frees its device, and a crashed daemon leaves no device behind
+//! that is not still mounted. A snapshot freezes the mounted filesystem
+//! (FIFREEZE), clones the image (a reflink where the host filesystem can,
+//! else a sparse copy) and thaws it. Revert (only while detached) clones
+//! the snapshot in `staging/` and renames it over the image.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{Backend, OnBytes, Space, Spec};
+use crate::config::{BackendKind, FsKind};
+use crate::sys::loopdev;
+use crate::tree::{self, Root};
+
+#[derive(Debug)]
+pub struct LoopBackend {
+    images: Root,
+    mounts: Root,
+    snapshots: Root,
+    staging: Root,
+    fs: FsKind,
+}
+
+fn image(key: &str) -> String {
+    format!("{key}.img")
+}
+
+/// The mkfs program for a filesystem, if it is installed.
+fn mkfs(fs: FsKind) -> io::Result<PathBuf> {
+    let name = format!("mkfs.{}", fs.as_str());
+    let dirs = std::env::var("PATH").unwrap_or_default() + ":/sbin:/usr/sbin";
+    dirs.split(':').map(|d| Path::new(d).join(&name)).find(|p| p.is_file()).ok_or_else(|| {
+        let package = match fs {
+            FsKind::Ext4 => "e2fsprogs",
+            FsKind::Xfs => "xfsprogs",
+        };
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{name} is not installed (apt-get install {package})"),
+        )
+    })
+}
+
+impl LoopBackend {
+    pub fn open(path: &Path, fs: FsKind) -> io::Result<Self> {
+        mkfs(fs)?;
+        Root::open(path)?;
+        Ok(LoopBackend {
+            images: Root::open(&path.join("images"))?,
+            mounts: Root::open(&path.join("mounts"))?,
+            snapshots: Root::open(&path.join("snapshots"))?,
+            staging: Root::open(&path.join("staging"))?,
+            fs,
+        })
+    }
+
+    /// The filesystem type inside an image, from its superblock.
+    fn fs_of(&self, key: &str) -> io::Result<&'static str> {
+        let fd = self.images.open_file(&image(key))?;
+        let mut magic = [0u8; 4];
+        rustix::io::pread(&fd, &mut magic, 0)?;
+        if &magic == b"XFSB" {
+            return Ok("xfs");
+        }
+        let mut ext = [0u8; 2];
+        rustix::io::pread(&fd, &mut ext, 1024 + 0x38)?;
+        if ext == [0x53, 0xEF] {
+            return Ok("ext4");
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("image {key} holds no ext4 or xfs filesystem"),
+        ))
+    }
+
+    /// Attaches and mounts the image of `key` if it is not mounted yet.
+    fn mount(&self, key: &str) -> io::Result<PathBuf> {
+        let target = self.mounts.host_path(key);
+        match self.mounts.is_mounted(key) {
+            Ok(true) => return Ok(target),
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.mounts.create_dir(key, None, None, 0o755)?;
+            }
+            Err(e) => return Err(e),
+        }
+        let fstype = self.fs_of(key)?;
+        let img = self.images.open_file(&image(key))?;
+        let (dev, _device) = loopdev::attach(img.as_fd())?;
+        // The device keeps the image open; with autoclear it lets go once
+        // the filesystem is unmounted and `_device` is closed.
+        rustix::mount::mount(&dev, &target, fstype, rustix::mount::MountFlags::NOATIME, None)
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("mounting {} on {}: {e}", dev.display(), target.display()),
+                )
+            })?;
+        Ok(target)
+    }
+
+    /// Whether the volume's filesystem is mounted (a missing mountpoint
+    /// directory means no).
+    fn mounted(&self, key: &str) -> io::Result<bool> {
+        match self.mounts.is_mounted(key) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            other => other,
+        }
+    }
+
+    fn unmount(&self, key: &str) -> io::Result<()> {
+        if self.mounted(key)? {
+            rustix::mount::unmount(
+                self.mounts.host_path(key),
+                rustix::mount::UnmountFlags::empty(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Clones the image of `key` into `dst`/`dst_key`, frozen if mounted
+    /// so that the copy is a consistent filesystem.
+    fn clone_image(&self, key: &str, dst: &Root, dst_key: &str) -> io::Result<()> {
+        let frozen = if self.mounted(key)? {
+            let dir = self.mounts.open_dir_across(key)?;
+            loopdev::freeze(dir.as_fd())?;
+            Some(dir)
+        } else {
+            None
+        };
+        let cloned = tree::clone_file(&self.images, &image(key), dst, dst_key);
+        if let Some(dir) = frozen {
+            loopdev::thaw(dir.as_fd())?;
+        }
+        cloned
+    }
+
+    /// Replaces the image of `key` (not mounted) with a clone of `src`/`src_key`.
+    fn replace_image(&self, src: &Root, src_key: &str, key: &str) -> io::Result<()> {
+        self.unmount(key)?;
+        let work = image(key);
+        self.staging.remove_file(&work)?;
+        tree::clone_file(src, src_key, &self.staging, &work)?;
+        self.staging.rename_over(&work, &self.images, &work)
+    }
+}
+
+impl Backend for LoopBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Loop
+    }
+
+    fn enforces_size(&self) -> bool {
+        true
+    }
+
+    fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {
+        let size = spec.size.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a loop volume needs a size")
+        })?;
+        let fs = spec.fs.unwrap_or(self.fs);
+        drop(self.images.create_file(&image(key), size)?);
+        let img = self.images.host_path(&image(key));
+        let mut cmd = Command::new(mkfs(fs)?);
+        match fs {
+            FsKind::Ext4 => cmd.args(["-q", "-F", "-m", "0"]),
+            FsKind::Xfs => cmd.args(["-q", "-f"]),
+        };
+        let out = cmd.arg(&img).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "mkfs.{} failed: {}",
+                fs.as_str(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        // Set the root's owner and mode inside the new filesystem, and
+        // leave it empty (no lost+found): some programs insist on that.
+        let root = self.mount(key)?;
+        let done = (|| {
+            let _ = std::fs::remove_dir(root.join("lost+found"));
+            let dir = self.mounts.open_dir_across(key)?;
+            tree::set_owner_mode(dir.as_fd(), spec.uid, spec.gid, spec.mode.unwrap_or(0o755))
+        })();
+        self.unmount(key)?;
+        done
+    }
+
+    fn copy(&self, src: &str, dst: &str) -> io::Result<()> {
+        let work = format!("copy-{}", image(dst));
+        self.staging.remove_file(&work)?;
+        self.clone_image(src, &self.staging, &work)?;
+        self.unmount(dst)?;
+        self.staging.rename_over(&work, &self.images, &image(dst))
+    }
+
+    fn activate(&self, key: &str) -> io::Result<PathBuf> {
+        self.mount(key)
+    }
+
+    fn deactivate(&self, key: &str) -> io::Result<()> {
+        self.unmount(key)
+    }
+
+    fn destroy(&self, key: &str) -> io::Result<()> {
+        self.unmount(key)?;
+        self.images.remove_file(&image(key))?;
+        self.mounts.remove(key)
+    }
+
+    fn mountpoint(&self, key: &str) -> PathBuf {
+        self.mounts.host_path(key)
+    }
+
+    /// Bytes used inside the filesystem when mounted, else the image's
+    /// allocated bytes.
+    fn usage(&self, key: &str) -> io::Result<u64> {
+        if self.mounted(key)? {
+            let dir = self.mounts.open_dir_across(key)?;
+            let st = rustix::fs::fstatvfs(&dir)?;
+            return Ok((st.f_blocks - st.f_bfree) * st.f_frsize);
+        }
+        self.images.file_usage(&image(key))
+    }
+
+    fn exists(&self, key: &str) -> io::Result<bool> {
+        match self.images.file_usage(&image(key)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn snapshot(&self, key: &str, snap: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
+        let work = image(snap);
+        self.staging.remove_file(&work)?;
+        self.clone_image(key, &self.staging, &work)?;
+        self.staging.rename_over(&work, &self.snapshots, &work)
+    }
+
+    fn copy_snapshot(&self, snap: &str, key: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
+        self.replace_image(&self.snapshots, &image(snap), key)
+    }
+
+    fn revert(&self, key: &str, snap: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
+        self.replace_image(&self.snapshots, &image(snap), key)
+    }
+
+    fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
+        self.snapshots.remove_file(&image(snap))
+    }
+
+    fn snapshot_usage(&self, snap: &str) -> io::Result<u64> {
+        self.snapshots.file_usage(&image(snap))
+    }
+
+    fn recover(&self) -> io::Result<()> {
+        for key in self.staging.keys()? {
+            self.staging.remove_file(&key)?;
+        }
+        Ok(())
+    }
+
+    fn space(&self) -> io::Result<Space> {
+        self.images.space()
+    }
+
+    fn stored_keys(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .images
+            .keys()?
+            .into_iter()
+            .map(|k| k.trim_end_matches(".img").to_string())
+            .collect())
+    }
+}

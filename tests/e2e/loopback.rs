@@ -1,0 +1,220 @@
+//! The loop pool: image files with their own filesystem, attached and
+//! mounted while a volume is active, with a hard size limit. Each test
+//! checks that no mount and no loop device of its pool is left behind.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, IMAGE, engine, root_or_skip};
+
+fn config(pool: &Path, extra: &str) -> String {
+    format!(
+        "{extra}[[pool]]\nname = \"quota\"\nbackend = \"loop\"\npath = \"{}\"\ndefault_size = \"64M\"\n",
+        pool.display()
+    )
+}
+
+/// Mounts below `dir`, from /proc/self/mountinfo: (mountpoint, fstype).
+fn mounts_under(dir: &Path) -> Vec<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let at = f[4].to_string();
+            at.starts_with(dir.to_str().unwrap()).then(|| (at, f[sep + 1].to_string()))
+        })
+        .collect()
+}
+
+/// Loop devices whose backing file is below `dir`.
+fn loops_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let backing = entry.path().join("loop/backing_file");
+        if let Ok(file) = std::fs::read_to_string(&backing)
+            && file.trim().starts_with(dir.to_str().unwrap())
+        {
+            found.push(entry.file_name().to_string_lossy().to_string());
+        }
+    }
+    found
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn loop_volumes_attach_on_mount_enforce_size_and_detach() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let d = Daemon::private_with("loop-basic", &config(&pool, "trash_retention = \"0s\"\n"));
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"q","Opts":{"size":"32M","mode":"0750"}}"#);
+    assert_eq!(d.get("q")["Status"]["sizeBytes"], 32 << 20);
+    assert!(mounts_under(&pool).is_empty(), "inactive volumes are not mounted");
+    assert!(loops_under(&pool).is_empty());
+
+    let mp = d.call_ok("VolumeDriver.Mount", r#"{"Name":"q","ID":"a"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(mounts_under(&pool), vec![(mp.clone(), "ext4".to_string())]);
+    assert_eq!(loops_under(&pool).len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&mp).unwrap().permissions().mode() & 0o7777, 0o750);
+    assert_eq!(std::fs::read_dir(&mp).unwrap().count(), 0, "a new volume is empty (no lost+found)");
+
+    // Past the size: ENOSPC.
+    let mut f = std::fs::File::create(format!("{mp}/fill")).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    let mut written = 0;
+    let err = loop {
+        use std::io::Write;
+        match f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(written <= 64 << 20, "wrote {written} bytes into a 32M volume");
+    };
+    drop(f);
+    assert_eq!(err.raw_os_error(), Some(28), "ENOSPC, got {err}");
+    std::fs::remove_file(format!("{mp}/fill")).unwrap();
+    std::fs::write(format!("{mp}/keep"), b"snapshotted").unwrap();
+
+    // A snapshot while mounted (frozen for the copy), then revert while detached.
+    let s = d.admin_ok("POST", "/v1/volumes/q?action=snapshot", json!({ "name": "s1" }), 202);
+    let sid = s["id"].as_str().unwrap().to_string();
+    assert_eq!(d.settle(&format!("/v1/snapshots/{sid}"))["state"], "created");
+    std::fs::write(format!("{mp}/keep"), b"changed").unwrap();
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"q","ID":"a"}"#);
+    assert!(mounts_under(&pool).is_empty(), "the last unmount unmounts");
+    wait_until("the loop device to detach", || loops_under(&pool).is_empty());
+
+    d.admin_ok("POST", "/v1/volumes/q?action=reverttosnapshot", json!({ "snapshotId": sid }), 202);
+    assert_eq!(d.settle("/v1/volumes/q")["transitioning"], "no");
+    let mp = d.call_ok("VolumeDriver.Mount", r#"{"Name":"q","ID":"b"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(std::fs::read(format!("{mp}/keep")).unwrap(), b"snapshotted");
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"q","ID":"b"}"#);
+
+    // A clone from the snapshot is its own image.
+    d.call_ok(
+        "VolumeDriver.Create",
+        &json!({ "Name": "c", "Opts": { "from-snapshot": sid } }).to_string(),
+    );
+    let cm = d.call_ok("VolumeDriver.Mount", r#"{"Name":"c","ID":"x"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(std::fs::read(format!("{cm}/keep")).unwrap(), b"snapshotted");
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"c","ID":"x"}"#);
+
+    // Purge (retention 0) removes the images.
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"q"}"#);
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"c"}"#);
+    assert!(!pool.join("images/v1.img").exists());
+    assert!(mounts_under(&pool).is_empty());
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
+}
+
+#[test]
+fn xfs_images_and_capacity_limits() {
+    if !root_or_skip() {
+        return;
+    }
+    if std::process::Command::new("sh")
+        .args(["-c", "command -v mkfs.xfs"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        crate::harness::skip("mkfs.xfs is not installed (apt-get install xfsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let d = Daemon::private_with("loop-xfs", &config(&pool, "trash_retention = \"0s\"\n"));
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"x","Opts":{"fs":"xfs","size":"320M"}}"#);
+    let mp = d.call_ok("VolumeDriver.Mount", r#"{"Name":"x","ID":"a"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(mounts_under(&pool), vec![(mp, "xfs".to_string())]);
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"x","ID":"a"}"#);
+
+    // More than the pool's filesystem can hold: refused with the numbers.
+    let err = d.call_err("VolumeDriver.Create", r#"{"Name":"huge","Opts":{"size":"100P"}}"#);
+    assert!(err.contains("cannot fit 100.0 PiB") && err.contains("capacity"), "{err}");
+    let err = d.call_err("VolumeDriver.Create", r#"{"Name":"bad","Opts":{"fs":"zfs"}}"#);
+    assert!(err.contains("option fs=\"zfs\" is invalid"), "{err}");
+    assert_eq!(d.names(), vec!["x"]);
+    let (status, body) = d.admin("GET", "/v1/storagepools/quota", Value::Null);
+    assert_eq!((status, body["backend"].as_str()), (200, Some("loop")));
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"x"}"#);
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
+}
+
+#[test]
+fn kill9_with_a_loop_volume_in_a_running_container() {
+    let Some(e) = engine() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let mut d = Daemon::for_docker_with("ballast-e2e-loop", e, Some(&config(&pool, "")));
+    e.ok(&["volume", "create", "--driver", &d.driver, "-o", "size=32M", "capped"]);
+    let out = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "capped:/data",
+        IMAGE,
+        "dd",
+        "if=/dev/zero",
+        "of=/data/fill",
+        "bs=1M",
+        "count=64",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"), "{out:?}");
+
+    let c = e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        &format!("ballast-test={}", d.driver),
+        "-v",
+        "capped:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo before > /data/f; sleep 300",
+    ]);
+    wait_until("the container's write", || {
+        e.docker(&["exec", &c, "cat", "/data/f"]).status.success()
+    });
+    d.kill9();
+    d.start_again();
+    e.ok(&["exec", &c, "sh", "-c", "echo after >> /data/f"]);
+    assert_eq!(e.ok(&["exec", &c, "cat", "/data/f"]), "before\nafter");
+    assert_eq!(e.inspect("capped")["Status"]["mounts"], 1);
+    e.ok(&["rm", "-f", &c]);
+    wait_until("the unmount", || d.get("capped")["Status"]["state"] == "inactive");
+    assert!(mounts_under(&pool).is_empty(), "detached after the container exits");
+    wait_until("the loop device to detach", || loops_under(&pool).is_empty());
+    e.ok(&["volume", "rm", "capped"]);
+}
