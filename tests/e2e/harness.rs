@@ -656,15 +656,25 @@ impl ScratchFs {
     /// A btrfs filesystem of `mib` MiB, or `None` (after SKIPPED) when
     /// btrfs-progs is missing outside CI.
     pub fn btrfs(mib: u64) -> Option<ScratchFs> {
-        if !have("mkfs.btrfs") {
-            skip("mkfs.btrfs is not installed (apt-get install btrfs-progs)");
+        ScratchFs::new("btrfs", "btrfs-progs", mib)
+    }
+
+    /// An xfs filesystem (with reflinks) of `mib` MiB.
+    pub fn xfs(mib: u64) -> Option<ScratchFs> {
+        ScratchFs::new("xfs", "xfsprogs", mib)
+    }
+
+    fn new(fs: &str, package: &str, mib: u64) -> Option<ScratchFs> {
+        let mkfs = format!("mkfs.{fs}");
+        if !have(&mkfs) {
+            skip(&format!("{mkfs} is not installed (apt-get install {package})"));
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("fs.img");
         std::fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
-        let out = Command::new("mkfs.btrfs").arg("-q").arg(&img).output().unwrap();
-        assert!(out.status.success(), "mkfs.btrfs: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&mkfs).arg("-q").arg(&img).output().unwrap();
+        assert!(out.status.success(), "{mkfs}: {}", String::from_utf8_lossy(&out.stderr));
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         let out = Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt).output().unwrap();

@@ -218,3 +218,33 @@ fn kill9_with_a_loop_volume_in_a_running_container() {
     wait_until("the loop device to detach", || loops_under(&pool).is_empty());
     e.ok(&["volume", "rm", "capped"]);
 }
+
+#[test]
+fn snapshots_of_loop_images_share_blocks_on_a_reflink_host() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(host) = crate::harness::ScratchFs::xfs(1024) else { return };
+    let pool = host.mnt.join("pool");
+    let d = Daemon::private_with("loop-reflink", &config(&pool, ""));
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"r","Opts":{"size":"256M"}}"#);
+    let mp = d.call_ok("VolumeDriver.Mount", r#"{"Name":"r","ID":"a"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(format!("{mp}/data"), vec![3u8; 128 << 20]).unwrap();
+    let free = || {
+        let st = rustix::fs::statvfs(&host.mnt).unwrap();
+        st.f_bavail * st.f_frsize
+    };
+    rustix::fs::sync();
+    let before = free();
+    let s = d.admin_ok("POST", "/v1/volumes/r?action=snapshot", Value::Null, 202);
+    let sid = s["id"].as_str().unwrap().to_string();
+    assert_eq!(d.settle(&format!("/v1/snapshots/{sid}"))["state"], "created");
+    rustix::fs::sync();
+    let used = before.saturating_sub(free());
+    assert!(used < 16 << 20, "a snapshot of a 128 MiB volume took {used} bytes: not a reflink");
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"r","ID":"a"}"#);
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
+}
