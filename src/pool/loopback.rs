@@ -40,9 +40,9 @@ fn image(key: &str) -> String {
 }
 
 /// The mkfs program for a filesystem, if it is installed.
-fn mkfs(fs: FsKind) -> io::Result<PathBuf> {
+pub(super) fn mkfs(fs: FsKind) -> io::Result<PathBuf> {
     let name = format!("mkfs.{}", fs.as_str());
-    let dirs = std::env::var("PATH").unwrap_or_default() + ":/sbin:/usr/sbin";
+    let dirs = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/sbin:/usr/bin:/bin".into());
     dirs.split(':').map(|d| Path::new(d).join(&name)).find(|p| p.is_file()).ok_or_else(|| {
         let package = match fs {
             FsKind::Ext4 => "e2fsprogs",
@@ -111,6 +111,39 @@ impl LoopBackend {
                 )
             })?;
         Ok(target)
+    }
+
+    /// Detaches loop devices backed by this pool's images that nothing
+    /// has mounted. Autoclear makes ours go away with their mount, so
+    /// these were attached some other way (by hand, by an older daemon).
+    fn detach_strays(&self) -> io::Result<()> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let mounted: Vec<&str> =
+            mountinfo.lines().filter_map(|l| l.split(" - ").nth(1)?.split(' ').nth(1)).collect();
+        let Ok(block) = std::fs::read_dir("/sys/block") else { return Ok(()) };
+        for entry in block.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(backing) = std::fs::read_to_string(entry.path().join("loop/backing_file"))
+            else {
+                continue;
+            };
+            if !Path::new(backing.trim()).starts_with(self.images.path()) {
+                continue;
+            }
+            let dev = PathBuf::from(format!("/dev/{name}"));
+            if mounted.iter().any(|m| Path::new(m) == dev) {
+                continue;
+            }
+            match loopdev::detach(&dev) {
+                Ok(()) => {
+                    tracing::warn!(device = %dev.display(), image = backing.trim(), "detached a stray loop device")
+                }
+                Err(e) => {
+                    tracing::warn!(device = %dev.display(), error = %e, "cannot detach a stray loop device")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the volume's filesystem is mounted (a missing mountpoint
@@ -284,7 +317,7 @@ impl Backend for LoopBackend {
         for key in self.staging.keys()? {
             self.staging.remove_file(&key)?;
         }
-        Ok(())
+        self.detach_strays()
     }
 
     fn space(&self) -> io::Result<Space> {

@@ -130,15 +130,20 @@ impl Pool {
             let at = |e: io::Error| {
                 format!("pool {:?} at {}: {e}", pool.config.name, pool.config.path.display())
             };
-            if pool.config.backend == BackendKind::Btrfs {
-                // Check before creating anything: the pool must be on btrfs.
-                let path = &pool.config.path;
-                let probe = if path.exists() {
-                    path.as_path()
-                } else {
-                    path.parent().unwrap_or(Path::new("/"))
-                };
-                btrfs::check_btrfs(probe).map_err(at)?;
+            // Check before creating anything: a btrfs pool must be on
+            // btrfs, a loop pool needs its mkfs.
+            match pool.config.backend {
+                BackendKind::Btrfs => {
+                    let path = &pool.config.path;
+                    let probe = if path.exists() {
+                        path.as_path()
+                    } else {
+                        path.parent().unwrap_or(Path::new("/"))
+                    };
+                    btrfs::check_btrfs(probe).map_err(at)?;
+                }
+                BackendKind::Loop => loopback::mkfs(pool.config.fs).map(|_| ()).map_err(at)?,
+                BackendKind::Dir => {}
             }
             match std::fs::create_dir(&pool.config.path) {
                 Ok(()) => {}

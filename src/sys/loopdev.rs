@@ -71,6 +71,14 @@ pub fn attach(image: BorrowedFd<'_>) -> io::Result<(PathBuf, OwnedFd)> {
     Err(io::Error::other("no free loop device after 16 tries"))
 }
 
+/// Detaches the loop device at `dev` (`/dev/loopN`).
+pub fn detach(dev: &std::path::Path) -> io::Result<()> {
+    let fd = rustix::fs::open(dev, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    // SAFETY: LOOP_CLR_FD takes no argument.
+    unsafe { ioctl(&fd, rustix::ioctl::NoArg::<{ raw::LOOP_CLR_FD as Opcode }>::new()) }?;
+    Ok(())
+}
+
 /// Freezes the filesystem mounted where `dir` is open: writes are held
 /// and everything is flushed, so the device below is consistent.
 pub fn freeze(dir: BorrowedFd<'_>) -> io::Result<()> {

@@ -248,3 +248,54 @@ fn snapshots_of_loop_images_share_blocks_on_a_reflink_host() {
     d.call_ok("VolumeDriver.Unmount", r#"{"Name":"r","ID":"a"}"#);
     wait_until("no loop device left", || loops_under(&pool).is_empty());
 }
+
+#[test]
+fn stray_loop_devices_of_the_pool_are_detached_at_start() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let mut d = Daemon::private_with("loop-stray", &config(&pool, ""));
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"s","Opts":{"size":"16M"}}"#);
+    assert!(d.terminate());
+    // Attached by hand, without autoclear, and not mounted.
+    let out = std::process::Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(pool.join("images/v1.img"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(loops_under(&pool).len(), 1);
+    d.start_again();
+    assert!(loops_under(&pool).is_empty(), "the stray device is detached");
+    assert!(d.log().contains("detached a stray loop device"), "{}", d.log());
+    // The volume itself is untouched and still mounts.
+    d.call_ok("VolumeDriver.Mount", r#"{"Name":"s","ID":"a"}"#);
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"s","ID":"a"}"#);
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
+}
+
+#[test]
+fn a_loop_pool_without_its_mkfs_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, config(&dir.path().join("pool"), "")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.path().join("s"))
+        .arg("--plugin-socket")
+        .arg(dir.path().join("p.sock"))
+        .arg("--admin-socket")
+        .arg(dir.path().join("a.sock"))
+        .env("PATH", dir.path().join("no-tools"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pool \"quota\"") && err.contains("mkfs.ext4 is not installed"), "{err}");
+    assert!(!dir.path().join("p.sock").exists(), "nothing half-started");
+    assert!(!dir.path().join("pool").exists(), "no pool directory made");
+}
