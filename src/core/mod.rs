@@ -295,14 +295,20 @@ impl Ballast {
     }
 }
 
-/// Makes sure every volume that containers hold is attached: after a
-/// daemon crash its mount is still there; after a host restart it is
-/// mounted again here, before Docker asks for it.
+/// Brings what is attached in line with the store: every active volume
+/// attached (after a daemon crash its mount is still there; after a host
+/// restart it is mounted again here, before Docker asks for it), and no
+/// inactive one (a crash between attaching and recording the mount).
 fn reattach(pools: &BTreeMap<String, Pool>, live: &HashMap<String, Arc<Volume>>) {
-    for v in live.values().filter(|v| v.state == State::Active && v.host_path.is_none()) {
+    for v in live.values().filter(|v| v.host_path.is_none()) {
         let Some(backend) = pools.get(&v.pool).and_then(|p| p.backend().ok()) else { continue };
-        if let Err(e) = backend.activate(&v.storage_key()) {
-            tracing::error!(volume = %v.name, error = %e, "cannot re-attach an active volume");
+        let result = match v.state {
+            State::Active => backend.activate(&v.storage_key()).map(|_| ()),
+            State::Inactive => backend.deactivate(&v.storage_key()),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(volume = %v.name, state = v.state.as_str(), error = %e, "cannot reconcile the volume's attachment");
         }
     }
 }

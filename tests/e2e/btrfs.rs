@@ -173,4 +173,5 @@ fn a_container_cannot_write_past_the_size_on_btrfs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("quota") || err.contains("space"), "{err}");
     e.ok(&["volume", "rm", "capped"]);
+    crate::docker::snapshot_revert_clone_in_containers(e, &d, "fast");
 }

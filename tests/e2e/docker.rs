@@ -258,3 +258,21 @@ fn snapshot_revert_and_trash_restore_with_containers() {
     assert_eq!(out, "v1");
     e.ok(&["volume", "rm", "site"]);
 }
+
+/// Snapshot, revert and clone of a volume in `pool`, seen by containers:
+/// shared by the backend tests.
+pub(crate) fn snapshot_revert_clone_in_containers(e: &Engine, d: &Daemon, pool: &str) {
+    let pool_opt = format!("pool={pool}");
+    e.ok(&["volume", "create", "--driver", &d.driver, "-o", &pool_opt, "-o", "size=64M", "sv"]);
+    run(e, "sv", "echo v1 > /data/page");
+    let out = d.cli_ok(&["snapshot", "create", "sv", "--name", "sv-good"]);
+    assert!(out.contains("created"), "{out}");
+    run(e, "sv", "echo v2 > /data/page; echo junk > /data/extra");
+    d.cli_ok(&["snapshot", "revert", "sv", "sv-good"]);
+    assert_eq!(run(e, "sv", "cat /data/page; ls /data"), "v1\npage");
+    e.ok(&["volume", "create", "--driver", &d.driver, "-o", "from-snapshot=sv-good", "svclone"]);
+    assert_eq!(run(e, "svclone", "cat /data/page"), "v1");
+    run(e, "svclone", "echo mine > /data/page");
+    assert_eq!(run(e, "sv", "cat /data/page"), "v1", "the clone is independent");
+    e.ok(&["volume", "rm", "sv", "svclone"]);
+}

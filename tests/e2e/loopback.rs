@@ -217,6 +217,8 @@ fn kill9_with_a_loop_volume_in_a_running_container() {
     assert!(mounts_under(&pool).is_empty(), "detached after the container exits");
     wait_until("the loop device to detach", || loops_under(&pool).is_empty());
     e.ok(&["volume", "rm", "capped"]);
+    crate::docker::snapshot_revert_clone_in_containers(e, &d, "quota");
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
 }
 
 #[test]
@@ -298,4 +300,44 @@ fn a_loop_pool_without_its_mkfs_stops_start_up() {
     assert!(err.contains("pool \"quota\"") && err.contains("mkfs.ext4 is not installed"), "{err}");
     assert!(!dir.path().join("p.sock").exists(), "nothing half-started");
     assert!(!dir.path().join("pool").exists(), "no pool directory made");
+}
+
+#[test]
+fn start_up_reattaches_active_volumes_and_detaches_inactive_ones() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let mut d = Daemon::private_with("loop-reconcile", &config(&pool, ""));
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"held","Opts":{"size":"16M"}}"#);
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"idle","Opts":{"size":"16M"}}"#);
+    let held = d.call_ok("VolumeDriver.Mount", r#"{"Name":"held","ID":"c"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(format!("{held}/f"), b"kept").unwrap();
+    d.kill9();
+    // As after a host restart: the held volume's mount is gone; and the
+    // idle one is mounted although the store says inactive.
+    assert!(std::process::Command::new("umount").arg(&held).status().unwrap().success());
+    let idle_img = pool.join("images/v2.img");
+    let idle_mp = pool.join("mounts/v2");
+    std::fs::create_dir_all(&idle_mp).unwrap();
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&idle_img)
+            .arg(&idle_mp)
+            .status()
+            .unwrap()
+            .success()
+    );
+    d.start_again();
+    let mounted: Vec<String> = mounts_under(&pool).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(mounted, vec![held.clone()], "held is mounted again, idle is not");
+    assert_eq!(std::fs::read(format!("{held}/f")).unwrap(), b"kept");
+    assert_eq!(d.get("held")["Status"]["mounts"], 1);
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"held","ID":"c"}"#);
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
 }
