@@ -461,19 +461,12 @@ fn tcp_admin_needs_the_configured_credentials() {
 
     // Without credentials configured, the TCP listener is refused at start.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["serve", "--admin-listen", "127.0.0.1:1", "--state-dir"])
-        .arg(dir.path().join("s"))
-        .arg("--plugin-socket")
-        .arg(dir.path().join("p.sock"))
-        .arg("--admin-socket")
-        .arg(dir.path().join("a.sock"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("needs [admin] access_key and secret_key")
+    let err = crate::harness::serve_must_fail(
+        dir.path(),
+        &["--admin-listen".as_ref(), "127.0.0.1:1".as_ref()],
+        &[],
     );
+    assert!(err.contains("needs [admin] access_key and secret_key"), "{err}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, ScratchFs, engine, root_or_skip};
+use crate::harness::{Daemon, ScratchFs, config_args, engine, root_or_skip, serve_must_fail};
 
 fn config(fs: &ScratchFs, extra: &str) -> String {
     format!(
@@ -114,26 +114,12 @@ fn sizes_are_enforced_and_used_bytes_come_from_quota_groups() {
 #[test]
 fn a_btrfs_pool_elsewhere_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
     let pool = dir.path().join("notbtrfs");
-    std::fs::write(
-        &cfg,
-        format!("[[pool]]\nname = \"fast\"\nbackend = \"btrfs\"\npath = \"{}\"\n", pool.display()),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(dir.path().join("s"))
-        .arg("--plugin-socket")
-        .arg(dir.path().join("p.sock"))
-        .arg("--admin-socket")
-        .arg(dir.path().join("a.sock"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let text =
+        format!("[[pool]]\nname = \"fast\"\nbackend = \"btrfs\"\npath = \"{}\"\n", pool.display());
+    let args = config_args(dir.path(), "c.toml", &text);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let err = serve_must_fail(dir.path(), &args, &[]);
     assert!(err.contains("pool \"fast\"") && err.contains("is not on a btrfs filesystem"), "{err}");
     assert!(!pool.exists(), "nothing created");
 }

@@ -1,9 +1,7 @@
 //! The real Docker engine driving ballast through `docker` and
 //! `docker-compose`.
 
-use std::time::{Duration, Instant};
-
-use crate::harness::{Daemon, Engine, IMAGE, engine};
+use crate::harness::{Daemon, Engine, IMAGE, engine, wait_until};
 
 /// `docker run --rm` of a shell command with `vol` at /data.
 fn run(e: &Engine, vol: &str, script: &str) -> String {
@@ -37,14 +35,6 @@ fn start(e: &Engine, driver: &str, vol: &str, script: &str) -> String {
         "-c",
         script,
     ])
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -104,7 +94,7 @@ fn data_outlives_containers_and_is_shared() {
     assert!(err.contains("in use by 1 mount"), "{err}");
 
     e.ok(&["rm", "-f", &two]);
-    wait_for("the last unmount", || d.get("shared")["Status"]["state"] == "inactive");
+    wait_until("the last unmount", || d.get("shared")["Status"]["state"] == "inactive");
     assert_eq!(run(e, "shared", "cat /data/c"), "from-two");
     e.ok(&["volume", "rm", "shared"]);
 }
@@ -138,7 +128,7 @@ fn kill9_with_a_running_container_loses_nothing() {
     let mut d = Daemon::for_docker("ballast-e2e-crash", e);
     e.ok(&["volume", "create", "--driver", &d.driver, "durable"]);
     let c = start(e, &d.driver, "durable", "echo before > /data/f; sleep 300");
-    wait_for("the container's write", || {
+    wait_until("the container's write", || {
         e.docker(&["exec", &c, "cat", "/data/f"]).status.success()
     });
 
@@ -154,7 +144,7 @@ fn kill9_with_a_running_container_loses_nothing() {
     e.fails(&["volume", "rm", "durable"]);
 
     e.ok(&["rm", "-f", &c]);
-    wait_for("the unmount", || d.get("durable")["Status"]["mounts"] == 0);
+    wait_until("the unmount", || d.get("durable")["Status"]["mounts"] == 0);
     assert_eq!(run(e, "durable", "cat /data/f"), "before\nafter");
     e.ok(&["volume", "rm", "durable"]);
     assert!(d.names().is_empty());
@@ -210,7 +200,7 @@ volumes:
     assert_eq!(v["Driver"], d.driver.as_str());
     assert_eq!(v["Status"]["description"], "made by compose");
     let mp = v["Mountpoint"].as_str().unwrap().to_string();
-    wait_for("the compose service's write", || {
+    wait_until("the compose service's write", || {
         std::path::Path::new(&format!("{mp}/hello")).exists()
     });
     assert_eq!(std::fs::read_to_string(format!("{mp}/hello")).unwrap(), "composed\n");
@@ -235,7 +225,7 @@ fn snapshot_revert_and_trash_restore_with_containers() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by 1 mount"), "{out:?}");
     e.ok(&["rm", "-f", &c]);
-    wait_for("the unmount", || d.get("site")["Status"]["mounts"] == 0);
+    wait_until("the unmount", || d.get("site")["Status"]["mounts"] == 0);
 
     d.cli_ok(&["snapshot", "revert", "site", "good"]);
     assert_eq!(run(e, "site", "cat /data/page; ls /data"), "v1\npage");

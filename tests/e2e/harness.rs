@@ -567,6 +567,45 @@ fn spawn_until_exit(cmd: Command) -> Child {
     rx.recv().unwrap().expect("spawning a test daemon")
 }
 
+/// Polls `cond` every 50 ms until it holds; fails after 30 s.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `ballast serve` with `args`, and its state and sockets in `dir`
+/// where `args` does not say otherwise, expecting start-up to fail:
+/// asserts the exit status and that no socket was left in `dir`, and
+/// returns stderr.
+pub fn serve_must_fail(dir: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &Path)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ballast"));
+    cmd.arg("serve").args(args);
+    for (flag, default) in
+        [("--state-dir", "state"), ("--plugin-socket", "p.sock"), ("--admin-socket", "a.sock")]
+    {
+        if !args.iter().any(|a| *a == flag) {
+            cmd.arg(flag).arg(dir.join(default));
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "start-up should have failed");
+    assert!(!dir.join("p.sock").exists() && !dir.join("a.sock").exists(), "nothing half-started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `--config FILE` with `text` written to `dir`/`name`.
+pub fn config_args(dir: &Path, name: &str, text: &str) -> Vec<std::ffi::OsString> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    vec!["--config".into(), path.into()]
+}
+
 fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     let path = dir.path().join("ballast.toml");
     std::fs::write(&path, text).unwrap();

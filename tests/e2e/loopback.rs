@@ -3,11 +3,12 @@
 //! checks that no mount and no loop device of its pool is left behind.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, IMAGE, engine, root_or_skip};
+use crate::harness::{
+    Daemon, IMAGE, config_args, engine, root_or_skip, serve_must_fail, wait_until,
+};
 
 fn config(pool: &Path, extra: &str) -> String {
     format!(
@@ -41,14 +42,6 @@ fn loops_under(dir: &Path) -> Vec<String> {
         }
     }
     found
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -281,24 +274,10 @@ fn stray_loop_devices_of_the_pool_are_detached_at_start() {
 #[test]
 fn a_loop_pool_without_its_mkfs_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, config(&dir.path().join("pool"), "")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(dir.path().join("s"))
-        .arg("--plugin-socket")
-        .arg(dir.path().join("p.sock"))
-        .arg("--admin-socket")
-        .arg(dir.path().join("a.sock"))
-        .env("PATH", dir.path().join("no-tools"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let args = config_args(dir.path(), "c.toml", &config(&dir.path().join("pool"), ""));
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let err = serve_must_fail(dir.path(), &args, &[("PATH", &dir.path().join("no-tools"))]);
     assert!(err.contains("pool \"quota\"") && err.contains("mkfs.ext4 is not installed"), "{err}");
-    assert!(!dir.path().join("p.sock").exists(), "nothing half-started");
     assert!(!dir.path().join("pool").exists(), "no pool directory made");
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Daemon, root_or_skip};
+use crate::harness::{Daemon, config_args, root_or_skip, serve_must_fail};
 
 fn create(d: &Daemon, name: &str, opts: serde_json::Value) {
     d.call_ok("VolumeDriver.Create", &json!({ "Name": name, "Opts": opts }).to_string());
@@ -329,17 +329,12 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
         return;
     }
     let d = Daemon::private("proto-twice");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["serve", "--state-dir"])
-        .arg(d.dir.path().join("state2"))
-        .arg("--plugin-socket")
-        .arg(&d.plugin_socket)
-        .arg("--admin-socket")
-        .arg(d.dir.path().join("admin2.sock"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let socket = d.plugin_socket.clone().into_os_string();
+    let err = serve_must_fail(
+        &d.dir.path().join("second"),
+        &["--plugin-socket".as_ref(), socket.as_ref()],
+        &[],
+    );
     assert!(err.contains("another daemon is already listening"), "{err}");
     d.call_ok("Plugin.Activate", ""); // the first one is unharmed
 }
@@ -347,29 +342,13 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
 #[test]
 fn a_bad_config_stops_start_up_naming_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[[pool]]\nname = \"p\"\nbackend = \"zfs\"\n").unwrap();
-    let run = |config: &std::path::Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
-            .args(["serve", "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("--plugin-socket")
-            .arg(dir.path().join("p.sock"))
-            .arg("--admin-socket")
-            .arg(dir.path().join("a.sock"))
-            .arg("--config")
-            .arg(config)
-            .output()
-            .unwrap()
-    };
-    let out = run(&cfg);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let args = config_args(dir.path(), "bad.toml", "[[pool]]\nname = \"p\"\nbackend = \"zfs\"\n");
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let err = serve_must_fail(dir.path(), &args, &[]);
     assert!(err.contains("bad.toml") && err.contains("backend") && err.contains("zfs"), "{err}");
-    assert!(!dir.path().join("p.sock").exists(), "nothing half-started");
-    let out = run(&dir.path().join("missing.toml"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
-    assert!(!out.status.success());
+    let missing = dir.path().join("missing.toml");
+    let err = serve_must_fail(dir.path(), &["--config".as_ref(), missing.as_os_str()], &[]);
+    assert!(err.contains("missing.toml"), "{err}");
 }
 
 #[test]
