@@ -7,13 +7,16 @@
 //!
 //! - [`core`]: the domain. [`core::Ballast`] is a cheap-clone handle that
 //!   owns the in-memory view, the per-volume locks and the storage pools.
-//!   One file per operation (`create`, `mount`, `remove`, …).
+//!   One file per operation (`create`, `mount`, `remove`, `snapshots`,
+//!   `actions`: the state table).
 //! - [`volume`]: the volume record (Rancher v1 `volume` fields and states)
 //!   and the volume-name rule.
 //! - [`opts`]: driverOpts (`-o key=value`) parsed into a typed request.
 //! - [`store`]: the crash-safe metadata store (SQLite, one transaction per
 //!   change).
-//! - [`pool`]: the storage-backend trait and its backends (`pool/dir.rs`).
+//! - [`pool`]: the storage-backend trait and one file per backend:
+//!   `pool/dir.rs`, `pool/btrfs.rs`, `pool/loopback.rs` (loop images), and
+//!   `pool/host.rs` (host-path volumes, snapshots kept in a dir pool).
 //! - [`tree`]: directory-tree work that must stay beneath a pool root:
 //!   removal that never follows a symlink or crosses a mount, copies that
 //!   keep metadata, disk usage.
@@ -27,7 +30,8 @@
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.
-//! - [`sys`]: the only `unsafe` code (inherited file descriptors).
+//! - [`sys`]: the only `unsafe` code: inherited file descriptors, btrfs
+//!   and loop-device ioctls.
 
 pub mod admin;
 pub mod cli;
