@@ -158,6 +158,8 @@ fn describe(b: &Ballast, v: &Volume) -> Value {
         "Status": {
             "id": v.public_id(),
             "state": v.state.as_str(),
+            "transitioning": v.transitioning.as_str(),
+            "transitioningMessage": v.transitioning_message,
             "pool": v.pool,
             "sizeBytes": v.size_bytes,
             "usedBytes": v.used_bytes,

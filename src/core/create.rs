@@ -24,6 +24,15 @@ enum Source {
     Snapshot(Arc<Snapshot>),
 }
 
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Volume(v) => format!("volume {:?}", v.name),
+            Source::Snapshot(s) => format!("snapshot {} ({})", s.public_id(), s.name),
+        }
+    }
+}
+
 impl Ballast {
     /// Docker's Create: allocates storage at once.
     pub async fn create(&self, name: &str, raw: BTreeMap<String, String>) -> Result<Arc<Volume>> {
@@ -83,6 +92,7 @@ impl Ballast {
         };
         // A loop pool gives every volume a size: its default when none is asked.
         let spec = Spec { size: v.size_bytes, ..parsed.spec() };
+        let filling = source.as_ref().map(Source::describe);
         let v = self
             .blocking(move |this| {
                 v.id = this.inner.store.insert(&v)?;
@@ -96,16 +106,7 @@ impl Ballast {
                 // Ids are never reused, so anything already stored under this
                 // key is the leftover of a create lost with its record (a
                 // power cut before the record reached the disk): clear it.
-                let made = backend
-                    .destroy(&key)
-                    .and_then(|()| backend.create(&key, &spec))
-                    .and_then(|()| match &source {
-                        Some(Source::Volume(src)) => backend.copy(&src.storage_key(), &key),
-                        Some(Source::Snapshot(s)) => {
-                            backend.copy_snapshot(&s.storage_key(), &key, &mut |_| {})
-                        }
-                        None => Ok(()),
-                    });
+                let made = backend.destroy(&key).and_then(|()| backend.create(&key, &spec));
                 if let Err(e) = made {
                     // Leave nothing behind: no storage, no record.
                     let _ = backend.destroy(&key);
@@ -115,16 +116,75 @@ impl Ballast {
                         e,
                     ));
                 }
-                if source.is_some() {
-                    v.used_bytes = backend.usage(&key).unwrap_or(0);
-                }
                 v.state = State::Inactive;
+                if let Some(src) = &filling {
+                    // Filled by a job: Docker gives a Create 30 s, and a copy
+                    // can take longer. Mount waits for it.
+                    v.transitioning = Transitioning::Yes;
+                    v.transitioning_message = format!("filling from {src}: starting");
+                }
                 this.inner.store.save(&v)?;
                 Ok(v)
             })
             .await?;
         tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, state = v.state.as_str(), "volume created");
-        Ok(self.publish(v))
+        let created = self.publish(v);
+        if let Some(src) = source {
+            let (this, name) = (self.clone(), created.name.clone());
+            tokio::spawn(async move { this.fill(&name, src).await });
+        }
+        Ok(created)
+    }
+
+    /// Copies a new volume's source into it, reporting progress on the
+    /// volume, and ends its transition (or records why it failed).
+    async fn fill(&self, name: &str, source: Source) {
+        let Ok(v) = self.get(name) else { return };
+        let label = format!("filling from {}", source.describe());
+        let total = match &source {
+            Source::Volume(src) => src.used_bytes,
+            Source::Snapshot(s) => s.size_bytes,
+        };
+        let (progress_to, volume) = (self.clone(), name.to_string());
+        let work = (*v).clone();
+        let result = self
+            .blocking(move |this| {
+                let backend = this.storage(&work)?;
+                let mut report = super::snapshots::progress(total, move |msg| {
+                    progress_to.volume_message(&volume, format!("{label}: {msg}"))
+                });
+                let key = work.storage_key();
+                match &source {
+                    Source::Volume(src) => backend.copy(&src.storage_key(), &key, &mut report),
+                    Source::Snapshot(s) => {
+                        backend.copy_snapshot(&s.storage_key(), &key, &mut report)
+                    }
+                }
+                .map_err(|e| Error::internal(format!("filling volume {:?}", work.name), e))?;
+                Ok(backend.usage(&key).unwrap_or(0))
+            })
+            .await;
+        // Under the lock, on the current record: an update made meanwhile
+        // (a new description) is kept.
+        let _guard = self.lock(name).await;
+        let Ok(current) = self.get(name) else { return };
+        let mut v = (*current).clone();
+        match result {
+            Ok(used) => {
+                v.transitioning = Transitioning::No;
+                v.transitioning_message.clear();
+                v.used_bytes = used;
+                tracing::info!(volume = %v.name, "volume filled");
+            }
+            Err(e) => {
+                tracing::error!(volume = %v.name, error = %e, "filling the volume failed");
+                v.transitioning = Transitioning::Error;
+                v.transitioning_message = e.to_string();
+            }
+        }
+        if let Ok(v) = self.save(v).await {
+            self.publish(v);
+        }
     }
 
     /// Checks a host path (`-o path=`): an existing directory strictly

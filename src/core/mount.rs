@@ -6,6 +6,10 @@
 //! transaction, so a restarted daemon knows exactly who still holds what.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long a Mount waits for a job on its volume: under Docker's 30 s.
+const MOUNT_WAIT: Duration = Duration::from_secs(25);
 
 use super::{Action, Ballast, mount_list};
 use crate::volume::{State, Transitioning, Volume, validate_name};
@@ -14,16 +18,7 @@ use crate::{Error, Result};
 impl Ballast {
     /// Records one more mount under `id` and returns the mountpoint.
     pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
-        // Refuse at once rather than queue behind a revert: Docker gives a
-        // Mount 30 s, and the user needs to hear why.
-        let current = self.get(name)?;
-        if current.transitioning == Transitioning::Yes {
-            return Err(Error::InvalidState(format!(
-                "volume {name:?} is busy ({}); try again when `ballast volume inspect {name}` \
-                 shows transitioning \"no\"",
-                current.transitioning_message
-            )));
-        }
+        self.wait_until_settled(name).await?;
         let _guard = self.lock(name).await;
         if self.get(name)?.state == State::Requested {
             // Nothing to restore it from (no backups yet): start empty.
@@ -65,6 +60,27 @@ impl Ballast {
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "mounted");
         self.publish(v);
         Ok(path)
+    }
+
+    /// Waits while a job (a fill, a revert) changes the volume, as long as
+    /// Docker allows a Mount (30 s) with some margin; then says why and
+    /// how to follow it, rather than let Docker time out in silence.
+    async fn wait_until_settled(&self, name: &str) -> Result<()> {
+        let deadline = Instant::now() + MOUNT_WAIT;
+        loop {
+            let current = self.get(name)?;
+            if current.transitioning != Transitioning::Yes {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::InvalidState(format!(
+                    "volume {name:?} is busy ({}); follow it with `ballast volume inspect {name}` and \
+                     start the container again once transitioning is \"no\"",
+                    current.transitioning_message
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Drops one mount under `id`. Unknown IDs and volumes are not errors

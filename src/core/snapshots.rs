@@ -278,7 +278,7 @@ impl Ballast {
         }
     }
 
-    fn volume_message(&self, name: &str, message: String) {
+    pub(super) fn volume_message(&self, name: &str, message: String) {
         let mut live = self.inner.live.write().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = live.get_mut(name) {
             Arc::make_mut(v).transitioning_message = message;
@@ -295,7 +295,7 @@ impl Ballast {
 }
 
 /// A byte counter that reports "N% (x of y)" at most ten times a second.
-fn progress(total: u64, mut report: impl FnMut(String)) -> impl FnMut(u64) {
+pub(super) fn progress(total: u64, mut report: impl FnMut(String)) -> impl FnMut(u64) {
     let mut done = 0u64;
     let mut last = Instant::now();
     move |n| {

@@ -140,7 +140,7 @@ impl Backend for BtrfsBackend {
         Ok(())
     }
 
-    fn copy(&self, src: &str, dst: &str) -> io::Result<()> {
+    fn copy(&self, src: &str, dst: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
         self.replace_with_clone(&self.volumes, src, dst)
     }
 

@@ -58,8 +58,8 @@ impl Backend for DirBackend {
         Ok(())
     }
 
-    fn copy(&self, src: &str, dst: &str) -> io::Result<()> {
-        tree::copy(&self.volumes, src, &self.volumes, dst, &mut |_| {})
+    fn copy(&self, src: &str, dst: &str, on_bytes: OnBytes<'_>) -> io::Result<()> {
+        tree::copy(&self.volumes, src, &self.volumes, dst, on_bytes)
     }
 
     fn activate(&self, key: &str) -> io::Result<PathBuf> {

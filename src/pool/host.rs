@@ -76,7 +76,7 @@ impl Backend for HostDir {
         })
     }
 
-    fn copy(&self, _src: &str, _dst: &str) -> io::Result<()> {
+    fn copy(&self, _src: &str, _dst: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "a host-path volume cannot be filled from another volume",

@@ -245,7 +245,7 @@ impl Backend for LoopBackend {
         done
     }
 
-    fn copy(&self, src: &str, dst: &str) -> io::Result<()> {
+    fn copy(&self, src: &str, dst: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
         let work = format!("copy-{}", image(dst));
         self.staging.remove_file(&work)?;
         self.clone_image(src, &self.staging, &work)?;

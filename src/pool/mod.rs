@@ -43,7 +43,7 @@ pub trait Backend: Send + Sync + Debug {
     /// Creates empty storage for a volume.
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()>;
     /// Copies the content of volume `src` into the new volume `dst`.
-    fn copy(&self, src: &str, dst: &str) -> io::Result<()>;
+    fn copy(&self, src: &str, dst: &str, on_bytes: OnBytes<'_>) -> io::Result<()>;
     /// Makes the volume usable on this host and returns its mountpoint.
     fn activate(&self, key: &str) -> io::Result<PathBuf>;
     /// Undoes `activate`; the data stays.

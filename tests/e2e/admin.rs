@@ -206,6 +206,7 @@ fn snapshot_write_revert_and_refusal_while_mounted() {
         "VolumeDriver.Create",
         &json!({ "Name": "clone", "Opts": { "from-snapshot": snap } }).to_string(),
     );
+    assert_eq!(d.settle("/v1/volumes/clone")["transitioning"], "no");
     let clone = d.get("clone")["Mountpoint"].as_str().unwrap().to_string();
     assert_eq!(std::fs::read(format!("{clone}/f")).unwrap(), b"v1");
 

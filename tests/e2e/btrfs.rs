@@ -30,8 +30,10 @@ fn write_up_to(path: &str, bytes: usize) -> (usize, Option<std::io::Error>) {
     (done, None)
 }
 
+/// Creates a volume and waits until it is filled (clones fill in a job).
 fn create(d: &Daemon, name: &str, opts: Value) -> String {
     d.call_ok("VolumeDriver.Create", &json!({ "Name": name, "Opts": opts }).to_string());
+    assert_eq!(d.settle(&format!("/v1/volumes/{name}"))["transitioning"], "no");
     d.get(name)["Mountpoint"].as_str().unwrap().to_string()
 }
 
