@@ -984,3 +984,101 @@ fn unknown_entries_in_a_pool_are_reported_and_left_alone() {
     assert!(d.log().contains("stranger"));
     assert!(stranger.join("precious").exists());
 }
+
+/// A dir volume with 100 directories of 100 small files, all `content`.
+fn fill_many(mp: &str, content: &[u8]) {
+    for i in 0..100 {
+        let dir = format!("{mp}/d{i}");
+        std::fs::create_dir_all(&dir).unwrap();
+        for j in 0..100 {
+            std::fs::write(format!("{dir}/f{j}"), content).unwrap();
+        }
+    }
+}
+
+/// Every file's content, counted: {content → files}.
+fn census(mp: &str) -> std::collections::BTreeMap<Vec<u8>, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..100 {
+        for j in 0..100 {
+            if let Ok(c) = std::fs::read(format!("{mp}/d{i}/f{j}")) {
+                *seen.entry(c).or_insert(0) += 1;
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn kill9_during_snapshot_revert_and_fill_leaves_no_half_state() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut d = Daemon::private("admin-crash");
+    let id = volume_in(&d, "big", "inactive");
+    let mp = d.get("big")["Mountpoint"].as_str().unwrap().to_string();
+    fill_many(&mp, b"old");
+    let base = snapshot_of(&d, &id, "base");
+    fill_many(&mp, b"new");
+
+    // A revert killed half-way: afterwards the volume is all old or all
+    // new, says it was interrupted, and can be reverted again.
+    d.admin_ok(
+        "POST",
+        &format!("/v1/volumes/{id}?action=reverttosnapshot"),
+        json!({ "snapshotId": base }),
+        202,
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    d.kill9();
+    // And a snapshot and a fill killed with it, when they are still running.
+    d.start_again();
+    let v = d.admin_ok("GET", &format!("/v1/volumes/{id}"), Value::Null, 200);
+    eprintln!("after the killed revert: transitioning {}", v["transitioning"]);
+    let seen = census(&mp);
+    assert_eq!(seen.values().sum::<usize>(), 10_000, "no file lost: {seen:?}");
+    assert_eq!(seen.len(), 1, "never a mix of old and new: {seen:?}");
+    if v["transitioning"] == "error" {
+        assert!(v["transitioningMessage"].as_str().unwrap().contains("interrupted"), "{v}");
+    }
+    d.admin_ok(
+        "POST",
+        &format!("/v1/volumes/{id}?action=reverttosnapshot"),
+        json!({ "snapshotId": base }),
+        202,
+    );
+    assert_eq!(d.settle(&format!("/v1/volumes/{id}"))["transitioning"], "no");
+    assert_eq!(census(&mp).keys().collect::<Vec<_>>(), [&b"old".to_vec()]);
+
+    d.admin_ok("POST", &format!("/v1/volumes/{id}?action=snapshot"), json!({ "name": "cut" }), 202);
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"copy","Opts":{"from-volume":"big"}}"#);
+    d.kill9();
+    d.start_again();
+    let snaps = d.admin_ok("GET", "/v1/snapshots?name=cut", Value::Null, 200);
+    let cut = &snaps["data"][0];
+    eprintln!("after the killed snapshot: {}", cut["state"]);
+    assert!(cut["state"] == "created" || cut["state"] == "error", "{cut}");
+    if cut["state"] == "error" {
+        assert!(cut["transitioningMessage"].as_str().unwrap().contains("interrupted"), "{cut}");
+        d.admin_ok(
+            "DELETE",
+            &format!("/v1/snapshots/{}", cut["id"].as_str().unwrap()),
+            Value::Null,
+            200,
+        );
+    }
+    let copy = d.admin_ok("GET", "/v1/volumes/copy", Value::Null, 200);
+    assert_ne!(copy["transitioning"], "yes", "no job survives its daemon: {copy}");
+    if copy["transitioning"] == "error" {
+        // A failed fill is said so on the volume; Mount refuses nothing
+        // but the user sees why the data is partial, and can remove it.
+        assert!(copy["transitioningMessage"].as_str().unwrap().contains("interrupted"), "{copy}");
+    }
+    let staging = d.state_dir().join("pools/default/staging");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "interrupted work is cleared");
+    assert_eq!(
+        census(&mp).keys().collect::<Vec<_>>(),
+        [&b"old".to_vec()],
+        "the source is untouched"
+    );
+}
