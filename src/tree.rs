@@ -43,6 +43,11 @@ impl Root {
                 return Err(io::Error::new(e.kind(), format!("creating {}: {e}", path.display())));
             }
         }
+        Root::open_existing(path)
+    }
+
+    /// Opens an existing directory as a root; creates nothing.
+    pub fn open_existing(path: &Path) -> io::Result<Root> {
         let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(
             |e| {
                 io::Error::new(

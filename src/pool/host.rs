@@ -38,7 +38,7 @@ impl HostDir {
         let parent = path.parent().ok_or_else(bad)?;
         let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?.to_string();
         Ok(HostDir {
-            parent: Root::open(parent)?,
+            parent: Root::open_existing(parent)?,
             name,
             path: path.to_path_buf(),
             snapshots,

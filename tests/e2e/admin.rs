@@ -1082,3 +1082,26 @@ fn kill9_during_snapshot_revert_and_fill_leaves_no_half_state() {
         "the source is untouched"
     );
 }
+
+#[test]
+fn a_vanished_host_path_is_an_error_and_is_not_recreated() {
+    if !root_or_skip() {
+        return;
+    }
+    let hosts = tempfile::tempdir().unwrap();
+    let roots = hosts.path().join("srv");
+    let site = roots.join("team/site");
+    std::fs::create_dir_all(&site).unwrap();
+    let d = Daemon::private_with(
+        "admin-hostgone",
+        &format!("host_path_roots = [\"{}\"]\n", roots.display()),
+    );
+    d.call_ok(
+        "VolumeDriver.Create",
+        &json!({ "Name": "gone", "Opts": { "path": &site } }).to_string(),
+    );
+    std::fs::remove_dir_all(roots.join("team")).unwrap();
+    let err = d.call_err("VolumeDriver.Mount", r#"{"Name":"gone","ID":"c"}"#);
+    assert!(err.contains("host path"), "{err}");
+    assert!(!roots.join("team").exists(), "nothing was recreated on the host");
+}
