@@ -17,7 +17,8 @@
 //! - [`pool`]: the storage-backend trait and one file per backend:
 //!   `pool/dir.rs`, `pool/btrfs.rs`, `pool/loopback.rs` (loop images), and
 //!   `pool/host.rs` (host-path volumes, snapshots kept in a dir pool).
-//! - [`tree`]: directory-tree work that must stay beneath a pool root:
+//! - [`tree`]: directory-tree work that must stay beneath a pool root
+//!   (`tree/copy.rs`: copies that keep everything):
 //!   removal that never follows a symlink or crosses a mount, copies that
 //!   keep metadata, disk usage.
 //! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).
