@@ -52,12 +52,12 @@ pub fn attach(image: BorrowedFd<'_>) -> io::Result<(PathBuf, OwnedFd)> {
         // SAFETY: plain integers and byte arrays; all-zero is valid.
         let mut config: raw::loop_config = unsafe { std::mem::zeroed() };
         config.fd = image.as_raw_fd() as u32;
-        // Direct I/O to the image: without it every block is cached
-        // twice (in the volume's filesystem and in the image's), which
-        // halves write throughput. 4 KiB blocks keep it aligned; the
-        // kernel falls back to buffered I/O where the host cannot.
+        // 4 KiB blocks, as the filesystems made in the images use. I/O to
+        // the image stays buffered (the kernel's default, and what
+        // `mount -o loop` does): measured against the disk holding the
+        // images it loses nothing, and it is the well-trodden path.
         config.block_size = 4096;
-        config.info.lo_flags = (raw::LO_FLAGS_AUTOCLEAR as u32) | (raw::LO_FLAGS_DIRECT_IO as u32);
+        config.info.lo_flags = raw::LO_FLAGS_AUTOCLEAR as u32;
         // SAFETY: LOOP_CONFIGURE reads a loop_config, which `config` is,
         // holding an open image fd borrowed for the call.
         match unsafe {
