@@ -91,19 +91,19 @@ fn sizes_are_enforced_and_used_bytes_come_from_quota_groups() {
     }
     let Some(fs) = ScratchFs::btrfs(512) else { return };
     let d = Daemon::private_with("btrfs-size", &config(&fs, "trash_retention = \"0s\"\n"));
-    let mp = create(&d, "capped", json!({ "pool": "fast", "size": "32M" }));
-    assert_eq!(d.get("capped")["Status"]["sizeBytes"], 32 << 20);
-    d.call_ok("VolumeDriver.Mount", r#"{"Name":"capped","ID":"c"}"#);
+    let mp = create(&d, "btrfs-capped", json!({ "pool": "fast", "size": "32M" }));
+    assert_eq!(d.get("btrfs-capped")["Status"]["sizeBytes"], 32 << 20);
+    d.call_ok("VolumeDriver.Mount", r#"{"Name":"btrfs-capped","ID":"c"}"#);
     let (written, err) = write_up_to(&format!("{mp}/fill"), 64 << 20);
     let err = err.expect("writing past the size fails");
     assert_eq!(err.raw_os_error(), Some(122), "EDQUOT, got {err}");
     assert!((16 << 20..34 << 20).contains(&written), "wrote {written}");
-    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"capped","ID":"c"}"#);
-    let used = d.get("capped")["Status"]["usedBytes"].as_u64().unwrap();
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"btrfs-capped","ID":"c"}"#);
+    let used = d.get("btrfs-capped")["Status"]["usedBytes"].as_u64().unwrap();
     assert!(used >= written as u64 && used <= 33 << 20, "usedBytes {used} after writing {written}");
 
     // Purge deletes the subvolume.
-    d.call_ok("VolumeDriver.Remove", r#"{"Name":"capped"}"#);
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"btrfs-capped"}"#);
     assert!(!std::path::Path::new(&mp).exists());
     let list = std::process::Command::new("btrfs")
         .args(["subvolume", "list"])
@@ -140,7 +140,7 @@ fn a_container_cannot_write_past_the_size_on_btrfs() {
         "pool=fast",
         "-o",
         "size=32M",
-        "capped",
+        "btrfs-capped",
     ]);
     let out = e.docker(&[
         "run",
@@ -148,7 +148,7 @@ fn a_container_cannot_write_past_the_size_on_btrfs() {
         "--network",
         "none",
         "-v",
-        "capped:/data",
+        "btrfs-capped:/data",
         crate::harness::IMAGE,
         "dd",
         "if=/dev/zero",
@@ -160,6 +160,6 @@ fn a_container_cannot_write_past_the_size_on_btrfs() {
     assert!(!out.status.success(), "dd past the size succeeded");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("quota") || err.contains("space"), "{err}");
-    e.ok(&["volume", "rm", "capped"]);
+    e.ok(&["volume", "rm", "btrfs-capped"]);
     crate::docker::snapshot_revert_clone_in_containers(e, &d, "fast");
 }

@@ -250,19 +250,30 @@ fn snapshot_revert_and_trash_restore_with_containers() {
 }
 
 /// Snapshot, revert and clone of a volume in `pool`, seen by containers:
-/// shared by the backend tests.
+/// shared by the backend tests. Docker's volume names are global across
+/// drivers and these tests run at once, so the names carry the driver's.
 pub(crate) fn snapshot_revert_clone_in_containers(e: &Engine, d: &Daemon, pool: &str) {
+    let (vol, snap, clone) =
+        (format!("{}-sv", d.driver), format!("{}-good", d.driver), format!("{}-clone", d.driver));
     let pool_opt = format!("pool={pool}");
-    e.ok(&["volume", "create", "--driver", &d.driver, "-o", &pool_opt, "-o", "size=64M", "sv"]);
-    run(e, "sv", "echo v1 > /data/page");
-    let out = d.cli_ok(&["snapshot", "create", "sv", "--name", "sv-good"]);
+    e.ok(&["volume", "create", "--driver", &d.driver, "-o", &pool_opt, "-o", "size=64M", &vol]);
+    run(e, &vol, "echo v1 > /data/page");
+    let out = d.cli_ok(&["snapshot", "create", &vol, "--name", &snap]);
     assert!(out.contains("created"), "{out}");
-    run(e, "sv", "echo v2 > /data/page; echo junk > /data/extra");
-    d.cli_ok(&["snapshot", "revert", "sv", "sv-good"]);
-    assert_eq!(run(e, "sv", "cat /data/page; ls /data"), "v1\npage");
-    e.ok(&["volume", "create", "--driver", &d.driver, "-o", "from-snapshot=sv-good", "svclone"]);
-    assert_eq!(run(e, "svclone", "cat /data/page"), "v1");
-    run(e, "svclone", "echo mine > /data/page");
-    assert_eq!(run(e, "sv", "cat /data/page"), "v1", "the clone is independent");
-    e.ok(&["volume", "rm", "sv", "svclone"]);
+    run(e, &vol, "echo v2 > /data/page; echo junk > /data/extra");
+    d.cli_ok(&["snapshot", "revert", &vol, &snap]);
+    assert_eq!(run(e, &vol, "cat /data/page; ls /data"), "v1\npage");
+    e.ok(&[
+        "volume",
+        "create",
+        "--driver",
+        &d.driver,
+        "-o",
+        &format!("from-snapshot={snap}"),
+        &clone,
+    ]);
+    assert_eq!(run(e, &clone, "cat /data/page"), "v1");
+    run(e, &clone, "echo mine > /data/page");
+    assert_eq!(run(e, &vol, "cat /data/page"), "v1", "the clone is independent");
+    e.ok(&["volume", "rm", &vol, &clone]);
 }

@@ -165,14 +165,14 @@ fn kill9_with_a_loop_volume_in_a_running_container() {
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool");
     let mut d = Daemon::for_docker_with("ballast-e2e-loop", e, Some(&config(&pool, "")));
-    e.ok(&["volume", "create", "--driver", &d.driver, "-o", "size=32M", "capped"]);
+    e.ok(&["volume", "create", "--driver", &d.driver, "-o", "size=32M", "loop-capped"]);
     let out = e.docker(&[
         "run",
         "--rm",
         "--network",
         "none",
         "-v",
-        "capped:/data",
+        "loop-capped:/data",
         IMAGE,
         "dd",
         "if=/dev/zero",
@@ -191,7 +191,7 @@ fn kill9_with_a_loop_volume_in_a_running_container() {
         "--label",
         &format!("ballast-test={}", d.driver),
         "-v",
-        "capped:/data",
+        "loop-capped:/data",
         IMAGE,
         "sh",
         "-c",
@@ -204,12 +204,12 @@ fn kill9_with_a_loop_volume_in_a_running_container() {
     d.start_again();
     e.ok(&["exec", &c, "sh", "-c", "echo after >> /data/f"]);
     assert_eq!(e.ok(&["exec", &c, "cat", "/data/f"]), "before\nafter");
-    assert_eq!(e.inspect("capped")["Status"]["mounts"], 1);
+    assert_eq!(e.inspect("loop-capped")["Status"]["mounts"], 1);
     e.ok(&["rm", "-f", &c]);
-    wait_until("the unmount", || d.get("capped")["Status"]["state"] == "inactive");
+    wait_until("the unmount", || d.get("loop-capped")["Status"]["state"] == "inactive");
     assert!(mounts_under(&pool).is_empty(), "detached after the container exits");
     wait_until("the loop device to detach", || loops_under(&pool).is_empty());
-    e.ok(&["volume", "rm", "capped"]);
+    e.ok(&["volume", "rm", "loop-capped"]);
     crate::docker::snapshot_revert_clone_in_containers(e, &d, "quota");
     wait_until("no loop device left", || loops_under(&pool).is_empty());
 }
