@@ -142,23 +142,7 @@ fn a_container_cannot_write_past_the_size_on_btrfs() {
         "size=32M",
         "btrfs-capped",
     ]);
-    let out = e.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        "btrfs-capped:/data",
-        crate::harness::IMAGE,
-        "dd",
-        "if=/dev/zero",
-        "of=/data/fill",
-        "bs=1M",
-        "count=64",
-        "conv=fsync",
-    ]);
-    assert!(!out.status.success(), "dd past the size succeeded");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = crate::docker::write_past_the_size(e, "btrfs-capped");
     assert!(err.contains("quota") || err.contains("space"), "{err}");
     e.ok(&["volume", "rm", "btrfs-capped"]);
     crate::docker::snapshot_revert_clone_in_containers(e, &d, "fast");

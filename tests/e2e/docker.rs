@@ -249,6 +249,18 @@ fn snapshot_revert_and_trash_restore_with_containers() {
     e.ok(&["volume", "rm", "site"]);
 }
 
+/// Writes 64 MiB into `vol` from a container, which must fail (the volume
+/// is smaller); returns what `dd` said.
+pub(crate) fn write_past_the_size(e: &Engine, vol: &str) -> String {
+    let data = format!("{vol}:/data");
+    let dd = ["dd", "if=/dev/zero", "of=/data/fill", "bs=1M", "count=64", "conv=fsync"];
+    let mut args = vec!["run", "--rm", "--network", "none", "-v", &data, IMAGE];
+    args.extend(dd);
+    let out = e.docker(&args);
+    assert!(!out.status.success(), "writing past the size of {vol} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Snapshot, revert and clone of a volume in `pool`, seen by containers:
 /// shared by the backend tests. Docker's volume names are global across
 /// drivers and these tests run at once, so the names carry the driver's.

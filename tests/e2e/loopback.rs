@@ -166,22 +166,8 @@ fn kill9_with_a_loop_volume_in_a_running_container() {
     let pool = dir.path().join("pool");
     let mut d = Daemon::for_docker_with("ballast-e2e-loop", e, Some(&config(&pool, "")));
     e.ok(&["volume", "create", "--driver", &d.driver, "-o", "size=32M", "loop-capped"]);
-    let out = e.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        "loop-capped:/data",
-        IMAGE,
-        "dd",
-        "if=/dev/zero",
-        "of=/data/fill",
-        "bs=1M",
-        "count=64",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"), "{out:?}");
+    let err = crate::docker::write_past_the_size(e, "loop-capped");
+    assert!(err.contains("No space left on device"), "{err}");
 
     let c = e.ok(&[
         "run",
