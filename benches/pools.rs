@@ -11,7 +11,7 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ballast::config::FsKind;
+use ballast::pool::FsKind;
 use ballast::pool::{Backend, BtrfsBackend, LoopBackend, Spec};
 use harness::ScratchFs;
 

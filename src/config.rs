@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::pool::{BackendKind, DEFAULT_LOOP_SIZE, FsKind, PoolConfig, Scope};
+use crate::units;
+
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/ballast/ballast.toml";
 
@@ -56,74 +59,6 @@ struct RawAdmin {
     socket_group: Option<String>,
 }
 
-/// A storage backend kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Dir,
-    Btrfs,
-    Loop,
-}
-
-impl BackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Dir => "dir",
-            BackendKind::Btrfs => "btrfs",
-            BackendKind::Loop => "loop",
-        }
-    }
-}
-
-/// Docker's volume scope, reported in Capabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Local,
-    Global,
-}
-
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    pub name: String,
-    pub backend: BackendKind,
-    pub path: PathBuf,
-    pub default: bool,
-    pub scope: Scope,
-    /// Loop pools: the filesystem made in each image, unless `-o fs=`.
-    pub fs: FsKind,
-    /// Loop pools: the size of a volume created without `-o size=`.
-    pub default_size: u64,
-    /// Loop pools: how far the sum of volume sizes may exceed the pool's
-    /// capacity (1.0 = not at all).
-    pub overcommit: f64,
-}
-
-/// The filesystem inside a loop pool's image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsKind {
-    Ext4,
-    Xfs,
-}
-
-impl FsKind {
-    pub fn parse(s: &str) -> Option<FsKind> {
-        match s {
-            "ext4" => Some(FsKind::Ext4),
-            "xfs" => Some(FsKind::Xfs),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FsKind::Ext4 => "ext4",
-            FsKind::Xfs => "xfs",
-        }
-    }
-}
-
-/// A loop pool's size when the config names none.
-pub const DEFAULT_LOOP_SIZE: u64 = 1 << 30;
-
 /// Where backups go. Credentials stay here; they are never shown.
 #[derive(Debug, Clone)]
 pub struct BackupTarget {
@@ -171,7 +106,9 @@ impl Config {
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let trash_retention = match &raw.trash_retention {
             None => Duration::from_secs(24 * 3600),
-            Some(s) => parse_duration(s).map_err(|e| format!("key `trash_retention`: {e}"))?,
+            Some(s) => {
+                units::parse_duration(s).map_err(|e| format!("key `trash_retention`: {e}"))?
+            }
         };
         let mut pools = Vec::new();
         for (i, p) in raw.pool.iter().enumerate() {
@@ -208,7 +145,7 @@ impl Config {
             };
             let default_size = match p.default_size.as_deref() {
                 None => DEFAULT_LOOP_SIZE,
-                Some(s) => crate::opts::parse_size(s)
+                Some(s) => units::parse_size(s)
                     .map_err(|e| format!("{at}: key `default_size`: {s:?}: {e}"))?,
             };
             let overcommit = p.overcommit.unwrap_or(1.0);
@@ -316,33 +253,6 @@ impl Config {
     }
 }
 
-/// Parses `24h`, `30m`, `90s`, `7d`, `1h30m`, `0s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let usage = || format!("{s:?} is not a duration; expected e.g. 24h, 30m, 7d or 0s");
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| usage())?;
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(usage()),
-        };
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(usage)?;
-        num.clear();
-    }
-    if !num.is_empty() || s.trim().is_empty() {
-        return Err(usage());
-    }
-    Ok(Duration::from_secs(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,14 +293,5 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("").is_err());
     }
 }

@@ -18,10 +18,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::config::Scope;
 use crate::core::Ballast;
 use crate::metrics::Metrics;
 use crate::opts;
+use crate::pool::Scope;
 use crate::volume::Volume;
 
 /// The media type of Docker plugin protocol v1.2.

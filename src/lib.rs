@@ -16,7 +16,8 @@
 //!   change).
 //! - [`pool`]: the storage-backend trait and one file per backend:
 //!   `pool/dir.rs`, `pool/btrfs.rs`, `pool/loopback.rs` (loop images), and
-//!   `pool/host.rs` (host-path volumes, snapshots kept in a dir pool).
+//!   `pool/host.rs` (host-path volumes, snapshots kept in a dir pool);
+//!   `pool/kind.rs`: a pool's configuration and kinds.
 //! - [`tree`]: directory-tree work that must stay beneath a pool root
 //!   (`tree/copy.rs`: copies that keep everything):
 //!   removal that never follows a symlink or crosses a mount, copies that
@@ -29,10 +30,15 @@
 //! - [`snapshot`]: the snapshot record.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
 //! - [`config`]: the TOML configuration and its validation.
+//! - [`units`]: sizes and durations, parsed and formatted (a leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.
 //! - [`sys`]: the only `unsafe` code: inherited file descriptors, btrfs
 //!   and loop-device ioctls.
+//!
+//! Imports run one way: `sys` ← `tree` ← `pool` ← `core` ← adapters
+//! (`docker`, `admin`) ← `serve`; `units` and `volume` are leaves that
+//! `config`, `opts` and the CLI share; the CLI talks to the admin API only.
 
 pub mod admin;
 pub mod cli;
@@ -48,6 +54,7 @@ pub mod snapshot;
 pub mod store;
 pub mod sys;
 pub mod tree;
+pub mod units;
 pub mod volume;
 
 pub use error::{Error, Result};

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::pool::{FsKind, Spec};
+use crate::units;
 use crate::{Error, Result};
 
 /// Keys this build accepts, in the order error messages list them.
@@ -26,7 +28,7 @@ pub struct CreateOpts {
     pub pool: Option<String>,
     pub size: Option<u64>,
     /// The filesystem of a loop pool's image.
-    pub fs: Option<crate::config::FsKind>,
+    pub fs: Option<FsKind>,
     pub description: String,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -43,11 +45,12 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
     for (key, value) in raw {
         match key.as_str() {
             "pool" => opts.pool = Some(non_empty(key, value)?.to_string()),
-            "size" => opts.size = Some(parse_size(value).map_err(|why| bad(key, value, &why))?),
+            "size" => {
+                opts.size = Some(units::parse_size(value).map_err(|why| bad(key, value, &why))?)
+            }
             "fs" => {
                 opts.fs = Some(
-                    crate::config::FsKind::parse(value)
-                        .ok_or_else(|| bad(key, value, "expected ext4 or xfs"))?,
+                    FsKind::parse(value).ok_or_else(|| bad(key, value, "expected ext4 or xfs"))?,
                 )
             }
             "description" => opts.description = value.clone(),
@@ -85,14 +88,8 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
 
 impl CreateOpts {
     /// What the backend needs to make the storage.
-    pub fn spec(&self) -> crate::pool::Spec {
-        crate::pool::Spec {
-            size: self.size,
-            fs: self.fs,
-            uid: self.uid,
-            gid: self.gid,
-            mode: self.mode,
-        }
+    pub fn spec(&self) -> Spec {
+        Spec { size: self.size, fs: self.fs, uid: self.uid, gid: self.gid, mode: self.mode }
     }
 }
 
@@ -127,52 +124,6 @@ fn parse_mode(value: &str) -> Result<u32> {
         Ok(mode) if mode <= 0o7777 && !digits.is_empty() => Ok(mode),
         _ => Err(bad("mode", value, "expected an octal mode such as 0755")),
     }
-}
-
-/// Parses a size with binary units: `512M`, `10G`, `1Ti`, `4096`, `2GiB`.
-pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
-    let usage = "expected a size such as 512M, 10G or 1T (binary units)";
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let num: u64 = num.parse().map_err(|_| usage.to_string())?;
-    let unit = unit.trim_end_matches(['B', 'b']).trim_end_matches('i');
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        "P" => 50,
-        _ => return Err(usage.to_string()),
-    };
-    let bytes = num.checked_mul(1u64 << shift).ok_or_else(|| "it is too large".to_string())?;
-    if bytes == 0 {
-        return Err("it must be larger than zero".to_string());
-    }
-    Ok(bytes)
-}
-
-/// Bytes in binary units for people: `512 B`, `1.5 GiB`.
-pub fn human_size(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut x = n as f64;
-    let mut u = 0;
-    while x >= 1024.0 && u + 1 < units.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
-}
-
-/// Formats bytes with the largest binary unit that divides them.
-pub fn format_size(bytes: u64) -> String {
-    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    bytes.to_string()
 }
 
 #[cfg(test)]
@@ -228,17 +179,5 @@ mod tests {
             let err = parse(&map(&[(k, v)])).unwrap_err().to_string();
             assert!(err.starts_with(&format!("option {k}=")), "{err}");
         }
-    }
-
-    #[test]
-    fn sizes_use_binary_units() {
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("1.5G").is_err());
-        assert!(parse_size("99999999999P").is_err());
-        assert_eq!(format_size(512 << 20), "512M");
-        assert_eq!(format_size(1000), "1000");
     }
 }

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use super::resource;
 use super::{Admin, ApiResult, reply};
 use crate::Error;
-use crate::config::Scope;
 use crate::pool::Pool;
+use crate::pool::Scope;
 
 fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
     let space =

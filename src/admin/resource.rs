@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::Admin;
-use crate::config::Scope;
+use crate::pool::Scope;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{Volume, rfc3339_ms};
 use crate::{Error, Result};

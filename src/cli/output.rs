@@ -54,7 +54,7 @@ pub fn cell(v: &Value) -> String {
 
 /// Bytes in binary units, for people.
 pub fn size(v: &Value) -> String {
-    v.as_u64().map_or_else(|| "-".into(), crate::opts::human_size)
+    v.as_u64().map_or_else(|| "-".into(), crate::units::human_size)
 }
 
 /// Prints one resource: JSON with `--json`, else `what` (a short line).

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Ballast;
-use crate::config::BackendKind;
 use crate::opts::{self, CreateOpts};
-use crate::pool::Pool;
-use crate::pool::Spec;
+use crate::pool::{BackendKind, Pool, Spec};
 use crate::snapshot::{SnapState, Snapshot};
+use crate::units;
 use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
 use crate::{Error, Result};
 
@@ -326,10 +325,10 @@ impl Ballast {
                 "option size: pool {:?} cannot fit {}: its volumes already take {} of {} allowed \
                  ({} capacity × overcommit {})",
                 pool.name(),
-                opts::human_size(size),
-                opts::human_size(committed),
-                opts::human_size(allowed),
-                opts::human_size(capacity),
+                units::human_size(size),
+                units::human_size(committed),
+                units::human_size(allowed),
+                units::human_size(capacity),
                 pool.config.overcommit
             )));
         }

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::config::{Config, Scope};
-use crate::pool::{Backend, Pool};
+use crate::config::Config;
+use crate::pool::{Backend, Pool, Scope};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::store::Store;
 use crate::volume::{State, Transitioning, Volume, validate_name};

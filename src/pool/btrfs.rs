@@ -17,8 +17,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, OnBytes, Space, Spec};
-use crate::config::BackendKind;
+use super::{Backend, BackendKind, OnBytes, Space, Spec};
 use crate::sys::btrfs as ioc;
 use crate::tree::{self, Root};
 
@@ -206,7 +205,7 @@ impl Backend for BtrfsBackend {
     }
 
     fn space(&self) -> io::Result<Space> {
-        self.volumes.space()
+        Space::of(&self.volumes)
     }
 
     fn stored_keys(&self) -> io::Result<Vec<String>> {

@@ -15,8 +15,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, OnBytes, Space, Spec};
-use crate::config::BackendKind;
+use super::{Backend, BackendKind, OnBytes, Space, Spec};
 use crate::tree::{self, Root};
 
 #[derive(Debug)]
@@ -141,7 +140,7 @@ impl Backend for DirBackend {
     }
 
     fn space(&self) -> io::Result<Space> {
-        self.volumes.space()
+        Space::of(&self.volumes)
     }
 
     fn stored_keys(&self) -> io::Result<Vec<String>> {

@@ -12,8 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, OnBytes, Space, Spec};
-use crate::config::BackendKind;
+use super::{Backend, BackendKind, OnBytes, Space, Spec};
 use crate::tree::{self, Root};
 
 #[derive(Debug)]
@@ -150,7 +149,7 @@ impl Backend for HostDir {
     }
 
     fn space(&self) -> io::Result<Space> {
-        self.parent.space()
+        Space::of(&self.parent)
     }
 
     fn stored_keys(&self) -> io::Result<Vec<String>> {

@@ -21,8 +21,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{Backend, OnBytes, Space, Spec};
-use crate::config::{BackendKind, FsKind};
+use super::{Backend, BackendKind, FsKind, OnBytes, Space, Spec};
 use crate::sys::loopdev;
 use crate::tree::{self, Root};
 
@@ -321,7 +320,7 @@ impl Backend for LoopBackend {
     }
 
     fn space(&self) -> io::Result<Space> {
-        self.images.space()
+        Space::of(&self.images)
     }
 
     fn stored_keys(&self) -> io::Result<Vec<String>> {

@@ -7,6 +7,7 @@
 mod btrfs;
 mod dir;
 mod host;
+mod kind;
 mod loopback;
 
 use std::fmt::Debug;
@@ -17,15 +18,14 @@ use std::sync::OnceLock;
 pub use btrfs::BtrfsBackend;
 pub use dir::DirBackend;
 pub use host::HostDir;
+pub use kind::{BackendKind, DEFAULT_LOOP_SIZE, FsKind, PoolConfig, Scope};
 pub use loopback::LoopBackend;
-
-use crate::config::{BackendKind, PoolConfig};
 
 /// What a new volume's storage must look like.
 #[derive(Debug, Clone, Default)]
 pub struct Spec {
     pub size: Option<u64>,
-    pub fs: Option<crate::config::FsKind>,
+    pub fs: Option<FsKind>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mode: Option<u32>,
@@ -98,6 +98,14 @@ pub trait Backend: Send + Sync + Debug {
 pub struct Space {
     pub capacity: u64,
     pub free: u64,
+}
+
+impl Space {
+    /// The space of the filesystem holding `root`.
+    pub fn of(root: &crate::tree::Root) -> io::Result<Space> {
+        let (capacity, free) = root.space()?;
+        Ok(Space { capacity, free })
+    }
 }
 
 /// The file that marks a directory as a ballast pool. Its absence where

@@ -217,12 +217,10 @@ impl Root {
     }
 
     /// Capacity and free bytes of the filesystem holding the root.
-    pub fn space(&self) -> io::Result<crate::pool::Space> {
+    /// Returns `(capacity, free)`.
+    pub fn space(&self) -> io::Result<(u64, u64)> {
         let st = rfs::fstatvfs(&self.fd)?;
-        Ok(crate::pool::Space {
-            capacity: st.f_blocks * st.f_frsize,
-            free: st.f_bavail * st.f_frsize,
-        })
+        Ok((st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
     }
 
     /// Flushes the whole filesystem holding the root to disk.

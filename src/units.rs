@@ -1,0 +1,103 @@
+//! Units for people: sizes with binary suffixes and durations, parsed and
+//! formatted. A leaf: the config, driverOpts and the CLI share it.
+
+use std::time::Duration;
+
+/// Parses a size with binary units: `512M`, `10G`, `1Ti`, `4096`, `2GiB`.
+pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
+    let usage = "expected a size such as 512M, 10G or 1T (binary units)";
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: u64 = num.parse().map_err(|_| usage.to_string())?;
+    let unit = unit.trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        "P" => 50,
+        _ => return Err(usage.to_string()),
+    };
+    let bytes = num.checked_mul(1u64 << shift).ok_or_else(|| "it is too large".to_string())?;
+    if bytes == 0 {
+        return Err("it must be larger than zero".to_string());
+    }
+    Ok(bytes)
+}
+
+/// Bytes in binary units for people: `512 B`, `1.5 GiB`.
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut x = n as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < units.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
+}
+
+/// Formats bytes with the largest binary unit that divides them.
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Parses `24h`, `30m`, `90s`, `7d`, `1h30m`, `0s`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let usage = || format!("{s:?} is not a duration; expected e.g. 24h, 30m, 7d or 0s");
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| usage())?;
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(usage()),
+        };
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(usage)?;
+        num.clear();
+    }
+    if !num.is_empty() || s.trim().is_empty() {
+        return Err(usage());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("10Gi"), Ok(10 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999P").is_err());
+        assert_eq!(format_size(512 << 20), "512M");
+        assert_eq!(format_size(1000), "1000");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
