@@ -114,14 +114,27 @@ fn non_empty<'a>(key: &str, value: &'a str) -> Result<&'a str> {
     if value.is_empty() { Err(bad(key, value, "it must not be empty")) } else { Ok(value) }
 }
 
+/// The largest id a file can be given: 4294967295 is `(uid_t)-1`, which
+/// chown takes as "leave unchanged".
+const MAX_ID: u32 = u32::MAX - 1;
+
+/// Digits only: Rust's integer parsers also take a leading `+`.
+fn all_digits(s: &str, radix: u32) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_digit(radix))
+}
+
 fn parse_id(key: &str, value: &str) -> Result<u32> {
-    value.parse::<u32>().map_err(|_| bad(key, value, "expected a numeric id such as 1000"))
+    let usage = "expected a numeric id from 0 to 4294967294, such as 1000";
+    match value.parse::<u32>() {
+        Ok(id) if all_digits(value, 10) && id <= MAX_ID => Ok(id),
+        _ => Err(bad(key, value, usage)),
+    }
 }
 
 fn parse_mode(value: &str) -> Result<u32> {
     let digits = value.strip_prefix("0o").unwrap_or(value);
     match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode <= 0o7777 && !digits.is_empty() => Ok(mode),
+        Ok(mode) if mode <= 0o7777 && all_digits(digits, 8) => Ok(mode),
         _ => Err(bad("mode", value, "expected an octal mode such as 0755")),
     }
 }
@@ -175,6 +188,11 @@ mod tests {
             ("gid", "root"),
             ("mode", "999"),
             ("mode", ""),
+            ("mode", "+755"),
+            ("mode", "0o+7"),
+            ("gid", "+5"),
+            ("uid", "4294967295"),
+            ("uid", " 1"),
         ] {
             let err = parse(&map(&[(k, v)])).unwrap_err().to_string();
             assert!(err.starts_with(&format!("option {k}=")), "{err}");

@@ -117,6 +117,11 @@ async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Fills cut by a crash start again now that the sockets answer.
+    tokio::spawn({
+        let ballast = ballast.clone();
+        async move { ballast.resume_fills().await }
+    });
     let janitor = tokio::spawn(janitor(ballast.clone(), stop_rx.clone()));
     let plugin_srv = tokio::spawn(
         axum::serve(plugin.listener, docker::router(ballast.clone(), metrics.clone()))

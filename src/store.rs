@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS volumes (
     removed_ms INTEGER,
     size_bytes INTEGER,
     used_bytes INTEGER NOT NULL DEFAULT 0,
-    host_path TEXT
+    host_path TEXT,
+    fill_from TEXT
 );
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS mounts (
 
 /// The columns [`read_volume`] expects, in order.
 const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
-    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path FROM volumes";
+    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path, fill_from
+    FROM volumes";
 
 /// Handle to the metadata database.
 ///
@@ -100,25 +102,20 @@ impl Store {
 
     /// Writes every field and the mount multiset of an existing volume.
     pub fn save(&self, v: &Volume) -> Result<()> {
+        save_row(&mut self.conn(), v)
+    }
+
+    /// [`Store::save`] without waiting for the disk: for mount counts,
+    /// which must survive a crash of the daemon (the commit is in the
+    /// log, in the kernel's cache) but not a power loss (after which no
+    /// container holds a mount). A later synced commit makes it durable
+    /// too: WAL commits are ordered.
+    pub fn save_relaxed(&self, v: &Volume) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
-                transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
-                used_bytes = ?12, host_path = ?13
-             WHERE id = ?1",
-            rusqlite::params_from_iter(row_params(v)),
-        )?;
-        if n != 1 {
-            return Err(Error::Internal(format!(
-                "volume {} vanished from the metadata store",
-                v.public_id()
-            )));
-        }
-        tx.execute("DELETE FROM mounts WHERE volume_id = ?1", [v.id])?;
-        write_mounts(&tx, v.id, &v.mounts)?;
-        tx.commit()?;
-        Ok(())
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let res = save_row(&mut conn, v);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        res
     }
 
     /// Deletes a row that was never acknowledged (a rolled-back create).
@@ -239,12 +236,34 @@ impl Store {
     }
 }
 
+fn save_row(conn: &mut Connection, v: &Volume) -> Result<()> {
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
+            transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
+            used_bytes = ?12, host_path = ?13, fill_from = ?14
+         WHERE id = ?1",
+        rusqlite::params_from_iter(row_params(v)),
+    )?;
+    if n != 1 {
+        return Err(Error::Internal(format!(
+            "volume {} vanished from the metadata store",
+            v.public_id()
+        )));
+    }
+    tx.execute("DELETE FROM mounts WHERE volume_id = ?1", [v.id])?;
+    write_mounts(&tx, v.id, &v.mounts)?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
     let tx = conn.transaction()?;
     let res = tx.execute(
         "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
-            transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path)
-         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path,
+            fill_from)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         rusqlite::params_from_iter(row_params(v)),
     );
     match res {
@@ -280,10 +299,13 @@ fn migrate(conn: &Connection) -> Result<()> {
     if conn.prepare("SELECT host_path FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN host_path TEXT")?;
     }
+    if conn.prepare("SELECT fill_from FROM volumes LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE volumes ADD COLUMN fill_from TEXT")?;
+    }
     Ok(())
 }
 
-/// Every column of a volume row, as `?1`…`?13` in column order.
+/// Every column of a volume row, as `?1`…`?14` in column order.
 fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
         Box::new(v.id),
@@ -299,6 +321,7 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(v.size_bytes.map(|s| s as i64)),
         Box::new(v.used_bytes as i64),
         Box::new(v.host_path.as_ref().map(|p| p.to_string_lossy().into_owned())),
+        Box::new(&v.fill_from),
     ]
 }
 
@@ -315,6 +338,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
     let size: Option<i64> = r.get(10)?;
     let used: i64 = r.get(11)?;
     let host_path: Option<String> = r.get(12)?;
+    let fill_from: Option<String> = r.get(13)?;
     let base = Volume {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -330,6 +354,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         used_bytes: used as u64,
         mounts: BTreeMap::new(),
         host_path: host_path.map(std::path::PathBuf::from),
+        fill_from,
     };
     Ok((|| {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
@@ -359,6 +384,7 @@ mod tests {
             used_bytes: 0,
             mounts: BTreeMap::new(),
             host_path: None,
+            fill_from: None,
         }
     }
 

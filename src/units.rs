@@ -9,6 +9,8 @@ pub fn parse_size(value: &str) -> std::result::Result<u64, String> {
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
+    // `split` stops at the first non-digit, so `num` is digits only (no
+    // sign can slip through to the parser).
     let num: u64 = num.parse().map_err(|_| usage.to_string())?;
     let unit = unit.trim_end_matches(['B', 'b']).trim_end_matches('i');
     let shift = match unit.to_ascii_uppercase().as_str() {

@@ -97,6 +97,10 @@ pub struct Volume {
     pub mounts: BTreeMap<String, u32>,
     /// For a host-path volume (`-o path=`), the host directory it is.
     pub host_path: Option<std::path::PathBuf>,
+    /// While a new volume is not yet filled from its source, the source's
+    /// public id (`1v3`, `1s7`). Such a volume never mounts: a fill cut by
+    /// a crash starts again at start-up, a failed one stays unusable.
+    pub fill_from: Option<String>,
 }
 
 impl Volume {
@@ -163,6 +167,24 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`validate_name`] for a name about to be given to a volume or a
+/// snapshot: also refuses names that read as public ids (`1v7`, `1s7`,
+/// `1b7`), which the admin API and the CLI would take for another
+/// resource's id.
+pub fn validate_new_name(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let looks_like_id = ["1v", "1s", "1b"].iter().any(|p| {
+        name.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if looks_like_id {
+        return Err(Error::InvalidInput(format!(
+            "invalid name {name:?}: it reads as a resource id (1v<n>, 1s<n>, 1b<n>), so the admin \
+             API and the CLI could not tell it from one; choose another name"
+        )));
+    }
+    Ok(())
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -190,6 +212,18 @@ mod tests {
             let err = validate_name(name).unwrap_err();
             assert!(matches!(err, Error::InvalidInput(_)), "{name:?}");
             assert!(err.to_string().contains("invalid volume name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn new_names_that_read_as_ids_are_refused() {
+        for name in ["1v1", "1s42", "1b7"] {
+            validate_name(name).unwrap();
+            let err = validate_new_name(name).unwrap_err().to_string();
+            assert!(err.contains("reads as a resource id"), "{err}");
+        }
+        for name in ["1v", "1vx", "v1", "1v1a", "db"] {
+            validate_new_name(name).unwrap();
         }
     }
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Ballast;
+use super::locks::Lease;
 use crate::pool::Spec;
 use crate::volume::{State, Volume};
 use crate::{Error, Result};
@@ -108,6 +109,8 @@ impl Action {
             Some(Refusal::State)
         } else if v.transitioning == crate::volume::Transitioning::Yes {
             Some(Refusal::Busy)
+        } else if v.fill_from.is_some() && !matches!(self, Action::Remove | Action::Purge) {
+            Some(Refusal::Unfilled)
         } else if self == Action::RestoreFromBackup {
             Some(Refusal::NoBackups)
         } else {
@@ -136,6 +139,10 @@ impl Action {
                 "volume {:?} is busy: {}",
                 v.name, v.transitioning_message
             )),
+            Refusal::Unfilled => Error::InvalidState(format!(
+                "volume {:?} was never filled completely ({}); remove it and create it again",
+                v.name, v.transitioning_message
+            )),
             Refusal::NoBackups => Error::InvalidState(
                 "restorefrombackup: backups are not available in this version of ballast".into(),
             ),
@@ -156,6 +163,7 @@ enum Refusal {
     Mounted,
     State,
     Busy,
+    Unfilled,
     NoBackups,
 }
 
@@ -165,13 +173,20 @@ impl Ballast {
     /// from under it.
     pub(super) fn check(&self, action: Action, v: &Volume) -> Result<()> {
         action.check(v)?;
-        if action.needs_no_snapshot_running()
-            && let Some(s) = self.snapshot_running(v.id)
-        {
+        if !action.needs_no_snapshot_running() {
+            return Ok(());
+        }
+        if let Some(s) = self.snapshot_running(v.id) {
             return Err(Error::InvalidState(format!(
                 "volume {:?} is busy: snapshot {} is being taken",
                 v.name,
                 s.public_id()
+            )));
+        }
+        if self.inner.locks.leased(Lease::Volume(v.id)) {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} is busy: another volume is being filled from it",
+                v.name
             )));
         }
         Ok(())
@@ -243,9 +258,8 @@ impl Ballast {
         reference: &str,
         description: String,
     ) -> Result<Arc<Volume>> {
-        let current = self.find(reference)?;
-        let _guard = self.lock(&current.name).await;
-        let mut v = (*self.find(reference)?).clone();
+        let (_guard, current) = self.lock_ref(reference).await?;
+        let mut v = (*current).clone();
         v.description = description;
         let v = self.save(v).await?;
         Ok(self.publish(v))
@@ -262,22 +276,22 @@ impl Ballast {
     where
         F: FnOnce(&Ballast, &mut Volume) -> Result<()> + Send + 'static,
     {
-        let current = self.find(reference)?;
-        let _guard = self.lock(&current.name).await;
-        self.transition_locked(reference, action, f).await
+        let (_guard, current) = self.lock_ref(reference).await?;
+        self.transition_locked(&current, action, f).await
     }
 
-    /// [`Ballast::transition`] for a caller that holds the volume's lock.
+    /// [`Ballast::transition`] for a caller that holds the volume's lock
+    /// and has read `current` under it.
     pub(super) async fn transition_locked<F>(
         &self,
-        reference: &str,
+        current: &Volume,
         action: Action,
         f: F,
     ) -> Result<Arc<Volume>>
     where
         F: FnOnce(&Ballast, &mut Volume) -> Result<()> + Send + 'static,
     {
-        let mut v = (*self.find(reference)?).clone();
+        let mut v = current.clone();
         self.check(action, &v)?;
         let v = self
             .blocking(move |this| {

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Ballast;
+use super::locks::{Key, Lease, LeaseGuard};
 use crate::opts::{self, CreateOpts};
-use crate::pool::{BackendKind, Pool, Spec};
-use crate::snapshot::{SnapState, Snapshot};
+use crate::pool::{BackendKind, Spec};
+use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::units;
-use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
+use crate::volume::{State, Transitioning, Volume, now_ms, validate_name, validate_new_name};
 use crate::{Error, Result};
 
 /// What a new volume starts as a copy of.
@@ -24,6 +25,13 @@ enum Source {
 }
 
 impl Source {
+    fn public_id(&self) -> String {
+        match self {
+            Source::Volume(v) => v.public_id(),
+            Source::Snapshot(s) => s.public_id(),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Source::Volume(v) => format!("volume {:?}", v.name),
@@ -51,19 +59,22 @@ impl Ballast {
     ) -> Result<Arc<Volume>> {
         validate_name(name)?;
         let parsed = opts::parse(&raw)?;
-        let _guard = self.lock(name).await;
+        // Docker repeats Creates: answered from memory, never behind a
+        // job or another request.
         if let Some(existing) = self.live_read().get(name).cloned() {
-            if existing.driver_opts == raw {
-                return Ok(existing);
-            }
-            return Err(Error::Conflict(format!(
-                "volume {name:?} already exists with different options (existing: {}, requested: {})",
-                show_opts(&existing.driver_opts),
-                show_opts(&raw)
-            )));
+            return same_options(name, existing, &raw);
+        }
+        validate_new_name(name)?;
+        let _claim = self.inner.locks.lock(Key::Name(name.to_string())).await;
+        if let Some(existing) = self.live_read().get(name).cloned() {
+            return same_options(name, existing, &raw);
         }
         let (pool, source) = self.resolve(&parsed)?;
-        let size_bytes = self.effective_size(&pool, parsed.size);
+        let size_bytes = match &source {
+            // A clone is its source's size: a loop image is copied whole.
+            Some(Source::Volume(src)) if parsed.size.is_none() => src.size_bytes,
+            _ => self.effective_size(&pool, parsed.size),
+        };
         let host_path = match &parsed.path {
             Some(p) => Some(self.resolve_host_path(p, &pool)?),
             None => None,
@@ -73,6 +84,13 @@ impl Ballast {
                 "\"allocate\": false cannot be combined with from-volume or from-snapshot".into(),
             ));
         }
+        let _reservation = self.reserve(&pool, size_bytes)?;
+        // Held from here until the fill is done: the source cannot be
+        // reverted, removed or purged while it is read.
+        let lease = match &source {
+            Some(src) => Some(self.lease_source(src).await?),
+            None => None,
+        };
         let mut v = Volume {
             id: 0,
             name: name.to_string(),
@@ -88,6 +106,7 @@ impl Ballast {
             used_bytes: 0,
             mounts: BTreeMap::new(),
             host_path,
+            fill_from: source.as_ref().map(Source::public_id),
         };
         // A loop pool gives every volume a size: its default when none is asked.
         let spec = Spec { size: v.size_bytes, ..parsed.spec() };
@@ -128,31 +147,80 @@ impl Ballast {
             .await?;
         tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, state = v.state.as_str(), "volume created");
         let created = self.publish(v);
-        if let Some(src) = source {
-            let (this, name) = (self.clone(), created.name.clone());
-            tokio::spawn(async move { this.fill(&name, src).await });
+        if let (Some(src), Some(lease)) = (source, lease) {
+            let (this, id) = (self.clone(), created.id);
+            tokio::spawn(async move { this.fill(id, src, lease, false).await });
         }
         Ok(created)
     }
 
+    /// Starts again the fills that a crash cut short (see `Ballast::open`):
+    /// their storage is made anew and copied from the source once more.
+    /// A fill whose source is gone stays unusable, saying so.
+    pub async fn resume_fills(&self) {
+        let cut: Vec<_> = self
+            .live_read()
+            .values()
+            .filter(|v| v.fill_from.is_some() && v.transitioning == Transitioning::Yes)
+            .cloned()
+            .collect();
+        for v in cut {
+            let from = v.fill_from.clone().unwrap_or_default();
+            let source = if let Some(id) = parse_public_id("1s", &from) {
+                self.snaps_read().get(&id).cloned().map(Source::Snapshot)
+            } else if let Some(id) = parse_public_id("1v", &from) {
+                self.live_read().values().find(|s| s.id == id).cloned().map(Source::Volume)
+            } else {
+                None
+            };
+            let lease = match &source {
+                Some(src) => self.lease_source(src).await.map_err(|e| e.to_string()),
+                None => Err(format!("its source {from} no longer exists")),
+            };
+            match (source, lease) {
+                (Some(src), Ok(lease)) => {
+                    tracing::warn!(volume = %v.name, source = %from, "filling again: the last fill was cut by a restart");
+                    let this = self.clone();
+                    tokio::spawn(async move { this.fill(v.id, src, lease, true).await });
+                }
+                (_, Err(why)) => {
+                    let message = format!(
+                        "the fill from {from} was cut by a restart and cannot start again: {why}; \
+                         this volume was never complete: remove it"
+                    );
+                    self.end_fill(v.id, Err(Error::InvalidState(message))).await;
+                }
+                (None, Ok(_)) => unreachable!("a lease needs a source"),
+            }
+        }
+    }
+
     /// Copies a new volume's source into it, reporting progress on the
     /// volume, and ends its transition (or records why it failed).
-    async fn fill(&self, name: &str, source: Source) {
-        let Ok(v) = self.get(name) else { return };
+    /// `restart`: storage left by an interrupted fill is made anew first.
+    async fn fill(&self, id: i64, source: Source, lease: LeaseGuard, restart: bool) {
+        let Ok(v) = self.volume_by_id(id) else { return };
         let label = format!("filling from {}", source.describe());
         let total = match &source {
             Source::Volume(src) => src.used_bytes,
             Source::Snapshot(s) => s.size_bytes,
         };
-        let (progress_to, volume) = (self.clone(), name.to_string());
+        let (progress_to, volume) = (self.clone(), v.name.clone());
         let work = (*v).clone();
         let result = self
             .blocking(move |this| {
                 let backend = this.storage(&work)?;
-                let mut report = super::snapshots::progress(total, move |msg| {
-                    progress_to.volume_message(&volume, format!("{label}: {msg}"))
-                });
                 let key = work.storage_key();
+                if restart {
+                    let spec =
+                        Spec { size: work.size_bytes, ..opts::parse(&work.driver_opts)?.spec() };
+                    backend.destroy(&key).and_then(|()| backend.create(&key, &spec)).map_err(
+                        |e| Error::internal(format!("making volume {:?} anew", work.name), e),
+                    )?;
+                }
+                let mut report = super::snapshots::progress(total, move |msg| {
+                    progress_to.volume_message(id, &volume, format!("{label}: {msg}"))
+                });
                 match &source {
                     Source::Volume(src) => backend.copy(&src.storage_key(), &key, &mut report),
                     Source::Snapshot(s) => {
@@ -163,15 +231,22 @@ impl Ballast {
                 Ok(backend.usage(&key).unwrap_or(0))
             })
             .await;
-        // Under the lock, on the current record: an update made meanwhile
-        // (a new description) is kept.
-        let _guard = self.lock(name).await;
-        let Ok(current) = self.get(name) else { return };
+        drop(lease);
+        self.end_fill(id, result).await;
+    }
+
+    /// Records how a fill ended, under the volume's lock and on its
+    /// current record (an update made meanwhile, a new description, is
+    /// kept). A failed fill leaves `fill_from` set: the volume never mounts.
+    async fn end_fill(&self, id: i64, result: Result<u64>) {
+        let guard = self.inner.locks.lock(Key::Volume(id)).await;
+        let Ok(current) = self.volume_by_id(id) else { return };
         let mut v = (*current).clone();
         match result {
             Ok(used) => {
                 v.transitioning = Transitioning::No;
                 v.transitioning_message.clear();
+                v.fill_from = None;
                 v.used_bytes = used;
                 tracing::info!(volume = %v.name, "volume filled");
             }
@@ -184,6 +259,70 @@ impl Ballast {
         if let Ok(v) = self.save(v).await {
             self.publish(v);
         }
+        drop(guard);
+    }
+
+    /// Takes a read lease on a fill's source once, under its lock, it is
+    /// still fit to be read: settled, complete, its own storage.
+    async fn lease_source(&self, source: &Source) -> Result<LeaseGuard> {
+        match source {
+            Source::Volume(src) => {
+                let _guard = self.inner.locks.lock(Key::Volume(src.id)).await;
+                let now = self.volume_by_id(src.id)?;
+                fit_to_copy(&now)?;
+                Ok(self.inner.locks.lease(Lease::Volume(src.id)))
+            }
+            Source::Snapshot(s) => {
+                let _guard = self.inner.locks.lock(Key::Volume(s.volume_id)).await;
+                match self.snaps_read().get(&s.id) {
+                    Some(now) if now.state == SnapState::Created => {}
+                    _ => {
+                        return Err(Error::InvalidState(format!(
+                            "option from-snapshot: snapshot {} is no longer there",
+                            s.public_id()
+                        )));
+                    }
+                }
+                Ok(self.inner.locks.lease(Lease::Snapshot(s.id)))
+            }
+        }
+    }
+
+    /// Promises `size` bytes of a loop pool to a volume being created,
+    /// after checking that the pool's summed sizes stay within its
+    /// capacity × `overcommit` (other promises included). The promise
+    /// ends when the returned value is dropped, once the new volume is
+    /// published and counts by itself.
+    fn reserve(&self, pool: &str, size: Option<u64>) -> Result<Option<Reservation<'_>>> {
+        let pool = self.pool(pool)?;
+        let (Some(size), BackendKind::Loop) = (size, pool.config.backend) else {
+            return Ok(None);
+        };
+        let capacity = pool.backend()?.space()?.capacity;
+        let mut reserved = self.inner.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let promised = reserved.get(pool.name()).copied().unwrap_or(0);
+        let committed: u64 = self
+            .live_read()
+            .values()
+            .filter(|v| v.pool == pool.name())
+            .filter_map(|v| v.size_bytes)
+            .sum::<u64>()
+            .saturating_add(promised);
+        let allowed = (capacity as f64 * pool.config.overcommit) as u64;
+        if committed.saturating_add(size) > allowed {
+            return Err(Error::InvalidInput(format!(
+                "option size: pool {:?} cannot fit {}: its volumes already take {} of {} allowed \
+                 ({} capacity × overcommit {})",
+                pool.name(),
+                units::human_size(size),
+                units::human_size(committed),
+                units::human_size(allowed),
+                units::human_size(capacity),
+                pool.config.overcommit
+            )));
+        }
+        *reserved.entry(pool.name().to_string()).or_insert(0) += size;
+        Ok(Some(Reservation { ballast: self, pool: pool.name().to_string(), size }))
     }
 
     /// Checks a host path (`-o path=`): an existing directory strictly
@@ -231,11 +370,13 @@ impl Ballast {
     fn resolve(&self, o: &CreateOpts) -> Result<(String, Option<Source>)> {
         let source = match (&o.from_volume, &o.from_snapshot) {
             (Some(src), _) => {
-                Some(Source::Volume(self.live_read().get(src).cloned().ok_or_else(|| {
+                let v = self.live_read().get(src).cloned().ok_or_else(|| {
                     Error::InvalidInput(format!(
                         "option from-volume={src:?}: no volume with that name exists"
                     ))
-                })?))
+                })?;
+                fit_to_copy(&v)?;
+                Some(Source::Volume(v))
             }
             (None, Some(snap)) => {
                 let s = self.find_snapshot(snap).map_err(|e| {
@@ -292,8 +433,19 @@ impl Ballast {
                 pool.config.backend.as_str()
             )));
         }
-        if pool.config.backend == BackendKind::Loop && source.is_none() {
-            self.check_capacity(pool, self.effective_size(&pool_name, o.size).unwrap_or(0))?;
+        if pool.config.backend == BackendKind::Loop
+            && let Some(size) = o.size
+        {
+            let fs = o.fs.unwrap_or(pool.config.fs);
+            let min = fs.min_size();
+            if size < min {
+                return Err(Error::InvalidInput(format!(
+                    "option size={}: an {} filesystem needs at least {}",
+                    units::format_size(size),
+                    fs.as_str(),
+                    units::format_size(min)
+                )));
+            }
         }
         Ok((pool_name, source))
     }
@@ -308,32 +460,54 @@ impl Ballast {
             _ => asked,
         }
     }
+}
 
-    /// Refuses a loop volume that would take the sum of the pool's volume
-    /// sizes past its capacity times `overcommit`.
-    fn check_capacity(&self, pool: &Pool, size: u64) -> Result<()> {
-        let capacity = pool.backend()?.space()?.capacity;
-        let committed: u64 = self
-            .live_read()
-            .values()
-            .filter(|v| v.pool == pool.name())
-            .filter_map(|v| v.size_bytes)
-            .sum();
-        let allowed = (capacity as f64 * pool.config.overcommit) as u64;
-        if committed.saturating_add(size) > allowed {
-            return Err(Error::InvalidInput(format!(
-                "option size: pool {:?} cannot fit {}: its volumes already take {} of {} allowed \
-                 ({} capacity × overcommit {})",
-                pool.name(),
-                units::human_size(size),
-                units::human_size(committed),
-                units::human_size(allowed),
-                units::human_size(capacity),
-                pool.config.overcommit
-            )));
+/// A promise of pool space; see [`Ballast::reserve`].
+struct Reservation<'a> {
+    ballast: &'a Ballast,
+    pool: String,
+    size: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut reserved = self.ballast.inner.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = reserved.get_mut(&self.pool) {
+            *n = n.saturating_sub(self.size);
         }
-        Ok(())
     }
+}
+
+/// Whether a volume can be the source of a copy now: its own storage
+/// (not a host directory), allocated, complete, and not being changed.
+fn fit_to_copy(v: &Volume) -> Result<()> {
+    let why = if v.host_path.is_some() {
+        "it is a host-path volume; snapshot it and use from-snapshot".to_string()
+    } else if !matches!(v.state, State::Inactive | State::Active) {
+        format!("it is {} and has no data to copy", v.state.as_str())
+    } else if v.fill_from.is_some() || v.transitioning == Transitioning::Yes {
+        format!("it is not settled ({}); try again once it is", v.transitioning_message)
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidState(format!("option from-volume={:?}: {why}", v.name)))
+}
+
+/// The answer to a Create of a name that exists: the volume itself for
+/// the same options (Docker repeats Creates), else a conflict.
+fn same_options(
+    name: &str,
+    existing: Arc<Volume>,
+    raw: &BTreeMap<String, String>,
+) -> Result<Arc<Volume>> {
+    if existing.driver_opts == *raw {
+        return Ok(existing);
+    }
+    Err(Error::Conflict(format!(
+        "volume {name:?} already exists with different options (existing: {}, requested: {})",
+        show_opts(&existing.driver_opts),
+        show_opts(raw)
+    )))
 }
 
 fn show_opts(opts: &BTreeMap<String, String>) -> String {

@@ -8,18 +8,19 @@
 
 mod actions;
 mod create;
+mod locks;
 mod mount;
 mod remove;
 mod snapshots;
 
 pub use actions::Action;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::OwnedMutexGuard;
+use locks::{Guard, Key, Locks};
 
 use crate::config::Config;
 use crate::pool::{Backend, Pool, Scope};
@@ -45,10 +46,13 @@ struct Inner {
     /// or out and never await, so Get/Path/List never queue behind a slow
     /// Create or Mount (those hold only the per-name lock below).
     live: RwLock<HashMap<String, Arc<Volume>>>,
-    /// Name → operation lock. The inner lock is a tokio Mutex because it
-    /// is held across storage work; the outer `std` Mutex only guards the
-    /// map for the instant it takes to find or insert an entry.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Operation locks (by volume id, and by name while one is claimed)
+    /// and read leases; see `locks.rs`.
+    locks: Arc<Locks>,
+    /// Pool → bytes promised to loop volumes being created: the capacity
+    /// check and the promise are one step under this lock, so parallel
+    /// creates cannot overcommit a pool between them.
+    reserved: Mutex<HashMap<String, u64>>,
     /// Id → snapshot not removed; the same kind of lock as `live`.
     snapshots: RwLock<BTreeMap<i64, Arc<Snapshot>>>,
     /// How long snapshots take (exported as a metric; shares its state
@@ -90,7 +94,12 @@ impl Ballast {
                 }
                 s if s.is_live() => {
                     let mut v = v;
-                    if v.transitioning == Transitioning::Yes {
+                    if v.transitioning == Transitioning::Yes && v.fill_from.is_some() {
+                        // A fill cut by a crash: `resume_fills` starts it
+                        // again from scratch; until then it cannot mount.
+                        v.transitioning_message =
+                            "filling: starting again after a restart of the daemon".into();
+                    } else if v.transitioning == Transitioning::Yes {
                         // A job (a revert) died with the daemon; its storage
                         // work is atomic, so say so and let the user retry.
                         v.transitioning = Transitioning::Error;
@@ -134,7 +143,8 @@ impl Ballast {
                 trash_retention: config.trash_retention,
                 host_path_roots,
                 live: RwLock::new(live),
-                locks: Mutex::new(HashMap::new()),
+                locks: Arc::new(Locks::default()),
+                reserved: Mutex::new(HashMap::new()),
                 snapshots: RwLock::new(snapshots),
                 snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
@@ -234,24 +244,44 @@ impl Ballast {
     }
 
     /// Makes `v` what readers see: inserted when live, removed otherwise.
+    /// Only ever touches `v`'s own entry: a removed volume shares its name
+    /// with the live one that took it since.
     fn publish(&self, v: Volume) -> Arc<Volume> {
         let v = Arc::new(v);
         let mut live = self.inner.live.write().unwrap_or_else(|p| p.into_inner());
         if v.state.is_live() {
             live.insert(v.name.clone(), v.clone());
-        } else {
+        } else if live.get(&v.name).is_some_and(|cur| cur.id == v.id) {
             live.remove(&v.name);
         }
         v
     }
 
-    /// Serializes operations on one volume name.
-    async fn lock(&self, name: &str) -> OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(name.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
+    /// Locks the live volume `name` and returns it as it is under the lock.
+    async fn lock_live(&self, name: &str) -> Result<(Guard, Arc<Volume>)> {
+        loop {
+            let seen = self.get(name)?;
+            let guard = self.inner.locks.lock(Key::Volume(seen.id)).await;
+            let now = self.get(name)?;
+            if now.id == seen.id {
+                return Ok((guard, now));
+            }
+            // Removed meanwhile and the name taken by another: lock that one.
+        }
+    }
+
+    /// Locks the volume `reference` (id or name, live or removed) and
+    /// returns its record as it is under the lock.
+    async fn lock_ref(&self, reference: &str) -> Result<(Guard, Arc<Volume>)> {
+        let seen = self.find(reference)?;
+        let guard = self.inner.locks.lock(Key::Volume(seen.id)).await;
+        Ok((guard, self.volume_by_id(seen.id)?))
+    }
+
+    /// How many operation locks exist right now (bounded by the
+    /// operations in flight).
+    pub fn lock_entries(&self) -> usize {
+        self.inner.locks.len()
     }
 
     fn pool(&self, name: &str) -> Result<&Pool> {
@@ -316,6 +346,11 @@ fn reattach(pools: &BTreeMap<String, Pool>, live: &HashMap<String, Arc<Volume>>)
 /// Logs entries of a pool that no volume claims. They are left alone:
 /// they may be someone's data.
 fn report_unknown_entries(pools: &BTreeMap<String, Pool>, volumes: &[Volume]) {
+    let claimed: HashSet<(&str, String)> = volumes
+        .iter()
+        .filter(|v| v.host_path.is_none())
+        .map(|v| (v.pool.as_str(), v.storage_key()))
+        .collect();
     for pool in pools.values() {
         let Ok(backend) = pool.backend() else { continue };
         let keys = match backend.stored_keys() {
@@ -326,10 +361,7 @@ fn report_unknown_entries(pools: &BTreeMap<String, Pool>, volumes: &[Volume]) {
             }
         };
         for key in keys {
-            let claimed = volumes
-                .iter()
-                .any(|v| v.pool == pool.name() && v.host_path.is_none() && v.storage_key() == key);
-            if !claimed {
+            if !claimed.contains(&(pool.name(), key.clone())) {
                 tracing::warn!(pool = pool.name(), entry = %key, "unknown entry in the pool's volumes; left in place");
             }
         }
@@ -416,6 +448,7 @@ mod tests {
             used_bytes: 0,
             mounts: BTreeMap::new(),
             host_path: None,
+            fill_from: None,
         };
         v.id = store.insert(&v).unwrap();
         let storage = dir.path().join("pool/volumes").join(v.storage_key());

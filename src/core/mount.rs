@@ -18,13 +18,28 @@ use crate::{Error, Result};
 impl Ballast {
     /// Records one more mount under `id` and returns the mountpoint.
     pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
-        self.wait_until_settled(name).await?;
-        let _guard = self.lock(name).await;
-        if self.get(name)?.state == State::Requested {
-            // Nothing to restore it from (no backups yet): start empty.
-            self.transition_locked(name, Action::Allocate, super::actions::allocate).await?;
+        let deadline = Instant::now() + MOUNT_WAIT;
+        let (_guard, current) = loop {
+            self.wait_until_settled(name, deadline).await?;
+            let (guard, current) = self.lock_live(name).await?;
+            if current.transitioning != Transitioning::Yes {
+                break (guard, current);
+            }
+            // A job started between the wait and the lock: wait for it too.
+        };
+        if current.fill_from.is_some() {
+            return Err(Error::InvalidState(format!(
+                "volume {name:?} was never filled completely ({}); remove it and create it again",
+                current.transitioning_message
+            )));
         }
-        let mut v = (*self.get(name)?).clone();
+        let current = if current.state == State::Requested {
+            // Nothing to restore it from (no backups yet): start empty.
+            self.transition_locked(&current, Action::Allocate, super::actions::allocate).await?
+        } else {
+            current
+        };
+        let mut v = (*current).clone();
         if !matches!(v.state, State::Inactive | State::Active) {
             return Err(Error::InvalidState(format!(
                 "volume {name:?} is {} and cannot be mounted",
@@ -48,7 +63,8 @@ impl Ballast {
                 } else {
                     storage.mountpoint(&key)
                 };
-                if let Err(e) = this.inner.store.save(&v) {
+                // Mount counts need to survive the daemon, not the host.
+                if let Err(e) = this.inner.store.save_relaxed(&v) {
                     if first {
                         let _ = storage.deactivate(&key);
                     }
@@ -65,8 +81,7 @@ impl Ballast {
     /// Waits while a job (a fill, a revert) changes the volume, as long as
     /// Docker allows a Mount (30 s) with some margin; then says why and
     /// how to follow it, rather than let Docker time out in silence.
-    async fn wait_until_settled(&self, name: &str) -> Result<()> {
-        let deadline = Instant::now() + MOUNT_WAIT;
+    async fn wait_until_settled(&self, name: &str, deadline: Instant) -> Result<()> {
         loop {
             let current = self.get(name)?;
             if current.transitioning != Transitioning::Yes {
@@ -84,25 +99,23 @@ impl Ballast {
     }
 
     /// Drops one mount under `id`. Unknown IDs and volumes are not errors
-    /// (Docker retries Unmount after failures and restarts).
+    /// (Docker retries Unmount after failures and restarts), and are
+    /// answered from memory without taking any lock.
     pub async fn unmount(&self, name: &str, id: &str) -> Result<()> {
         validate_name(name)?;
-        let _guard = self.lock(name).await;
-        let Ok(current) = self.get(name) else {
-            tracing::warn!(volume = name, mount_id = id, "unmount of an unknown volume ignored");
+        let known = self.get(name).is_ok_and(|v| v.mounts.contains_key(id));
+        let locked = if known { self.lock_live(name).await.ok() } else { None };
+        let Some((_guard, current)) = locked.filter(|(_, v)| v.mounts.contains_key(id)) else {
+            tracing::warn!(
+                volume = name,
+                mount_id = id,
+                "unmount of an unknown volume or mount ID ignored"
+            );
             return Ok(());
         };
         let mut v = (*current).clone();
         match v.mounts.get_mut(id) {
-            None => {
-                tracing::warn!(
-                    volume = name,
-                    mount_id = id,
-                    "unmount of an unknown mount ID ignored"
-                );
-                return Ok(());
-            }
-            Some(1) => {
+            Some(1) | None => {
                 v.mounts.remove(id);
             }
             Some(n) => *n -= 1,
@@ -127,7 +140,7 @@ impl Ballast {
                         v.used_bytes = used;
                     }
                 }
-                this.inner.store.save(&v)?;
+                this.inner.store.save_relaxed(&v)?;
                 Ok(v)
             })
             .await?;

@@ -12,30 +12,54 @@ use std::time::Duration;
 
 use super::Ballast;
 use super::actions::Action;
+use super::locks::{Guard, Key};
 use crate::snapshot::SnapState;
-use crate::volume::{State, Transitioning, Volume, now_ms, validate_name};
+use crate::volume::{State, Transitioning, Volume, now_ms, validate_name, validate_new_name};
 use crate::{Error, Result};
 
 /// Below this share of free space, a pool's trash is purged early.
 const LOW_SPACE_PERCENT: u64 = 10;
 
 impl Ballast {
-    /// Docker's Remove. Idempotent: a volume that is not there is fine.
-    /// One activated through the admin API but not mounted is detached
-    /// first.
+    /// Docker's Remove. Idempotent: a volume that is not there (or that a
+    /// concurrent Remove took first) is fine. One activated through the
+    /// admin API but not mounted is detached first.
     pub async fn remove(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        let Ok(v) = self.get(name) else { return Ok(()) };
+        let Ok(seen) = self.get(name) else { return Ok(()) };
+        // Refused at once rather than after the job: Docker must not wait.
+        Action::Remove.check(&seen).or_else(|e| match seen.state {
+            State::Active if seen.mount_count() == 0 => Ok(()),
+            _ => Err(e),
+        })?;
+        let (guard, mut v) = match self.lock_live(name).await {
+            Ok(locked) => locked,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if v.state == State::Active && v.mount_count() == 0 {
-            self.deactivate(&v.public_id()).await?;
+            v = self
+                .transition_locked(&v, Action::Deactivate, |this, v| {
+                    this.storage(v)?.deactivate(&v.storage_key()).map_err(|e| {
+                        Error::internal(format!("deactivating volume {:?}", v.name), e)
+                    })?;
+                    v.state = State::Inactive;
+                    Ok(())
+                })
+                .await?;
         }
-        self.remove_volume(&v.public_id()).await.map(|_| ())
+        self.remove_locked(&v, guard).await.map(|_| ())
     }
 
     /// The `remove` action: into the trash.
     pub async fn remove_volume(&self, reference: &str) -> Result<Arc<Volume>> {
+        let (guard, v) = self.lock_ref(reference).await?;
+        self.remove_locked(&v, guard).await
+    }
+
+    async fn remove_locked(&self, v: &Volume, guard: Guard) -> Result<Arc<Volume>> {
         let v = self
-            .transition(reference, Action::Remove, |_, v| {
+            .transition_locked(v, Action::Remove, |_, v| {
                 v.state = State::Removed;
                 v.removed_ms = Some(now_ms());
                 Ok(())
@@ -44,7 +68,9 @@ impl Ballast {
         if self.inner.trash_retention.is_zero() {
             // The removal stands either way; a failed purge is recorded on
             // the record and retried by the janitor.
-            return Ok(self.purge_now((*v).clone()).await.map(Arc::new).unwrap_or(v));
+            let purged = self.purge_now((*v).clone()).await.map(Arc::new).unwrap_or(v);
+            drop(guard);
+            return Ok(purged);
         }
         Ok(v)
     }
@@ -53,8 +79,9 @@ impl Ballast {
     pub async fn restore(&self, reference: &str, name: Option<String>) -> Result<Arc<Volume>> {
         let found = self.find(reference)?;
         let name = name.unwrap_or_else(|| found.name.clone());
-        validate_name(&name)?;
-        let _guard = self.lock(&name).await;
+        validate_new_name(&name)?;
+        let _claim = self.inner.locks.lock(Key::Name(name.clone())).await;
+        let _guard = self.inner.locks.lock(Key::Volume(found.id)).await;
         let mut v = (*self.volume_by_id(found.id)?).clone();
         self.check(Action::Restore, &v)?;
         if let Ok(holder) = self.get(&name) {
@@ -74,11 +101,18 @@ impl Ballast {
 
     /// The `purge` action: destroys a removed volume's data now.
     pub async fn purge(&self, reference: &str) -> Result<Arc<Volume>> {
-        let v = self.find(reference)?;
-        let _guard = self.lock(&v.name).await;
-        let v = self.volume_by_id(v.id)?;
+        let (_guard, v) = self.lock_ref(reference).await?;
         self.check(Action::Purge, &v)?;
         self.purge_now((*v).clone()).await.map(Arc::new)
+    }
+
+    /// Purges a removed volume found by the janitor, under its lock and
+    /// only if it is still removed (a restore may have taken it back).
+    async fn purge_if_removed(&self, id: i64, removed_before: Option<i64>) -> bool {
+        let _guard = self.inner.locks.lock(Key::Volume(id)).await;
+        let Ok(v) = self.volume_by_id(id) else { return false };
+        let due = removed_before.is_none_or(|cutoff| v.removed_ms.is_some_and(|t| t <= cutoff));
+        v.state == State::Removed && due && self.purge_now((*v).clone()).await.is_ok()
     }
 
     /// Destroys a removed volume's data and its snapshots, and keeps the
@@ -134,7 +168,7 @@ impl Ballast {
         let expired = self.blocking(move |this| this.inner.store.removed_before(cutoff)).await?;
         let mut purged = 0;
         for v in expired {
-            if self.purge_now(v).await.is_ok() {
+            if self.purge_if_removed(v.id, Some(cutoff)).await {
                 purged += 1;
             }
         }
@@ -171,7 +205,7 @@ impl Ballast {
                 break;
             }
             tracing::warn!(pool, volume = %v.name, "pool has under 10% free: purging the oldest removed volume early");
-            if self.purge_now(v).await.is_ok() {
+            if self.purge_if_removed(v.id, None).await {
                 purged += 1;
             }
         }

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use super::Ballast;
 use super::actions::Action;
+use super::locks::{Key, Lease};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
-use crate::volume::{Transitioning, Volume, now_ms, validate_name};
+use crate::volume::{Transitioning, Volume, now_ms, validate_new_name};
 use crate::{Error, Result};
 
 impl Ballast {
@@ -27,10 +28,12 @@ impl Ballast {
         snaps.values().filter(|s| volume_id.is_none_or(|v| s.volume_id == v)).cloned().collect()
     }
 
-    /// Snapshot counts per volume id, and the volumes with a snapshot
-    /// being taken: what rendering many volumes needs, in one pass.
+    /// Snapshot counts per volume id, and the volumes a job is reading
+    /// (a snapshot being taken, a fill from them): what rendering many
+    /// volumes needs, in one pass.
     pub fn snapshot_summary(&self) -> (HashMap<i64, usize>, HashSet<i64>) {
-        let (mut counts, mut running) = (HashMap::new(), HashSet::new());
+        let mut counts = HashMap::new();
+        let mut running: HashSet<i64> = self.inner.locks.leased_volumes().into_iter().collect();
         for s in self.snaps_read().values() {
             *counts.entry(s.volume_id).or_insert(0) += 1;
             if s.state == SnapState::Creating {
@@ -70,11 +73,9 @@ impl Ballast {
     /// `creating`; it turns `created` (or `error`) when the copy is done.
     pub async fn snapshot(&self, reference: &str, name: Option<String>) -> Result<Arc<Snapshot>> {
         if let Some(n) = &name {
-            validate_name(n).map_err(|e| Error::InvalidInput(format!("snapshot name: {e}")))?;
+            validate_new_name(n).map_err(|e| Error::InvalidInput(format!("snapshot name: {e}")))?;
         }
-        let current = self.find(reference)?;
-        let _guard = self.lock(&current.name).await;
-        let v = self.find(reference)?;
+        let (_guard, v) = self.lock_ref(reference).await?;
         self.check(Action::Snapshot, &v)?;
         let mut snap = Snapshot {
             id: 0,
@@ -160,14 +161,18 @@ impl Ballast {
                 snap.public_id()
             )));
         }
+        let _guard = self.inner.locks.lock(Key::Volume(snap.volume_id)).await;
         let owner = self.volume_by_id(snap.volume_id)?;
-        let _guard = self.lock(&owner.name).await;
-        if let Ok(v) = self.volume_by_id(snap.volume_id)
-            && v.transitioning == Transitioning::Yes
-        {
+        if owner.transitioning == Transitioning::Yes {
             return Err(Error::InvalidState(format!(
                 "volume {:?} is busy: {}",
-                v.name, v.transitioning_message
+                owner.name, owner.transitioning_message
+            )));
+        }
+        if self.inner.locks.leased(Lease::Snapshot(snap.id)) {
+            return Err(Error::InvalidState(format!(
+                "snapshot {} is busy: a volume is being filled from it",
+                snap.public_id()
             )));
         }
         let mut snap = (*self.find_snapshot(reference)?).clone();
@@ -188,9 +193,8 @@ impl Ballast {
     /// Makes the volume's content the snapshot's. Returns the volume with
     /// `transitioning: "yes"`; the copy finishes in the background.
     pub async fn revert(&self, reference: &str, snapshot: &str) -> Result<Arc<Volume>> {
-        let current = self.find(reference)?;
-        let guard = self.lock(&current.name).await;
-        let mut v = (*self.find(reference)?).clone();
+        let (guard, current) = self.lock_ref(reference).await?;
+        let mut v = (*current).clone();
         self.check(Action::RevertToSnapshot, &v)?;
         let snap = self.find_snapshot(snapshot)?;
         if snap.volume_id != v.id {
@@ -212,17 +216,20 @@ impl Ballast {
             format!("reverting to snapshot {} ({}): starting", snap.public_id(), snap.name);
         let v = self.save(v).await?;
         let started = self.publish(v.clone());
+        // The mark is on disk: every writer now refuses (or, a Mount,
+        // waits) until the job ends, so the lock can go and Docker's
+        // repeated Creates and Unmounts do not queue behind the copy.
+        drop(guard);
         let this = self.clone();
         tokio::spawn(async move {
-            let _guard = guard; // held until the new content is in place
             let t = Instant::now();
-            let (progress_to, name) = (this.clone(), v.name.clone());
+            let (progress_to, id, name) = (this.clone(), v.id, v.name.clone());
             let label = format!("reverting to snapshot {} ({})", snap.public_id(), snap.name);
             let work = v.clone();
             let result = this
                 .blocking(move |this| {
                     let mut report = progress(snap.size_bytes, move |msg| {
-                        progress_to.volume_message(&name, format!("{label}: {msg}"))
+                        progress_to.volume_message(id, &name, format!("{label}: {msg}"))
                     });
                     this.storage(&work)?
                         .revert(&work.storage_key(), &snap.storage_key(), &mut report)
@@ -232,7 +239,11 @@ impl Ballast {
                     Ok(this.storage(&work)?.usage(&work.storage_key()).unwrap_or(0))
                 })
                 .await;
-            let mut v = v;
+            // On the current record, under the lock: a description set
+            // meanwhile is kept.
+            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
+            let Ok(current) = this.volume_by_id(id) else { return };
+            let mut v = (*current).clone();
             match result {
                 Ok(used) => {
                     v.transitioning = Transitioning::No;
@@ -253,7 +264,7 @@ impl Ballast {
         Ok(started)
     }
 
-    fn snaps_read(
+    pub(super) fn snaps_read(
         &self,
     ) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<i64, Arc<Snapshot>>> {
         self.inner.snapshots.read().unwrap_or_else(|p| p.into_inner())
@@ -278,9 +289,9 @@ impl Ballast {
         }
     }
 
-    pub(super) fn volume_message(&self, name: &str, message: String) {
+    pub(super) fn volume_message(&self, id: i64, name: &str, message: String) {
         let mut live = self.inner.live.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = live.get_mut(name) {
+        if let Some(v) = live.get_mut(name).filter(|v| v.id == id) {
             Arc::make_mut(v).transitioning_message = message;
         }
     }

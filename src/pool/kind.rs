@@ -60,6 +60,15 @@ impl FsKind {
         }
     }
 
+    /// The smallest image its mkfs accepts (xfsprogs refuses filesystems
+    /// under 300 MiB; mke2fs needs a few hundred KiB, rounded up here).
+    pub fn min_size(self) -> u64 {
+        match self {
+            FsKind::Ext4 => 1 << 20,
+            FsKind::Xfs => 300 << 20,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FsKind::Ext4 => "ext4",

@@ -1,0 +1,163 @@
+//! Operation locks and read leases.
+//!
+//! Every change to a volume holds that volume's lock, keyed by its id
+//! (names are reused after a removal, ids never are, so purging an old
+//! volume never blocks the live one that took its name). Claiming a name
+//! (create, restore under a name) also holds the name's lock, always taken
+//! before any volume lock, so two claims of one name are serialized and no
+//! two tasks wait for each other.
+//!
+//! Entries live only while someone holds or waits for them: the map's
+//! size is bounded by the operations in flight, whatever names a client
+//! sends (a flood of Unmounts of invented names leaves nothing behind).
+//!
+//! A long job (a fill, a revert) does not hold the lock while it copies:
+//! it marks the volume `transitioning` under the lock, and every writer
+//! refuses or waits on that mark; it takes the lock again to finish. A
+//! job that *reads* another volume or a snapshot (a fill) takes a read
+//! lease on it, which keeps revert, remove and purge of the source away.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OwnedMutexGuard;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Key {
+    /// A volume name being claimed.
+    Name(String),
+    /// A volume, by row id.
+    Volume(i64),
+}
+
+type Entry = Arc<tokio::sync::Mutex<()>>;
+
+#[derive(Default)]
+pub(super) struct Locks {
+    map: Mutex<HashMap<Key, Entry>>,
+    /// What long jobs are reading now, with how many readers.
+    leases: Mutex<HashMap<Lease, u32>>,
+}
+
+/// Something a job reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Lease {
+    Volume(i64),
+    Snapshot(i64),
+}
+
+/// A held operation lock; dropping it releases the lock and forgets the
+/// entry when nobody else holds or waits for it.
+pub(super) struct Guard {
+    locks: Arc<Locks>,
+    key: Key,
+    held: Option<OwnedMutexGuard<()>>,
+}
+
+impl Locks {
+    pub(super) async fn lock(self: &Arc<Self>, key: Key) -> Guard {
+        let entry = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let held = entry.lock_owned().await;
+        Guard { locks: self.clone(), key, held: Some(held) }
+    }
+
+    /// How many lock entries exist (for tests and metrics).
+    pub(super) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Takes a read lease, released when the returned value is dropped.
+    pub(super) fn lease(self: &Arc<Self>, what: Lease) -> LeaseGuard {
+        *self.leases().entry(what).or_insert(0) += 1;
+        LeaseGuard { locks: self.clone(), what }
+    }
+
+    pub(super) fn leased(&self, what: Lease) -> bool {
+        self.leases().contains_key(&what)
+    }
+
+    /// The volumes being read now.
+    pub(super) fn leased_volumes(&self) -> Vec<i64> {
+        self.leases()
+            .keys()
+            .filter_map(|l| match l {
+                Lease::Volume(id) => Some(*id),
+                Lease::Snapshot(_) => None,
+            })
+            .collect()
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Lease, u32>> {
+        // Holders only count up or down; a panic cannot leave it half-done.
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut map = self.locks.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Clones are only made under this map lock, so a count of one (the
+        // map's own) means nobody holds or waits for this entry.
+        if map.get(&self.key).is_some_and(|e| Arc::strong_count(e) == 1) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// A held read lease.
+pub(super) struct LeaseGuard {
+    locks: Arc<Locks>,
+    what: Lease,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let mut leases = self.locks.leases();
+        if let Some(n) = leases.get_mut(&self.what) {
+            *n -= 1;
+            if *n == 0 {
+                leases.remove(&self.what);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_are_forgotten_once_released() {
+        let locks = Arc::new(Locks::default());
+        for i in 0..1000 {
+            drop(locks.lock(Key::Name(format!("n{i}"))).await);
+        }
+        assert_eq!(locks.len(), 0);
+        let held = locks.lock(Key::Volume(1)).await;
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move { drop(locks.lock(Key::Volume(1)).await) })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(locks.len(), 1);
+        drop(held);
+        waiter.await.unwrap();
+        assert_eq!(locks.len(), 0, "the waiter's release forgets it too");
+    }
+
+    #[test]
+    fn leases_count_readers() {
+        let locks = Arc::new(Locks::default());
+        let a = locks.lease(Lease::Volume(3));
+        let b = locks.lease(Lease::Volume(3));
+        drop(a);
+        assert!(locks.leased(Lease::Volume(3)));
+        drop(b);
+        assert!(!locks.leased(Lease::Volume(3)));
+        assert!(locks.leased_volumes().is_empty());
+    }
+}
