@@ -354,7 +354,8 @@ impl Daemon {
             cmd.arg("--config").arg(config);
         }
         self.child = Some(spawn_until_exit(cmd));
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a busy machine can take long to schedule a start-up.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("ballast exited at start ({status}): {}", self.log());

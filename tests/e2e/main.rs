@@ -9,3 +9,4 @@ mod docker;
 mod harness;
 mod loopback;
 mod protocol;
+mod races;
