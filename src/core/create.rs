@@ -358,9 +358,10 @@ impl Ballast {
                 real.display()
             )));
         }
+        let (root, rel) = self.host_root(&real)?;
         self.pool(pool)?
             .backend()?
-            .host_dir(&real)
+            .host_dir(root, rel)
             .map_err(|e| Error::InvalidInput(format!("option path={shown}: {e}")))?;
         Ok(real)
     }

@@ -300,12 +300,29 @@ impl Ballast {
         let pool = self.pool(&v.pool)?;
         match &v.host_path {
             None => Ok(Storage::Pool(pool.backend()?)),
-            Some(path) => pool
-                .backend()?
-                .host_dir(path)
-                .map(Storage::Host)
-                .map_err(|e| Error::internal(format!("host path {}", path.display()), e)),
+            Some(path) => {
+                let (root, rel) = self.host_root(path)?;
+                pool.backend()?
+                    .host_dir(root, rel)
+                    .map(Storage::Host)
+                    .map_err(|e| Error::internal(format!("host path {}", path.display()), e))
+            }
         }
+    }
+
+    /// The configured host-path root holding `path`, and the rest of it.
+    fn host_root<'p>(&self, path: &'p Path) -> Result<(&Path, &'p Path)> {
+        self.inner
+            .host_path_roots
+            .iter()
+            .find_map(|r| Some((r.as_path(), path.strip_prefix(r).ok()?)))
+            .filter(|(_, rel)| !rel.as_os_str().is_empty())
+            .ok_or_else(|| {
+                Error::InvalidState(format!(
+                    "host path {} is no longer inside host_path_roots in the config",
+                    path.display()
+                ))
+            })
     }
 
     fn pool_names(&self) -> String {

@@ -147,9 +147,10 @@ impl Backend for DirBackend {
         self.volumes.keys()
     }
 
-    fn host_dir(&self, path: &Path) -> io::Result<Box<dyn Backend>> {
+    fn host_dir(&self, root: &Path, rel: &Path) -> io::Result<Box<dyn Backend>> {
         Ok(Box::new(super::HostDir::new(
-            path,
+            root,
+            rel,
             self.snapshots.try_clone()?,
             self.staging.try_clone()?,
         )?))

@@ -27,22 +27,22 @@ pub struct HostDir {
 }
 
 impl HostDir {
-    pub fn new(path: &Path, snapshots: Root, staging: Root) -> io::Result<HostDir> {
+    /// The host directory `rel` beneath the host-path root `root`. Its
+    /// parent is opened from the root's descriptor, refusing symlinks and
+    /// `..` on the way, so a directory swapped for a symlink since the
+    /// volume was created cannot lead outside the root: every operation
+    /// (and the path handed to Docker) is checked this way each time.
+    pub fn new(root: &Path, rel: &Path, snapshots: Root, staging: Root) -> io::Result<HostDir> {
+        let path = root.join(rel);
         let bad = || {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} is not a usable host path", path.display()),
             )
         };
-        let parent = path.parent().ok_or_else(bad)?;
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?.to_string();
-        Ok(HostDir {
-            parent: Root::open_existing(parent)?,
-            name,
-            path: path.to_path_buf(),
-            snapshots,
-            staging,
-        })
+        let name = rel.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?.to_string();
+        let parent = Root::open_existing(root)?.open_beneath(rel.parent().ok_or_else(bad)?)?;
+        Ok(HostDir { parent, name, path, snapshots, staging })
     }
 
     /// A fresh name for the revert's work directory beside the host dir.

@@ -78,11 +78,12 @@ pub trait Backend: Send + Sync + Debug {
     /// start-up report of entries no volume claims.
     fn stored_keys(&self) -> io::Result<Vec<String>>;
 
-    /// A view of the existing host directory `path` as a volume whose
-    /// snapshots live in this pool (`-o path=`). Pools whose snapshots
-    /// are not plain directories cannot hold these.
-    fn host_dir(&self, path: &Path) -> io::Result<Box<dyn Backend>> {
-        let _ = path;
+    /// A view of the existing host directory `rel` beneath the host-path
+    /// root `root` as a volume whose snapshots live in this pool (`-o
+    /// path=`). Pools whose snapshots are not plain directories cannot
+    /// hold these.
+    fn host_dir(&self, root: &Path, rel: &Path) -> io::Result<Box<dyn Backend>> {
+        let _ = (root, rel);
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(

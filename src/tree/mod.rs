@@ -60,6 +60,36 @@ impl Root {
         Ok(Root { fd, path: path.to_path_buf() })
     }
 
+    /// Opens the directory at the relative path `rel` (several components)
+    /// beneath the root as a root of its own. No component may be a
+    /// symlink, `..` or absolute, so whatever is planted on the way, the
+    /// result is inside this root. Mounts on the way are crossed: a host
+    /// directory may live on another filesystem than its root.
+    pub fn open_beneath(&self, rel: &Path) -> io::Result<Root> {
+        use std::path::Component;
+        if rel.as_os_str().is_empty() {
+            return self.try_clone();
+        }
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a plain relative path", rel.display()),
+            ));
+        }
+        let flags = BENEATH.difference(ResolveFlags::NO_XDEV);
+        let fd = rfs::openat2(&self.fd, rel, DIR_FLAGS, Mode::empty(), flags).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!(
+                    "{} does not resolve beneath {} without symlinks: {e}",
+                    rel.display(),
+                    self.path.display()
+                ),
+            )
+        })?;
+        Ok(Root { fd, path: self.path.join(rel) })
+    }
+
     /// Another handle on the same directory (for work on another thread).
     pub fn try_clone(&self) -> io::Result<Root> {
         Ok(Root { fd: self.fd.try_clone()?, path: self.path.clone() })

@@ -1,0 +1,206 @@
+//! The hostile-input catalogue: what a stranger can send to either socket
+//! or plant inside a volume. Every case is answered with a clear error
+//! (or, where Docker's protocol wants it, a harmless success) and changes
+//! nothing outside its volume; the daemon keeps serving. Each test prints
+//! how many cases it ran.
+
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{self as rfs, Mode, OFlags};
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, root_or_skip};
+
+/// Entries below the default pool's volumes directory.
+fn pool_entries(d: &Daemon) -> usize {
+    std::fs::read_dir(d.state_dir().join("pools/default/volumes")).map_or(0, |e| e.count())
+}
+
+#[test]
+fn plugin_protocol_catalogue() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("hostile-plugin");
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"src"}"#);
+    let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let many_opts: serde_json::Map<String, Value> =
+        (0..5_000).map(|i| (format!("k{i}"), Value::from("v"))).collect();
+    // (method, body, what the error must say)
+    let cases: Vec<(&str, String, &str)> = vec![
+        // Names
+        ("Create", json!({ "Name": "" }).to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": "../../etc" }).to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": "a/b" }).to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": "é" }).to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": "a\nb" }).to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": "x".repeat(100_000) }).to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": "1v1" }).to_string(), "reads as a resource id"),
+        ("Create", json!({ "Name": "1s12" }).to_string(), "reads as a resource id"),
+        ("Mount", json!({ "Name": "-x", "ID": "a" }).to_string(), "invalid volume name"),
+        // Options
+        ("Create", json!({ "Name": "o", "Opts": { "uid": "+1" } }).to_string(), "option uid="),
+        ("Create", json!({ "Name": "o", "Opts": { "uid": "4294967295" } }).to_string(), "option uid="),
+        ("Create", json!({ "Name": "o", "Opts": { "uid": "-1" } }).to_string(), "option uid="),
+        ("Create", json!({ "Name": "o", "Opts": { "gid": "+5" } }).to_string(), "option gid="),
+        ("Create", json!({ "Name": "o", "Opts": { "mode": "+755" } }).to_string(), "option mode="),
+        ("Create", json!({ "Name": "o", "Opts": { "mode": "17777" } }).to_string(), "option mode="),
+        ("Create", json!({ "Name": "o", "Opts": { "size": "0" } }).to_string(), "option size="),
+        ("Create", json!({ "Name": "o", "Opts": { "size": "-1G" } }).to_string(), "option size="),
+        ("Create", json!({ "Name": "o", "Opts": { "size": "99999999999P" } }).to_string(), "too large"),
+        ("Create", json!({ "Name": "o", "Opts": { "size": "1.5G" } }).to_string(), "option size="),
+        ("Create", json!({ "Name": "o", "Opts": { "fs": "zfs" } }).to_string(), "option fs="),
+        ("Create", json!({ "Name": "o", "Opts": { "pool": "" } }).to_string(), "option pool="),
+        ("Create", json!({ "Name": "o", "Opts": { "pool": "../x" } }).to_string(), "no such pool"),
+        ("Create", json!({ "Name": "o", "Opts": { "path": "etc" } }).to_string(), "absolute path"),
+        ("Create", json!({ "Name": "o", "Opts": { "path": "/etc" } }).to_string(), "host_path_roots"),
+        ("Create", json!({ "Name": "o", "Opts": { "from-volume": "" } }).to_string(), "must not be empty"),
+        ("Create", json!({ "Name": "o", "Opts": { "from-volume": "../src" } }).to_string(), "no volume"),
+        ("Create", json!({ "Name": "o", "Opts": { "from-snapshot": "1s-1" } }).to_string(), "no snapshot"),
+        ("Create", json!({ "Name": "o", "Opts": many_opts }).to_string(), "unknown option"),
+        ("Create", json!({ "Name": "src", "Opts": { "mode": "0700" } }).to_string(), "different options"),
+        // JSON and types
+        ("Create", "{".to_string(), "malformed request body"),
+        ("Create", "\u{0}".to_string(), "malformed request body"),
+        ("Create", "[]".to_string(), "invalid volume name"),
+        ("Create", json!({ "Name": ["a"] }).to_string(), "malformed request body"),
+        ("Create", json!({ "Name": "o", "Opts": "size=1G" }).to_string(), "malformed request body"),
+        ("Create", json!({ "Name": "o", "Opts": { "size": 1 } }).to_string(), "malformed request body"),
+        ("Create", deep_json.clone(), "malformed request body"),
+        ("Create", String::from_utf8_lossy(b"{\"Name\":\"\xff\xfe\"}").into_owned(), "invalid volume name"),
+        // Protocol sequences
+        ("Mount", json!({ "Name": "ghost", "ID": "a" }).to_string(), "no volume named"),
+        ("Path", json!({ "Name": "ghost" }).to_string(), "no volume named"),
+        ("Get", json!({ "Name": "ghost" }).to_string(), "no volume named"),
+        ("Nonsense", json!({ "Name": "src" }).to_string(), "unknown"),
+    ];
+    let mut refused = 0;
+    for (method, body, needle) in &cases {
+        let err = d.call_err(&format!("VolumeDriver.{method}"), body);
+        assert!(err.contains(needle), "{method} {}: {err}", &body[..body.len().min(80)]);
+        refused += 1;
+    }
+    // What Docker repeats after failures and restarts must succeed and do
+    // nothing.
+    let harmless = [
+        ("Unmount", json!({ "Name": "ghost", "ID": "a" })),
+        ("Unmount", json!({ "Name": "src", "ID": "never" })),
+        ("Remove", json!({ "Name": "ghost" })),
+        ("Create", json!({ "Name": "src", "Opts": null })),
+        ("Create", json!({ "Name": "src", "Opts": {} })),
+    ];
+    for (method, body) in &harmless {
+        d.call_ok(&format!("VolumeDriver.{method}"), &body.to_string());
+    }
+    eprintln!("plugin catalogue: {refused} refused, {} harmless repeats", harmless.len());
+    assert_eq!(d.names(), ["src"], "nothing else was created");
+    assert_eq!(pool_entries(&d), 1, "no storage was made");
+    assert_eq!(d.get("src")["Status"]["mounts"], 0, "{}", d.get("src"));
+}
+
+#[test]
+fn admin_catalogue() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("hostile-admin");
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"keep"}"#);
+    let before = d.admin_ok("GET", "/v1/volumes/keep", Value::Null, 200);
+    let id = before["id"].as_str().unwrap().to_string();
+    let cases: Vec<(&str, String, Value)> = vec![
+        ("POST", "/v1/volumes".into(), json!({ "name": "1v99" })),
+        ("POST", "/v1/volumes".into(), json!({ "name": 7 })),
+        ("POST", "/v1/volumes".into(), json!({ "name": "x", "driverOpts": { "uid": "+0" } })),
+        ("POST", "/v1/volumes".into(), json!({ "name": "x", "driverOpts": { "nope": "1" } })),
+        ("POST", "/v1/volumes".into(), json!({ "name": "x", "driverOpts": { "from-volume": "x" } })),
+        ("POST", "/v1/volumes".into(), json!([1, 2, 3])),
+        ("POST", format!("/v1/volumes/{id}?action=explode"), json!({})),
+        ("POST", format!("/v1/volumes/{id}?action=reverttosnapshot"), json!({ "snapshotId": "1s999999" })),
+        ("POST", format!("/v1/volumes/{id}?action=restore"), json!({ "name": "../x" })),
+        ("POST", format!("/v1/volumes/{id}?action=snapshot"), json!({ "name": "1s5" })),
+        ("POST", format!("/v1/volumes/{id}?action=deallocate"), json!({})),
+        ("POST", format!("/v1/volumes/{id}?action=purge"), json!({})),
+        ("PUT", format!("/v1/volumes/{id}"), json!({ "description": 5 })),
+        ("GET", "/v1/volumes/1v99999999999999999999999".into(), Value::Null),
+        ("GET", "/v1/volumes/..%2F..%2Fetc".into(), Value::Null),
+        ("GET", "/v1/volumes?bogus_field=1".into(), Value::Null),
+        ("DELETE", "/v1/snapshots/1s-1".into(), Value::Null),
+    ];
+    for (verb, path, body) in &cases {
+        let (status, v) = d.admin(verb, path, body.clone());
+        assert!((400..500).contains(&status), "{verb} {path}: {status} {v}");
+        assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{verb} {path}: {v}");
+    }
+    eprintln!("admin catalogue: {} refused", cases.len());
+    let after = d.admin_ok("GET", "/v1/volumes/keep", Value::Null, 200);
+    assert_eq!(before, after, "the volume is unchanged");
+    assert_eq!(d.names(), ["keep"]);
+}
+
+/// Makes a directory chain `depth` levels deep below `top` by descriptor
+/// (its path is far longer than PATH_MAX), with a file at the bottom.
+fn deep_tree(top: &std::path::Path, depth: usize) {
+    let mut fd: OwnedFd =
+        rfs::open(top, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        rfs::mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = rfs::openat(&fd, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+    let f = rfs::openat(&fd, "bottom", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o644))
+        .unwrap();
+    rustix::io::write(&f, b"deep").unwrap();
+}
+
+#[test]
+fn trees_a_container_can_write_never_crash_the_daemon() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut d = Daemon::private_with("hostile-trees", "trash_retention = \"0s\"\n");
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"deep"}"#);
+    let mp = d.call_ok("VolumeDriver.Mount", r#"{"Name":"deep","ID":"c"}"#)["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    deep_tree(std::path::Path::new(&mp), 30_000);
+    // A wide directory and links of every kind beside it.
+    std::fs::create_dir(format!("{mp}/wide")).unwrap();
+    for i in 0..20_000 {
+        std::fs::File::create(format!("{mp}/wide/{i}")).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc", format!("{mp}/etc")).unwrap();
+    std::fs::hard_link(format!("{mp}/wide/1"), format!("{mp}/hard")).unwrap();
+    // Unmount measures the volume: a walk of the whole tree.
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"deep","ID":"c"}"#);
+    let v = d.admin_ok("GET", "/v1/volumes/deep", Value::Null, 200);
+    let id = v["id"].as_str().unwrap().to_string();
+    let snap = d.admin_ok(
+        "POST",
+        &format!("/v1/volumes/{id}?action=snapshot"),
+        json!({ "name": "deep-snap" }),
+        202,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(d.settle(&format!("/v1/snapshots/{snap}"))["state"], "created");
+    d.call_ok(
+        "VolumeDriver.Create",
+        &json!({ "Name": "copy", "Opts": { "from-snapshot": snap } }).to_string(),
+    );
+    assert_eq!(d.settle("/v1/volumes/copy")["transitioning"], "no");
+    d.admin_ok(
+        "POST",
+        &format!("/v1/volumes/{id}?action=reverttosnapshot"),
+        json!({ "snapshotId": snap }),
+        202,
+    );
+    assert_eq!(d.settle(&format!("/v1/volumes/{id}"))["transitioning"], "no");
+    // Remove purges at once (retention 0): a walk that deletes it all.
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"deep"}"#);
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"copy"}"#);
+    d.restart();
+    assert!(d.names().is_empty());
+    assert_eq!(pool_entries(&d), 0, "every deep tree is gone");
+    assert!(std::path::Path::new("/etc/passwd").exists());
+}
