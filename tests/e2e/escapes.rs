@@ -20,11 +20,12 @@ fn a_host_path_swapped_for_a_symlink_leads_nowhere_outside_its_root() {
     std::fs::write(outside.join("site/passwd"), b"root:x:0:0").unwrap();
     let config = format!("host_path_roots = [\"{}\"]\n", roots.display());
     let d = Daemon::private_with("escape-hostpath", &config);
-    d.call_ok("VolumeDriver.Create", &json!({ "Name": "web", "Opts": { "path": site } }).to_string());
-    let id = d.admin_ok("GET", "/v1/volumes/web", Value::Null, 200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    d.call_ok(
+        "VolumeDriver.Create",
+        &json!({ "Name": "web", "Opts": { "path": site } }).to_string(),
+    );
+    let id =
+        d.admin_ok("GET", "/v1/volumes/web", Value::Null, 200)["id"].as_str().unwrap().to_string();
     let snap = d.admin_ok(
         "POST",
         &format!("/v1/volumes/{id}?action=snapshot"),

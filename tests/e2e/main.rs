@@ -5,6 +5,7 @@
 mod admin;
 mod btrfs;
 mod cli;
+mod crash;
 mod docker;
 mod escapes;
 mod harness;
