@@ -194,11 +194,15 @@ impl Backend for BtrfsBackend {
         Self::referenced(&self.snapshots, snap)
     }
 
+    /// Fails the pool only if its staging cannot be listed: an entry that
+    /// cannot be cleared is logged and left.
     fn recover(&self) -> io::Result<()> {
         for key in self.staging.keys()? {
-            // Subvolumes go by ioctl; anything else by the tree walk.
-            if Self::delete(&self.staging, &key).is_err() {
-                self.staging.remove(&key)?;
+            // Subvolumes go by ioctl (the kernel frees their content in
+            // the background); anything else by the tree walk.
+            let cleared = Self::delete(&self.staging, &key).or_else(|_| self.staging.remove(&key));
+            if let Err(e) = cleared {
+                tracing::warn!(entry = %self.staging.host_path(&key).display(), error = %e, "cannot clear interrupted work");
             }
         }
         Ok(())

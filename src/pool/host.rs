@@ -111,8 +111,15 @@ impl Backend for HostDir {
     fn snapshot(&self, _key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()> {
         self.staging.remove(snap)?;
         self.staging.create_dir(snap, None, None, 0o700)?;
-        tree::copy(&self.parent, &self.name, &self.staging, snap, on_bytes)?;
-        self.staging.rename_into(snap, &self.snapshots, snap)?;
+        let built = tree::copy(&self.parent, &self.name, &self.staging, snap, on_bytes)
+            .and_then(|()| self.staging.rename_into(snap, &self.snapshots, snap));
+        if let Err(e) = built {
+            // A half-built snapshot is useless; the copy's error matters more.
+            if let Err(e) = self.staging.remove(snap) {
+                tracing::warn!(entry = %self.staging.host_path(snap).display(), error = %e, "cannot delete a failed snapshot");
+            }
+            return Err(e);
+        }
         self.snapshots.sync()
     }
 
@@ -154,5 +161,28 @@ impl Backend for HostDir {
 
     fn stored_keys(&self) -> io::Result<Vec<String>> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::testing::Mounted;
+
+    #[test]
+    fn a_failed_snapshot_leaves_nothing_in_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("big"), vec![1u8; 2 << 20]).unwrap();
+        let staging = dir.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        // Staging too small for the directory: the copy fails half-way.
+        let Some(_small) = Mounted::tmpfs(&staging, 1 << 20) else { return };
+        let snapshots = Root::open(&dir.path().join("snapshots")).unwrap();
+        let h = HostDir::new(&host, snapshots, Root::open_existing(&staging).unwrap()).unwrap();
+        assert!(h.snapshot("v1", "s1", &mut |_| {}).is_err());
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("snapshots")).unwrap().count(), 0);
     }
 }

@@ -312,9 +312,13 @@ impl Backend for LoopBackend {
         self.snapshots.file_usage(&image(snap))
     }
 
+    /// Fails the pool only if its staging cannot be listed: an entry that
+    /// cannot be removed (not a file) is logged and left.
     fn recover(&self) -> io::Result<()> {
         for key in self.staging.keys()? {
-            self.staging.remove_file(&key)?;
+            if let Err(e) = self.staging.remove_file(&key) {
+                tracing::warn!(entry = %self.staging.host_path(&key).display(), error = %e, "cannot clear interrupted work");
+            }
         }
         self.detach_strays()
     }

@@ -1,19 +1,21 @@
 //! Copies that keep everything a file has: type, mode, owner, times,
 //! xattrs, symlinks, hard links and holes; data is reflinked where the
-//! filesystem shares extents.
+//! filesystem shares extents. Mounts inside the source are not copied:
+//! their mountpoints are, empty.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rustix::fs::{
     self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps,
 };
 use rustix::io::Errno;
 
-use super::{BENEATH, Root, check_key, entries, open_child_dir};
+use super::walk::{Chain, Id, Visit, at_path, id_of, stat_id, walk};
+use super::{BENEATH, DIR_FLAGS, Root, check_key, open_child_dir};
 
 /// Copies the contents of `src_key` in `src` into the existing directory
 /// `dst_key` in `dst`, keeping types, modes, owners, timestamps, xattrs,
@@ -28,8 +30,13 @@ pub fn copy(
 ) -> io::Result<()> {
     let s = src.open_dir(src_key)?;
     let d = dst.open_dir(dst_key)?;
-    let mut copier = Copier { dst_root: d.as_fd(), links: HashMap::new(), on_bytes };
-    copier.dir(s.as_fd(), d.as_fd(), Path::new(""))?;
+    let mut copier = Copier {
+        dst: Chain::new(&dst.path.join(dst_key), d.try_clone()?)?,
+        dst_root: d.as_fd(),
+        links: HashMap::new(),
+        on_bytes,
+    };
+    walk(&src.path.join(src_key), s.try_clone()?, &mut copier)?;
     copy_metadata(s.as_fd(), d.as_fd())?;
     // Durable before anyone is told the copy exists.
     rfs::syncfs(&d)?;
@@ -55,76 +62,133 @@ pub fn clone_file(src: &Root, src_key: &str, dst: &Root, dst_key: &str) -> io::R
     Ok(())
 }
 
+/// Walks the source while keeping `dst` in step with it.
 struct Copier<'a> {
+    /// Where the copy stands: the source's current directory's twin.
+    dst: Chain,
     dst_root: BorrowedFd<'a>,
-    /// Hard links seen so far: (dev, ino) of the source → path below the
-    /// destination root of the first copy.
-    links: HashMap<(u64, u64), PathBuf>,
+    /// Files with several links: (dev, ino) of the source → its copy.
+    links: HashMap<Id, FirstCopy>,
     on_bytes: &'a mut dyn FnMut(u64),
 }
 
+/// Where the first copy of a file with several links went.
+struct FirstCopy {
+    dir: Id,
+    /// The directory's path below the destination root, when short
+    /// enough to be opened by path.
+    path: Option<PathBuf>,
+    name: CString,
+}
+
 impl Copier<'_> {
-    fn dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path) -> io::Result<()> {
-        for (name, ty) in entries(src)? {
-            let st = rfs::statat(src, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-            let rel_child = rel.join(name.to_string_lossy().as_ref());
-            match ty {
-                FileType::Directory => {
-                    rfs::mkdirat(dst, &name, Mode::from_raw_mode(0o700))?;
-                    let s = open_child_dir(src, &name)?;
-                    let d = open_child_dir(dst, &name)?;
-                    self.dir(s.as_fd(), d.as_fd(), &rel_child)?;
-                    copy_metadata(s.as_fd(), d.as_fd())?;
+    /// Links `name` in the current directory to the first copy; false if
+    /// that copy cannot be reached (too deep to name by path, and no
+    /// longer open).
+    fn link(&self, first: &FirstCopy, name: &CStr) -> io::Result<bool> {
+        let reopened;
+        let dir = match (self.dst.open_level(first.dir), &first.path) {
+            (Some(fd), _) => fd,
+            (None, Some(path)) => {
+                reopened = rfs::openat2(self.dst_root, path, DIR_FLAGS, Mode::empty(), BENEATH)?;
+                if id_of(reopened.as_fd())? != first.dir {
+                    return Ok(false);
                 }
-                FileType::RegularFile => {
-                    let key = (st.st_dev as u64, st.st_ino as u64);
-                    if st.st_nlink > 1 {
-                        if let Some(first) = self.links.get(&key) {
-                            rfs::linkat(
-                                self.dst_root,
-                                first.as_path(),
-                                dst,
-                                &name,
-                                AtFlags::empty(),
-                            )?;
-                            continue;
-                        }
-                        self.links.insert(key, rel_child.clone());
-                    }
-                    let s = rfs::openat(
-                        src,
-                        &name,
-                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )?;
-                    let d = rfs::openat(
-                        dst,
-                        &name,
-                        OFlags::WRONLY
-                            | OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )?;
-                    copy_file(&s, &d, st.st_size as u64)?;
-                    copy_metadata(s.as_fd(), d.as_fd())?;
-                    (self.on_bytes)(st.st_size as u64);
+                reopened.as_fd()
+            }
+            (None, None) => return Ok(false),
+        };
+        rfs::linkat(dir, &first.name, self.dst.fd(), name, AtFlags::empty())?;
+        Ok(true)
+    }
+
+    fn regular_file(&mut self, at: &Chain, name: &CStr, st: &Stat) -> io::Result<()> {
+        let key = stat_id(st);
+        let here =
+            || FirstCopy { dir: self.dst.id(), path: self.dst.short_path(), name: name.to_owned() };
+        if st.st_nlink > 1 {
+            match self.links.get(&key) {
+                Some(first) if self.link(first, name)? => return Ok(()),
+                Some(_) => {
+                    // Its data is copied instead; later links to the same
+                    // file are made to this nearer copy.
+                    tracing::warn!(
+                        path = %at.display(Some(name)),
+                        "a hard link too deep to recreate; copying the file's data instead"
+                    );
+                    let first = here();
+                    self.links.insert(key, first);
                 }
-                FileType::Symlink => {
-                    let target = rfs::readlinkat(src, &name, Vec::new())?;
-                    rfs::symlinkat(target.as_c_str(), dst, &name)?;
-                    copy_node_metadata(dst, &name, &st, false)?;
-                }
-                other => {
-                    // FIFOs, sockets, device nodes: recreate the node itself.
-                    let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
-                    rfs::mknodat(dst, &name, other, mode, st.st_rdev as _)?;
-                    copy_node_metadata(dst, &name, &st, true)?;
+                None => {
+                    let first = here();
+                    self.links.insert(key, first);
                 }
             }
         }
+        let s = rfs::openat(
+            at.fd(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let d = rfs::openat(
+            self.dst.fd(),
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        copy_file(&s, &d, st.st_size as u64)?;
+        copy_metadata(s.as_fd(), d.as_fd())?;
+        (self.on_bytes)(st.st_size as u64);
         Ok(())
+    }
+
+    /// A new directory in the copy, open, for `name`.
+    fn make_dir(&self, name: &CStr) -> io::Result<OwnedFd> {
+        rfs::mkdirat(self.dst.fd(), name, Mode::from_raw_mode(0o700))?;
+        open_child_dir(self.dst.fd(), name)
+    }
+}
+
+impl Visit for Copier<'_> {
+    fn file(&mut self, at: &Chain, name: &CStr, ty: FileType) -> io::Result<()> {
+        let st = rfs::statat(at.fd(), name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let dst = self.dst.fd();
+        match ty {
+            FileType::RegularFile => self.regular_file(at, name, &st),
+            FileType::Symlink => {
+                let target = rfs::readlinkat(at.fd(), name, Vec::new())?;
+                rfs::symlinkat(target.as_c_str(), dst, name)?;
+                copy_node_metadata(dst, name, &st, false)
+            }
+            other => {
+                // FIFOs, sockets, device nodes: recreate the node itself.
+                let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+                rfs::mknodat(dst, name, other, mode, st.st_rdev as _)?;
+                copy_node_metadata(dst, name, &st, true)
+            }
+        }
+        .map_err(|e| at_path(e, "copying", &at.display(Some(name))))
+    }
+
+    fn enter(&mut self, at: &Chain, name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
+        let d = self.make_dir(name).map_err(|e| at_path(e, "copying", &at.display(Some(name))))?;
+        self.dst.push(name, d)
+    }
+
+    /// Times last: writing the entries changed them.
+    fn leave(&mut self, _at: &Chain, _name: &CStr, dir: BorrowedFd<'_>) -> io::Result<()> {
+        let (_, d) = self.dst.pop()?;
+        copy_metadata(dir, d.as_fd())
+    }
+
+    /// The mountpoint is kept, as an empty directory: what is mounted
+    /// there is not the volume's, and may be anything of the host's.
+    fn mount(&mut self, at: &Chain, name: &CStr, dir: BorrowedFd<'_>) -> io::Result<()> {
+        let path = at.display(Some(name));
+        tracing::warn!(%path, "not copying what is mounted inside a volume");
+        let d = self.make_dir(name).map_err(|e| at_path(e, "copying", &path))?;
+        copy_metadata(dir, d.as_fd())
     }
 }
 
@@ -206,4 +270,74 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::path::Path;
+
+    use super::super::testing::Mounted;
+    use super::*;
+
+    #[test]
+    fn copy_keeps_links_modes_holes_and_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(&dir.path().join("vols")).unwrap();
+        root.create_dir("a", None, None, 0o755).unwrap();
+        let a = root.path().join("a");
+        std::fs::create_dir(a.join("d")).unwrap();
+        std::fs::write(a.join("d/f"), b"hello").unwrap();
+        std::fs::set_permissions(a.join("d/f"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::hard_link(a.join("d/f"), a.join("hard")).unwrap();
+        symlink("d/f", a.join("sym")).unwrap();
+        let sparse = std::fs::File::create(a.join("sparse")).unwrap();
+        sparse.set_len(64 << 20).unwrap();
+        drop(sparse);
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(a.join("d/f"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+
+        root.create_dir("b", None, None, 0o700).unwrap();
+        let mut copied = 0;
+        copy(&root, "a", &root, "b", &mut |n| copied += n).unwrap();
+        assert!(copied >= 5, "progress is reported");
+        let b = root.path().join("b");
+        assert_eq!(std::fs::read(b.join("d/f")).unwrap(), b"hello");
+        let f = std::fs::metadata(b.join("d/f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o640);
+        assert_eq!(f.mtime(), 1_000_000);
+        assert_eq!(f.ino(), std::fs::metadata(b.join("hard")).unwrap().ino());
+        assert_eq!(std::fs::read_link(b.join("sym")).unwrap(), Path::new("d/f"));
+        let s = std::fs::metadata(b.join("sparse")).unwrap();
+        assert_eq!(s.len(), 64 << 20);
+        assert!(s.blocks() < 64, "holes stay holes: {} blocks", s.blocks());
+        assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o7777, 0o755, "root mode copied");
+    }
+
+    #[test]
+    fn a_copy_keeps_a_mountpoint_but_not_what_is_mounted_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(&dir.path().join("vols")).unwrap();
+        root.create_dir("v", None, None, 0o755).unwrap();
+        let v = root.host_path("v");
+        std::fs::create_dir_all(v.join("sub/m")).unwrap();
+        std::fs::write(v.join("sub/keep"), b"mine").unwrap();
+        let host = dir.path().join("host");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("secret"), b"the host's").unwrap();
+        let Some(_bound) = Mounted::bind(&host, &v.join("sub/m")) else { return };
+
+        root.create_dir("w", None, None, 0o755).unwrap();
+        copy(&root, "v", &root, "w", &mut |_| {}).unwrap();
+        let w = root.host_path("w");
+        assert_eq!(std::fs::read(w.join("sub/keep")).unwrap(), b"mine");
+        assert!(w.join("sub/m").is_dir(), "the mountpoint is copied");
+        assert_eq!(std::fs::read_dir(w.join("sub/m")).unwrap().count(), 0, "but empty");
+        assert_eq!(std::fs::read(host.join("secret")).unwrap(), b"the host's");
+    }
 }

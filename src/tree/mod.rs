@@ -5,9 +5,11 @@
 //! entry point with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 //! RESOLVE_NO_XDEV)`: a symlink planted inside a volume is removed or
 //! copied as a symlink, never followed, and a mount inside a volume stops
-//! a removal instead of being emptied.
+//! a removal instead of being emptied. Every walk is the one in
+//! `walk.rs`: iterative, with a bounded number of open descriptors, so a
+//! tree of any depth is handled.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,8 +19,12 @@ use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags
 use rustix::io::Errno;
 
 mod copy;
+#[cfg(test)]
+pub(crate) mod testing;
+mod walk;
 
 pub use copy::{clone_file, copy};
+use walk::{Chain, Id, Visit, at_path};
 
 /// A directory that everything below is confined to.
 #[derive(Debug)]
@@ -148,9 +154,7 @@ impl Root {
             Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mnt = mount_id(fd.as_fd())?;
-        remove_contents(fd.as_fd(), mnt, &self.path.join(key))?;
-        drop(fd);
+        walk::walk(&self.path.join(key), fd, &mut Remover)?;
         rfs::unlinkat(&self.fd, key, AtFlags::REMOVEDIR)?;
         Ok(())
     }
@@ -237,13 +241,16 @@ impl Root {
             .collect())
     }
 
-    /// Removes every entry of the root (leftovers of interrupted work).
-    pub fn clear(&self) -> io::Result<usize> {
-        let list = entries(self.fd.as_fd())?;
-        for (name, _) in &list {
-            self.remove(&name.to_string_lossy())?;
+    /// Removes every entry of the root (leftovers of interrupted work),
+    /// going on past what cannot be removed: that is returned, with why.
+    pub fn clear(&self) -> io::Result<Vec<(String, io::Error)>> {
+        let mut failed = Vec::new();
+        for key in self.keys()? {
+            if let Err(e) = self.remove(&key) {
+                failed.push((key, e));
+            }
         }
-        Ok(list.len())
+        Ok(failed)
     }
 
     /// Capacity and free bytes of the filesystem holding the root.
@@ -262,10 +269,10 @@ impl Root {
     /// inside not counted).
     pub fn usage(&self, key: &str) -> io::Result<u64> {
         let fd = self.open_dir(key)?;
-        let mnt = mount_id(fd.as_fd())?;
-        let mut seen = HashMap::new();
-        let st = rfs::fstat(&fd)?;
-        Ok(st.st_blocks as u64 * 512 + usage(fd.as_fd(), mnt, &mut seen)?)
+        let mut usage =
+            Usage { total: rfs::fstat(&fd)?.st_blocks as u64 * 512, seen: HashSet::new() };
+        walk::walk(&self.path.join(key), fd, &mut usage)?;
+        Ok(usage.total)
     }
 }
 
@@ -321,56 +328,66 @@ fn open_child_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     Ok(rfs::openat(parent, name, DIR_FLAGS, Mode::empty())?)
 }
 
-fn remove_contents(fd: BorrowedFd<'_>, mnt: u64, path: &Path) -> io::Result<()> {
-    for (name, ty) in entries(fd)? {
-        let child_path = path.join(name.to_string_lossy().as_ref());
-        if ty == FileType::Directory {
-            let child = open_child_dir(fd, &name)?;
-            if mount_id(child.as_fd())? != mnt {
-                return Err(io::Error::other(format!(
-                    "refusing to delete across a mount boundary at {}",
-                    child_path.display()
-                )));
-            }
-            remove_contents(child.as_fd(), mnt, &child_path)?;
-            drop(child);
-            rfs::unlinkat(fd, &name, AtFlags::REMOVEDIR)?;
-        } else {
-            rfs::unlinkat(fd, &name, AtFlags::empty()).map_err(|e| {
-                io::Error::new(
-                    io::Error::from(e).kind(),
-                    format!("removing {}: {e}", child_path.display()),
-                )
-            })?;
-        }
+/// Removes what it walks, each directory once it is empty.
+struct Remover;
+
+impl Visit for Remover {
+    fn file(&mut self, at: &Chain, name: &CStr, _ty: FileType) -> io::Result<()> {
+        rfs::unlinkat(at.fd(), name, AtFlags::empty())
+            .map_err(|e| at_path(e, "removing", &at.display(Some(name))))
     }
-    Ok(())
+
+    fn enter(&mut self, _at: &Chain, _name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn leave(&mut self, at: &Chain, name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
+        rfs::unlinkat(at.fd(), name, AtFlags::REMOVEDIR)
+            .map_err(|e| at_path(e, "removing", &at.display(Some(name))))
+    }
+
+    fn mount(&mut self, at: &Chain, name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
+        Err(io::Error::other(format!(
+            "refusing to delete across a mount boundary at {}",
+            at.display(Some(name))
+        )))
+    }
 }
 
-fn usage(fd: BorrowedFd<'_>, mnt: u64, seen: &mut HashMap<(u64, u64), ()>) -> io::Result<u64> {
-    let mut total = 0;
-    for (name, ty) in entries(fd)? {
-        if ty == FileType::Directory {
-            let child = open_child_dir(fd, &name)?;
-            if mount_id(child.as_fd())? != mnt {
-                continue;
-            }
-            total += rfs::fstat(&child)?.st_blocks as u64 * 512 + usage(child.as_fd(), mnt, seen)?;
-        } else {
-            let st = rfs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-            if st.st_nlink > 1 && seen.insert((st.st_dev as u64, st.st_ino as u64), ()).is_some() {
-                continue;
-            }
-            total += st.st_blocks as u64 * 512;
+/// Adds up allocated bytes; a file with several links counts once.
+struct Usage {
+    total: u64,
+    seen: HashSet<Id>,
+}
+
+impl Visit for Usage {
+    fn file(&mut self, at: &Chain, name: &CStr, _ty: FileType) -> io::Result<()> {
+        let st = rfs::statat(at.fd(), name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if st.st_nlink <= 1 || self.seen.insert(walk::stat_id(&st)) {
+            self.total += st.st_blocks as u64 * 512;
         }
+        Ok(())
     }
-    Ok(total)
+
+    fn enter(&mut self, _at: &Chain, _name: &CStr, dir: BorrowedFd<'_>) -> io::Result<()> {
+        self.total += rfs::fstat(dir)?.st_blocks as u64 * 512;
+        Ok(())
+    }
+
+    fn leave(&mut self, _at: &Chain, _name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// What is mounted inside a volume is not the volume's.
+    fn mount(&mut self, _at: &Chain, _name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::os::unix::fs::symlink;
 
     fn root() -> (tempfile::TempDir, Root) {
         let dir = tempfile::tempdir().unwrap();
@@ -413,44 +430,6 @@ mod tests {
         symlink(&outside, root.path().join("v9")).unwrap();
         assert!(root.remove("v9").is_err());
         assert!(outside.join("keep").exists());
-    }
-
-    #[test]
-    fn copy_keeps_links_modes_holes_and_times() {
-        let (_dir, root) = root();
-        root.create_dir("a", None, None, 0o755).unwrap();
-        let a = root.path().join("a");
-        std::fs::create_dir(a.join("d")).unwrap();
-        std::fs::write(a.join("d/f"), b"hello").unwrap();
-        std::fs::set_permissions(a.join("d/f"), std::fs::Permissions::from_mode(0o640)).unwrap();
-        std::fs::hard_link(a.join("d/f"), a.join("hard")).unwrap();
-        symlink("d/f", a.join("sym")).unwrap();
-        let sparse = std::fs::File::create(a.join("sparse")).unwrap();
-        sparse.set_len(64 << 20).unwrap();
-        drop(sparse);
-        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        std::fs::File::options()
-            .write(true)
-            .open(a.join("d/f"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
-
-        root.create_dir("b", None, None, 0o700).unwrap();
-        let mut copied = 0;
-        copy(&root, "a", &root, "b", &mut |n| copied += n).unwrap();
-        assert!(copied >= 5, "progress is reported");
-        let b = root.path().join("b");
-        assert_eq!(std::fs::read(b.join("d/f")).unwrap(), b"hello");
-        let f = std::fs::metadata(b.join("d/f")).unwrap();
-        assert_eq!(f.mode() & 0o7777, 0o640);
-        assert_eq!(f.mtime(), 1_000_000);
-        assert_eq!(f.ino(), std::fs::metadata(b.join("hard")).unwrap().ino());
-        assert_eq!(std::fs::read_link(b.join("sym")).unwrap(), Path::new("d/f"));
-        let s = std::fs::metadata(b.join("sparse")).unwrap();
-        assert_eq!(s.len(), 64 << 20);
-        assert!(s.blocks() < 64, "holes stay holes: {} blocks", s.blocks());
-        assert_eq!(std::fs::metadata(&b).unwrap().mode() & 0o7777, 0o755, "root mode copied");
     }
 
     #[test]
