@@ -180,7 +180,8 @@ mod tests {
         // Staging too small for the directory: the copy fails half-way.
         let Some(_small) = Mounted::tmpfs(&staging, 1 << 20) else { return };
         let snapshots = Root::open(&dir.path().join("snapshots")).unwrap();
-        let h = HostDir::new(&host, snapshots, Root::open_existing(&staging).unwrap()).unwrap();
+        let staging_root = Root::open_existing(&staging).unwrap();
+        let h = HostDir::new(dir.path(), Path::new("host"), snapshots, staging_root).unwrap();
         assert!(h.snapshot("v1", "s1", &mut |_| {}).is_err());
         assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(dir.path().join("snapshots")).unwrap().count(), 0);
