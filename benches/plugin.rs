@@ -191,7 +191,7 @@ fn docker_bench(rows: &mut Vec<Row>) {
                 + timed(&["volume", "rm", &name]);
         }
     }
-    rows.push(ratio_row("docker volume create + rm ×100", ours, theirs, "≤ 1.10"));
+    rows.push(ratio_row("docker volume create + rm ×100", ours, theirs, "≤ 1.05"));
 
     e.ok(&["volume", "create", "--driver", &d.driver, "bench-run-b"]);
     e.ok(&["volume", "create", "--driver", "local", "bench-run-l"]);
@@ -202,7 +202,7 @@ fn docker_bench(rows: &mut Vec<Row>) {
             *total += timed(&["run", "--rm", "--network", "none", "-v", &v, IMAGE, "true"]);
         }
     }
-    rows.push(ratio_row("docker run --rm -v vol:/data true ×30", ours, theirs, "≤ 1.10"));
+    rows.push(ratio_row("docker run --rm -v vol:/data true ×30", ours, theirs, "≤ 1.05"));
     e.ok(&["volume", "rm", "bench-run-b", "bench-run-l"]);
 }
 
