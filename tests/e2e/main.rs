@@ -6,6 +6,7 @@ mod admin;
 mod btrfs;
 mod cli;
 mod crash;
+mod diskfull;
 mod docker;
 mod escapes;
 mod harness;
