@@ -11,6 +11,7 @@ mod docker;
 mod escapes;
 mod harness;
 mod inputs;
+mod load;
 mod loopback;
 mod protocol;
 mod races;
