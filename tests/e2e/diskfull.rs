@@ -2,35 +2,11 @@
 //! with a clear error, what was stored stays intact, nothing half-made is
 //! left or mountable, and the daemon keeps serving.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, root_or_skip, wait_until};
-
-/// A tmpfs of `mib` MiB mounted for the test's lifetime.
-struct Tiny(PathBuf);
-
-impl Tiny {
-    fn new(dir: &Path, mib: u64) -> Tiny {
-        let mnt = dir.join("fs");
-        std::fs::create_dir(&mnt).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        Tiny(mnt)
-    }
-}
-
-impl Drop for Tiny {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use crate::harness::{Daemon, Tmpfs, root_or_skip, wait_until};
 
 fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |e| e.count())
@@ -42,7 +18,7 @@ fn a_full_pool_fails_cleanly_and_keeps_serving() {
         return;
     }
     let disk = tempfile::tempdir().unwrap();
-    let fs = Tiny::new(disk.path(), 24);
+    let fs = Tmpfs::new(disk.path(), 24);
     let pool = fs.0.join("pool");
     let config = format!(
         "trash_retention = \"0s\"\n[[pool]]\nname = \"tiny\"\nbackend = \"dir\"\npath = \"{}\"\n",
@@ -93,16 +69,9 @@ fn a_full_pool_fails_cleanly_and_keeps_serving() {
     std::fs::remove_file(format!("{mp}/big")).unwrap();
     d.call_ok("VolumeDriver.Unmount", r#"{"Name":"db","ID":"c2"}"#);
     // With room again, the same snapshot works.
-    let s = d.admin_ok(
-        "POST",
-        &format!("/v1/volumes/{id}?action=snapshot"),
-        json!({ "name": "fits" }),
-        202,
-    );
-    let s = d.settle(&format!("/v1/snapshots/{}", s["id"].as_str().unwrap()));
-    assert_eq!(s["state"], "created", "{s}");
+    let fits = d.snapshot(&id, "fits");
     eprintln!("disk full: {spill} MiB spilled after 16 MiB; snapshot and clone refused, then fine");
-    d.admin_ok("DELETE", &format!("/v1/snapshots/{}", s["id"].as_str().unwrap()), Value::Null, 200);
+    d.admin_ok("DELETE", &format!("/v1/snapshots/{fits}"), Value::Null, 200);
     d.call_ok("VolumeDriver.Remove", r#"{"Name":"db"}"#);
     drop(d);
     drop(fs);

@@ -516,6 +516,23 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Takes a snapshot of volume `id` through the admin API and waits
+    /// until it is created; returns the snapshot's id.
+    pub fn snapshot(&self, id: &str, name: &str) -> String {
+        let path = format!("/v1/volumes/{id}?action=snapshot");
+        let s = self.admin_ok("POST", &path, serde_json::json!({ "name": name }), 202);
+        let sid = s["id"].as_str().unwrap().to_string();
+        let s = self.settle(&format!("/v1/snapshots/{sid}"));
+        assert_eq!(s["state"], "created", "{s}");
+        sid
+    }
+
+    /// The admin id (`1v…`) of a volume.
+    pub fn id_of(&self, name: &str) -> String {
+        let v = self.admin_ok("GET", &format!("/v1/volumes/{name}"), Value::Null, 200);
+        v["id"].as_str().unwrap().to_string()
+    }
+
     pub fn get(&self, name: &str) -> Value {
         self.call_ok("VolumeDriver.Get", &serde_json::json!({ "Name": name }).to_string())["Volume"]
             .take()
@@ -727,5 +744,28 @@ impl Drop for ScratchFs {
     fn drop(&mut self) {
         // Lazy: a daemon parked until the process exits may still hold it.
         let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}
+
+/// A tmpfs of `mib` MiB at `dir/fs`, unmounted when dropped.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn new(dir: &Path, mib: u64) -> Tmpfs {
+        let mnt = dir.join("fs");
+        std::fs::create_dir(&mnt).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs");
+        Tmpfs(mnt)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }

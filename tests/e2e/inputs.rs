@@ -216,18 +216,8 @@ fn trees_a_container_can_write_never_crash_the_daemon() {
     std::fs::hard_link(format!("{mp}/wide/1"), format!("{mp}/hard")).unwrap();
     // Unmount measures the volume: a walk of the whole tree.
     d.call_ok("VolumeDriver.Unmount", r#"{"Name":"deep","ID":"c"}"#);
-    let v = d.admin_ok("GET", "/v1/volumes/deep", Value::Null, 200);
-    let id = v["id"].as_str().unwrap().to_string();
-    let snap = d.admin_ok(
-        "POST",
-        &format!("/v1/volumes/{id}?action=snapshot"),
-        json!({ "name": "deep-snap" }),
-        202,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(d.settle(&format!("/v1/snapshots/{snap}"))["state"], "created");
+    let id = d.id_of("deep");
+    let snap = d.snapshot(&id, "deep-snap");
     d.call_ok(
         "VolumeDriver.Create",
         &json!({ "Name": "copy", "Opts": { "from-snapshot": snap } }).to_string(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, root_or_skip, wait_until};
+use crate::harness::{Daemon, Tmpfs, root_or_skip, wait_until};
 
 /// A dir volume with `n` × 100 files of `content`; returns its id and
 /// mountpoint.
@@ -15,11 +15,7 @@ fn volume_with_files(d: &Daemon, name: &str, dirs: usize, content: &[u8]) -> (St
     d.call_ok("VolumeDriver.Create", &json!({ "Name": name }).to_string());
     let mp = d.get(name)["Mountpoint"].as_str().unwrap().to_string();
     fill(&mp, dirs, content);
-    let id = d.admin_ok("GET", &format!("/v1/volumes/{name}"), Value::Null, 200)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (id, mp)
+    (d.id_of(name), mp)
 }
 
 fn fill(mp: &str, dirs: usize, content: &[u8]) {
@@ -175,16 +171,7 @@ fn docker_calls_answer_while_a_revert_runs() {
     }
     let d = Daemon::private("race-revert-meta");
     let (id, mp) = volume_with_files(&d, "big", 100, b"old");
-    let snap = d.admin_ok(
-        "POST",
-        &format!("/v1/volumes/{id}?action=snapshot"),
-        json!({ "name": "base" }),
-        202,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(d.settle(&format!("/v1/snapshots/{snap}"))["state"], "created");
+    let snap = d.snapshot(&id, "base");
     fill(&mp, 100, b"new");
     d.admin_ok(
         "POST",
@@ -242,21 +229,8 @@ fn parallel_sized_creates_never_overcommit_a_loop_pool() {
     }
     // A 96 MiB pool: at most six 16 MiB volumes fit.
     let disk = tempfile::tempdir().unwrap();
-    let mnt = disk.path().join("fs");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let fs = Tmpfs::new(disk.path(), 96);
+    let mnt = fs.0.clone();
     let config = format!(
         "trash_retention = \"0s\"\n[[pool]]\nname = \"small\"\nbackend = \"loop\"\npath = \"{}\"\n",
         mnt.join("pool").display()
