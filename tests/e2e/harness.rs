@@ -91,14 +91,25 @@ pub fn engine() -> Option<&'static Engine> {
 }
 
 fn start_engine() -> Engine {
-    let sock = format!("{ENGINE_RUN}/docker.sock");
-    let host = format!("unix://{sock}");
-    let engine = Engine { host };
-    stop_old_engine();
+    let engine = Engine { host: format!("unix://{ENGINE_RUN}/docker.sock") };
+    stop_old_engine(ENGINE_RUN);
     remove_stale_plugin_sockets();
-    std::fs::create_dir_all(ENGINE_DIR).unwrap();
-    std::fs::create_dir_all(ENGINE_RUN).unwrap();
-    let log = std::fs::File::create(format!("{ENGINE_DIR}/dockerd.log")).unwrap();
+    let child = spawn_dockerd(&engine, ENGINE_DIR, ENGINE_RUN, &[]);
+    PARKED_ENGINE.lock().unwrap().replace(child);
+    engine
+}
+
+/// Starts a dockerd with its state in `dir` and `run` (and `extra` flags)
+/// living as long as this test process, and waits until it answers with
+/// the busybox test image in place.
+fn spawn_dockerd(engine: &Engine, dir: &str, run: &str, extra: &[&str]) -> Child {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(format!("{dir}/dockerd.log"))
+        .unwrap();
     // Like the ballast daemons, the engine lives as long as this test
     // process (see `spawn_until_exit`).
     let mut cmd = Command::new("setpriv");
@@ -108,31 +119,81 @@ fn start_engine() -> Engine {
         "--",
         "dockerd",
         "--data-root",
-        &format!("{ENGINE_DIR}/data"),
+        &format!("{dir}/data"),
         "--exec-root",
-        &format!("{ENGINE_RUN}/exec"),
+        &format!("{run}/exec"),
         "--pidfile",
-        &format!("{ENGINE_RUN}/docker.pid"),
+        &format!("{run}/docker.pid"),
         "-H",
         &engine.host,
         "--bridge=none",
         "--iptables=false",
         "--ip-masq=false",
     ]);
+    cmd.args(extra);
     cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-    PARKED_ENGINE.lock().unwrap().replace(spawn_until_exit(cmd));
+    let child = spawn_until_exit(cmd);
     let deadline = Instant::now() + Duration::from_secs(90);
     while !engine.answers() {
         assert!(
             Instant::now() < deadline,
-            "dockerd did not answer within 90 s; see {ENGINE_DIR}/dockerd.log"
+            "dockerd did not answer within 90 s; see {dir}/dockerd.log"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
     if !engine.docker(&["image", "inspect", IMAGE]).status.success() {
-        import_busybox(&engine);
+        import_busybox(engine);
     }
-    engine
+    child
+}
+
+/// A second private engine that a test may stop and start again (the
+/// shared one must stay up for the other tests).
+pub struct OwnEngine {
+    pub engine: &'static Engine,
+    dir: String,
+    run: String,
+    extra: Vec<&'static str>,
+    child: Option<Child>,
+}
+
+impl OwnEngine {
+    pub fn start(name: &str, extra: &[&'static str]) -> OwnEngine {
+        let run = format!("/run/ballast-{name}");
+        let engine: &'static Engine =
+            Box::leak(Box::new(Engine { host: format!("unix://{run}/docker.sock") }));
+        let dir = format!("/var/lib/ballast-{name}");
+        stop_old_engine(&run);
+        let child = spawn_dockerd(engine, &dir, &run, extra);
+        OwnEngine { engine, dir, run, extra: extra.to_vec(), child: Some(child) }
+    }
+
+    /// Stops dockerd (SIGTERM, as `systemctl restart docker` does) and
+    /// starts it again on the same state.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(spawn_dockerd(self.engine, &self.dir, &self.run, &self.extra));
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for OwnEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The engine process, kept so that it is not a zombie-in-waiting.
@@ -140,8 +201,8 @@ static PARKED_ENGINE: Mutex<Option<Child>> = Mutex::new(None);
 
 /// Stops the engine an earlier run left, so that this run's engine knows
 /// no dead drivers.
-fn stop_old_engine() {
-    let pidfile = format!("{ENGINE_RUN}/docker.pid");
+fn stop_old_engine(run: &str) {
+    let pidfile = format!("{run}/docker.pid");
     let Some(pid) =
         std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse::<i32>().ok())
     else {

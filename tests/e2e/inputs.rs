@@ -238,3 +238,33 @@ fn trees_a_container_can_write_never_crash_the_daemon() {
     assert_eq!(pool_entries(&d), 0, "every deep tree is gone");
     assert!(std::path::Path::new("/etc/passwd").exists());
 }
+
+#[test]
+fn a_flood_of_calls_for_invented_names_leaves_memory_flat() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("hostile-flood");
+    let round = |from: usize| {
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let sock = d.plugin_socket.clone();
+                s.spawn(move || {
+                    let mut c = crate::harness::Conn::new(&sock);
+                    for i in (from + t..from + 50_000).step_by(2) {
+                        let body = json!({ "Name": format!("ghost{i}"), "ID": "x" }).to_string();
+                        assert_eq!(c.call("VolumeDriver.Unmount", &body).0, 200);
+                    }
+                });
+            }
+        })
+    };
+    // The first round warms every allocation up; the second must not grow.
+    round(0);
+    let before = d.rss_kib();
+    round(50_000);
+    round(100_000);
+    let after = d.rss_kib();
+    eprintln!("flood: RSS {before} KiB → {after} KiB after 100,000 Unmounts of invented names");
+    assert!(after < before + 8 * 1024, "memory grew from {before} KiB to {after} KiB");
+}

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod diskfull;
 mod docker;
+mod engine;
 mod escapes;
 mod harness;
 mod inputs;
