@@ -36,7 +36,7 @@ fn engine_restart(live_restore: bool) {
     own.restart();
 
     let running = e.ok(&["inspect", "-f", "{{.State.Running}}", &c]);
-    assert_eq!(e.volumes(&d.driver), [vol.clone()], "Docker lists the volume again");
+    assert_eq!(e.volumes(&d.driver), [vol.as_str()], "Docker lists the volume again");
     if live_restore {
         assert_eq!(running, "true", "live-restore keeps the container");
         assert_eq!(d.get(&vol)["Status"]["mounts"], 1, "and its mount");
