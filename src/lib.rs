@@ -8,7 +8,8 @@
 //! - [`core`]: the domain. [`core::Ballast`] is a cheap-clone handle that
 //!   owns the in-memory view, the per-volume locks and the storage pools.
 //!   One file per operation (`create`, `mount`, `remove`, `snapshots`,
-//!   `actions`: the state table).
+//!   `actions`: the state table); `core/locks.rs`: per-volume locks and the
+//!   read leases of long jobs.
 //! - [`volume`]: the volume record (Rancher v1 `volume` fields and states)
 //!   and the volume-name rule.
 //! - [`opts`]: driverOpts (`-o key=value`) parsed into a typed request.
@@ -19,7 +20,9 @@
 //!   `pool/host.rs` (host-path volumes, snapshots kept in a dir pool);
 //!   `pool/kind.rs`: a pool's configuration and kinds.
 //! - [`tree`]: directory-tree work that must stay beneath a pool root
-//!   (`tree/copy.rs`: copies that keep everything):
+//!   (`tree/walk.rs`: the one iterative walk, bounded in stack and open
+//!   descriptors whatever the depth; `tree/copy.rs`: copies that keep
+//!   everything):
 //!   removal that never follows a symlink or crosses a mount, copies that
 //!   keep metadata, disk usage.
 //! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).
