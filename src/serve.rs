@@ -117,11 +117,6 @@ async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    // Fills cut by a crash start again now that the sockets answer.
-    tokio::spawn({
-        let ballast = ballast.clone();
-        async move { ballast.resume_fills().await }
-    });
     let janitor = tokio::spawn(janitor(ballast.clone(), stop_rx.clone()));
     let plugin_srv = tokio::spawn(
         axum::serve(plugin.listener, docker::router(ballast.clone(), metrics.clone()))
@@ -248,6 +243,8 @@ fn make_private_dir(dir: &Path) -> Result<(), String> {
 async fn janitor(ballast: Ballast, mut stop: watch::Receiver<bool>) {
     loop {
         ballast.attach_pools();
+        // Fills cut by a crash start again once their pool and source can.
+        ballast.resume_fills().await;
         match ballast.purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "trash: purged expired volumes"),

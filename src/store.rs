@@ -96,7 +96,7 @@ impl Store {
         let mut conn = self.conn();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let res = insert_row(&mut conn, v);
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        back_to_full(&conn);
         res
     }
 
@@ -114,7 +114,7 @@ impl Store {
         let mut conn = self.conn();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let res = save_row(&mut conn, v);
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        back_to_full(&conn);
         res
     }
 
@@ -233,6 +233,15 @@ impl Store {
             .optional()?
             .transpose()?;
         Ok(v)
+    }
+}
+
+/// Restores durable commits after a relaxed one. The relaxed commit has
+/// happened either way, so a failure here is logged, not returned: the
+/// caller must not undo what is recorded.
+fn back_to_full(conn: &Connection) {
+    if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+        tracing::error!(error = %e, "metadata store: cannot restore synchronous=FULL");
     }
 }
 

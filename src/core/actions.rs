@@ -189,6 +189,19 @@ impl Ballast {
                 v.name
             )));
         }
+        // Remove (which may purge at once) and purge destroy the snapshots.
+        if matches!(action, Action::Remove | Action::Purge)
+            && let Some(s) = self
+                .snapshots(Some(v.id))
+                .into_iter()
+                .find(|s| self.inner.locks.leased(Lease::Snapshot(s.id)))
+        {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} is busy: a volume is being filled from its snapshot {}",
+                v.name,
+                s.public_id()
+            )));
+        }
         Ok(())
     }
 

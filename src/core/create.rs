@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Ballast;
-use super::locks::{Key, Lease, LeaseGuard};
+use super::locks::{Guard, Key, Lease, LeaseGuard};
 use crate::opts::{self, CreateOpts};
 use crate::pool::{BackendKind, Spec};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
@@ -77,6 +77,10 @@ impl Ballast {
         };
         let host_path = match &parsed.path {
             Some(p) => Some(self.resolve_host_path(p, &pool)?),
+            None => None,
+        };
+        let _path_claim = match &host_path {
+            Some(p) => Some(self.claim_host_path(p).await?),
             None => None,
         };
         if !allocate && source.is_some() {
@@ -146,26 +150,36 @@ impl Ballast {
             })
             .await?;
         tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, state = v.state.as_str(), "volume created");
+        // Marked before anyone can see the volume, so that `resume_fills`
+        // never starts a second fill of it.
+        let filling = self.inner.locks.lease(Lease::Filling(v.id));
         let created = self.publish(v);
         if let (Some(src), Some(lease)) = (source, lease) {
             let (this, id) = (self.clone(), created.id);
-            tokio::spawn(async move { this.fill(id, src, lease, false).await });
+            tokio::spawn(async move { this.fill(id, src, [lease, filling], false).await });
         }
         Ok(created)
     }
 
-    /// Starts again the fills that a crash cut short (see `Ballast::open`):
-    /// their storage is made anew and copied from the source once more.
-    /// A fill whose source is gone stays unusable, saying so.
+    /// Starts again the fills that a crash cut short (see `Ballast::open`;
+    /// the janitor calls this on every pass): their storage is made anew
+    /// and copied from the source once more. One whose pool is not
+    /// available yet or whose source is busy waits for a later pass; one
+    /// whose source is gone stays unusable, saying so.
     pub async fn resume_fills(&self) {
         let cut: Vec<_> = self
             .live_read()
             .values()
             .filter(|v| v.fill_from.is_some() && v.transitioning == Transitioning::Yes)
+            .filter(|v| !self.inner.locks.leased(Lease::Filling(v.id)))
             .cloned()
             .collect();
         for v in cut {
             let from = v.fill_from.clone().unwrap_or_default();
+            if let Err(e) = self.pool(&v.pool).and_then(|p| p.backend().map(|_| ())) {
+                tracing::debug!(volume = %v.name, error = %e, "fill waits for its pool");
+                continue;
+            }
             let source = if let Some(id) = parse_public_id("1s", &from) {
                 self.snaps_read().get(&id).cloned().map(Source::Snapshot)
             } else if let Some(id) = parse_public_id("1v", &from) {
@@ -173,24 +187,24 @@ impl Ballast {
             } else {
                 None
             };
-            let lease = match &source {
-                Some(src) => self.lease_source(src).await.map_err(|e| e.to_string()),
-                None => Err(format!("its source {from} no longer exists")),
+            let Some(src) = source else {
+                let message = format!(
+                    "the fill from {from} was cut by a restart and cannot start again: its source \
+                     no longer exists; this volume was never complete: remove it"
+                );
+                self.end_fill(v.id, Err(Error::InvalidState(message))).await;
+                continue;
             };
-            match (source, lease) {
-                (Some(src), Ok(lease)) => {
+            let filling = self.inner.locks.lease(Lease::Filling(v.id));
+            match self.lease_source(&src).await {
+                Ok(lease) => {
                     tracing::warn!(volume = %v.name, source = %from, "filling again: the last fill was cut by a restart");
                     let this = self.clone();
-                    tokio::spawn(async move { this.fill(v.id, src, lease, true).await });
+                    tokio::spawn(async move { this.fill(v.id, src, [lease, filling], true).await });
                 }
-                (_, Err(why)) => {
-                    let message = format!(
-                        "the fill from {from} was cut by a restart and cannot start again: {why}; \
-                         this volume was never complete: remove it"
-                    );
-                    self.end_fill(v.id, Err(Error::InvalidState(message))).await;
+                Err(e) => {
+                    tracing::info!(volume = %v.name, source = %from, error = %e, "fill waits for its source");
                 }
-                (None, Ok(_)) => unreachable!("a lease needs a source"),
             }
         }
     }
@@ -198,7 +212,8 @@ impl Ballast {
     /// Copies a new volume's source into it, reporting progress on the
     /// volume, and ends its transition (or records why it failed).
     /// `restart`: storage left by an interrupted fill is made anew first.
-    async fn fill(&self, id: i64, source: Source, lease: LeaseGuard, restart: bool) {
+    /// `leases` (on the source, and marking the fill) end with it.
+    async fn fill(&self, id: i64, source: Source, leases: [LeaseGuard; 2], restart: bool) {
         let Ok(v) = self.volume_by_id(id) else { return };
         let label = format!("filling from {}", source.describe());
         let total = match &source {
@@ -231,8 +246,8 @@ impl Ballast {
                 Ok(backend.usage(&key).unwrap_or(0))
             })
             .await;
-        drop(lease);
         self.end_fill(id, result).await;
+        drop(leases);
     }
 
     /// Records how a fill ended, under the volume's lock and on its
@@ -364,6 +379,23 @@ impl Ballast {
             .host_dir(root, rel)
             .map_err(|e| Error::InvalidInput(format!("option path={shown}: {e}")))?;
         Ok(real)
+    }
+
+    /// Serializes the claims of one host directory (creates, restores) and
+    /// checks, under that lock, that no live volume is it already.
+    pub(super) async fn claim_host_path(&self, path: &Path) -> Result<Guard> {
+        let guard = self.inner.locks.lock(Key::Name(format!("path:{}", path.display()))).await;
+        if let Some(other) =
+            self.live_read().values().find(|v| v.host_path.as_deref() == Some(path))
+        {
+            return Err(Error::Conflict(format!(
+                "host path {}: volume {:?} already is that directory",
+                path.display(),
+                other.name
+            )));
+        }
+        self.host_root(path)?;
+        Ok(guard)
     }
 
     /// Checks the options against the pools, volumes and snapshots that

@@ -30,7 +30,12 @@ pub(super) enum Key {
     Volume(i64),
 }
 
-type Entry = Arc<tokio::sync::Mutex<()>>;
+/// A lock and how many tasks hold it or wait for it.
+#[derive(Default)]
+struct Entry {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    users: usize,
+}
 
 #[derive(Default)]
 pub(super) struct Locks {
@@ -39,29 +44,52 @@ pub(super) struct Locks {
     leases: Mutex<HashMap<Lease, u32>>,
 }
 
-/// Something a job reads from.
+/// Something a job reads from, or (`Filling`) a volume a job is filling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Lease {
     Volume(i64),
     Snapshot(i64),
+    Filling(i64),
 }
 
 /// A held operation lock; dropping it releases the lock and forgets the
 /// entry when nobody else holds or waits for it.
 pub(super) struct Guard {
+    // Fields drop in order: the lock is released before the use ends.
+    _held: OwnedMutexGuard<()>,
+    _user: User,
+}
+
+/// One holder or waiter of an entry. Made before waiting, so that a
+/// waiter given up half-way (its request dropped) still counts itself out.
+struct User {
     locks: Arc<Locks>,
     key: Key,
-    held: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let mut map = self.locks.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(&self.key) {
+            e.users -= 1;
+            if e.users == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Locks {
     pub(super) async fn lock(self: &Arc<Self>, key: Key) -> Guard {
-        let entry = {
+        let lock = {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(key.clone()).or_default().clone()
+            let e = map.entry(key.clone()).or_default();
+            e.users += 1;
+            e.lock.clone()
         };
-        let held = entry.lock_owned().await;
-        Guard { locks: self.clone(), key, held: Some(held) }
+        let user = User { locks: self.clone(), key };
+        let held = lock.lock_owned().await;
+        Guard { _held: held, _user: user }
     }
 
     /// How many lock entries exist (for tests and metrics).
@@ -85,7 +113,7 @@ impl Locks {
             .keys()
             .filter_map(|l| match l {
                 Lease::Volume(id) => Some(*id),
-                Lease::Snapshot(_) => None,
+                Lease::Snapshot(_) | Lease::Filling(_) => None,
             })
             .collect()
     }
@@ -93,18 +121,6 @@ impl Locks {
     fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Lease, u32>> {
         // Holders only count up or down; a panic cannot leave it half-done.
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        drop(self.held.take());
-        let mut map = self.locks.map.lock().unwrap_or_else(|p| p.into_inner());
-        // Clones are only made under this map lock, so a count of one (the
-        // map's own) means nobody holds or waits for this entry.
-        if map.get(&self.key).is_some_and(|e| Arc::strong_count(e) == 1) {
-            map.remove(&self.key);
-        }
     }
 }
 
@@ -147,6 +163,17 @@ mod tests {
         drop(held);
         waiter.await.unwrap();
         assert_eq!(locks.len(), 0, "the waiter's release forgets it too");
+        // A waiter given up before it got the lock counts itself out too.
+        let held = locks.lock(Key::Volume(2)).await;
+        let gave_up = {
+            let locks = locks.clone();
+            tokio::spawn(async move { drop(locks.lock(Key::Volume(2)).await) })
+        };
+        tokio::task::yield_now().await;
+        gave_up.abort();
+        let _ = gave_up.await;
+        drop(held);
+        assert_eq!(locks.len(), 0, "an abandoned waiter leaves nothing");
     }
 
     #[test]

@@ -185,10 +185,12 @@ impl Ballast {
         if let Some(v) = self.live_read().values().find(|v| v.id == id) {
             return Ok(v.clone());
         }
+        // A live row that memory does not have yet is a create in flight:
+        // not there until it is published.
         self.inner
             .store
             .get(id)?
-            .filter(|v| v.state != State::Creating)
+            .filter(|v| v.state != State::Creating && !v.state.is_live())
             .map(Arc::new)
             .ok_or_else(|| Error::NotFound(format!("no volume with id 1v{id}")))
     }

@@ -81,6 +81,10 @@ impl Ballast {
         let name = name.unwrap_or_else(|| found.name.clone());
         validate_new_name(&name)?;
         let _claim = self.inner.locks.lock(Key::Name(name.clone())).await;
+        let _path_claim = match &found.host_path {
+            Some(p) => Some(self.claim_host_path(p).await?),
+            None => None,
+        };
         let _guard = self.inner.locks.lock(Key::Volume(found.id)).await;
         let mut v = (*self.volume_by_id(found.id)?).clone();
         self.check(Action::Restore, &v)?;
@@ -112,7 +116,8 @@ impl Ballast {
         let _guard = self.inner.locks.lock(Key::Volume(id)).await;
         let Ok(v) = self.volume_by_id(id) else { return false };
         let due = removed_before.is_none_or(|cutoff| v.removed_ms.is_some_and(|t| t <= cutoff));
-        v.state == State::Removed && due && self.purge_now((*v).clone()).await.is_ok()
+        // The same checks as the purge action: a snapshot being read stays.
+        due && self.check(Action::Purge, &v).is_ok() && self.purge_now((*v).clone()).await.is_ok()
     }
 
     /// Destroys a removed volume's data and its snapshots, and keeps the

@@ -175,7 +175,20 @@ impl Ballast {
                 snap.public_id()
             )));
         }
-        let mut snap = (*self.find_snapshot(reference)?).clone();
+        // Again by id, under the lock: the name may mean another one now.
+        let current = self.snaps_read().get(&snap.id).cloned();
+        let mut snap = match current {
+            Some(s) if s.state != SnapState::Creating => (*s).clone(),
+            Some(s) => {
+                return Err(Error::InvalidState(format!(
+                    "snapshot {} is still being created",
+                    s.public_id()
+                )));
+            }
+            None => {
+                return Err(Error::NotFound(format!("no snapshot with id {}", snap.public_id())));
+            }
+        };
         let snap = self
             .blocking(move |this| {
                 this.pool(&owner.pool)?.backend()?.delete_snapshot(&snap.storage_key()).map_err(

@@ -31,7 +31,9 @@ impl HostDir {
     /// parent is opened from the root's descriptor, refusing symlinks and
     /// `..` on the way, so a directory swapped for a symlink since the
     /// volume was created cannot lead outside the root: every operation
-    /// (and the path handed to Docker) is checked this way each time.
+    /// is checked this way each time. The path handed to Docker is checked
+    /// when it is handed over, but Docker resolves it again by name: the
+    /// roots must be writable by root only (README says so).
     pub fn new(root: &Path, rel: &Path, snapshots: Root, staging: Root) -> io::Result<HostDir> {
         let path = root.join(rel);
         let bad = || {

@@ -78,3 +78,30 @@ fn a_host_path_swapped_for_a_symlink_leads_nowhere_outside_its_root() {
     assert_eq!(v["Mountpoint"], site.to_str().unwrap());
     d.call_ok("VolumeDriver.Unmount", r#"{"Name":"web","ID":"c1"}"#);
 }
+
+#[test]
+fn a_restore_never_gives_one_host_directory_two_volumes() {
+    if !root_or_skip() {
+        return;
+    }
+    let hosts = tempfile::tempdir().unwrap();
+    let roots = hosts.path().join("srv");
+    let site = roots.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let config = format!("host_path_roots = [\"{}\"]\n", roots.display());
+    let d = Daemon::private_with("escape-hostpath-twice", &config);
+    let create = |name: &str| {
+        d.call_ok(
+            "VolumeDriver.Create",
+            &json!({ "Name": name, "Opts": { "path": site } }).to_string(),
+        )
+    };
+    create("first");
+    let first = d.id_of("first");
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"first"}"#);
+    create("second");
+    let (status, v) = d.admin("POST", &format!("/v1/volumes/{first}?action=restore"), json!({}));
+    assert_eq!(status, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("already is that directory"), "{v}");
+    assert_eq!(d.names(), ["second"]);
+}

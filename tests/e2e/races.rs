@@ -269,3 +269,28 @@ fn parallel_sized_creates_never_overcommit_a_loop_pool() {
         std::fs::read_dir(mnt.join("pool/images")).map(|e| e.count()).unwrap_or(0) == 0
     });
 }
+
+#[test]
+fn a_volume_whose_snapshot_is_being_copied_cannot_be_removed_or_purged() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private_with("race-snap-lease", "trash_retention = \"0s\"\n");
+    let (id, _) = volume_with_files(&d, "a", 30, b"snap");
+    let snap = d.snapshot(&id, "s");
+    d.call_ok(
+        "VolumeDriver.Create",
+        &json!({ "Name": "b", "Opts": { "from-snapshot": snap } }).to_string(),
+    );
+    // Removing `a` would purge it at once, its snapshots with it.
+    let (status, v) = d.call("VolumeDriver.Remove", r#"{"Name":"a"}"#);
+    let still_filling =
+        d.admin_ok("GET", "/v1/volumes/b", Value::Null, 200)["transitioning"] == "yes";
+    if still_filling {
+        assert_ne!(status, 200, "refused while its snapshot is read: {v}");
+        assert!(v["Err"].as_str().unwrap().contains("busy"), "{v}");
+    }
+    assert_eq!(d.settle("/v1/volumes/b")["transitioning"], "no");
+    let mp = d.get("b")["Mountpoint"].as_str().unwrap().to_string();
+    assert_eq!(count_files(&mp, 30, b"snap"), 3_000, "the copy is whole");
+}
