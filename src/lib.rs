@@ -28,6 +28,9 @@
 //! - [`metrics`]: Prometheus metrics for both sockets.
 //! - [`snapshot`]: the snapshot record.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
+//! - [`listen`]: the one HTTP accept loop under every listener: connection
+//!   budgets, header, body and write timeouts, accept-error back-off,
+//!   graceful stop.
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.
@@ -40,6 +43,7 @@ pub mod config;
 pub mod core;
 pub mod docker;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod opts;
 pub mod pool;
