@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,7 +47,18 @@ pub fn router(ballast: Ballast, metrics: Metrics) -> Router {
     Router::new()
         .fallback(call)
         .with_state(ballast)
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_plugin))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// Counts each call under its protocol method; any other path counts as
+/// `unknown`, so that nothing a client invents becomes a metrics label.
+async fn track(State(m): State<Metrics>, req: axum::extract::Request, next: Next) -> Response {
+    let path = req.uri().path().trim_start_matches('/');
+    let endpoint = METHODS.iter().find(|&&known| known == path).copied().unwrap_or("unknown");
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.record_request("plugin", endpoint.to_string(), resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// Every request body Docker sends, with every field optional.

@@ -12,11 +12,13 @@ mod snapshots;
 mod volumes;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
@@ -64,10 +66,7 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/storagepools/{id}", get(pools::show))
         .route("/v1/backuptargets", get(pools::targets))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            admin.metrics.clone(),
-            crate::metrics::track_admin,
-        ))
+        .layer(axum::middleware::from_fn_with_state(admin.metrics.clone(), track))
         .with_state(admin);
     match credentials {
         Some(c) => app.layer(axum::middleware::from_fn_with_state(Arc::new(c), auth::require)),
@@ -110,6 +109,36 @@ async fn root(headers: HeaderMap) -> Response {
             },
         }),
     )
+}
+
+/// Counts each request under its method and route template; methods
+/// outside the standard ones count as `other` and paths no route matches
+/// as `unmatched`, so that nothing a client invents becomes a metrics
+/// label.
+async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
+    let endpoint = match req.extensions().get::<MatchedPath>() {
+        Some(p) => format!("{} {}", method_label(req.method()), p.as_str()),
+        None => "unmatched".to_string(),
+    };
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.record_request("admin", endpoint, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD.iter().find(|m| *m == method).map_or("other", Method::as_str)
 }
 
 async fn not_found(uri: Uri) -> ApiError {
