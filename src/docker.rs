@@ -3,8 +3,9 @@
 //! Docker POSTs JSON without a Content-Type header, sends an empty body to
 //! `/Plugin.Activate` and `"Opts": null` when no `-o` was given, so the
 //! body is read as bytes and parsed leniently. Every answer carries the
-//! plugin media type; every failure is `{"Err": "…"}`. Domain errors are
-//! turned into responses in [`failure`] and nowhere else.
+//! plugin media type; every failure is `{"Err": "…"}`, a body too large or
+//! too slow included. Domain errors are turned into responses in
+//! [`failure`] and nowhere else.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -73,8 +75,15 @@ struct Request {
     id: String,
 }
 
-async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
+async fn call(State(b): State<Ballast>, uri: Uri, body: Result<Bytes, BytesRejection>) -> Response {
     let method = uri.path().trim_start_matches('/').to_string();
+    let body = match body {
+        Ok(body) => body,
+        // Over the 2 MiB limit, or sent too slowly.
+        Err(e) => {
+            return reply(e.status(), json!({ "Err": format!("{method}: {}", e.body_text()) }));
+        }
+    };
     let req: Request = if body.iter().all(u8::is_ascii_whitespace) {
         Request::default()
     } else {
