@@ -138,7 +138,8 @@ async fn serve(
         stop_rx.clone(),
     ));
     let tcp_srv = tcp.map(|(listener, creds)| {
-        tracing::info!(addr = ?listener.local_addr().ok(), "admin endpoint on TCP (basic auth)");
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%addr, "admin endpoint on TCP (basic auth)");
         tokio::spawn(listen::serve(
             listener,
             "tcp-admin",

@@ -264,6 +264,9 @@ pub struct Daemon {
     config: Option<PathBuf>,
     /// More `serve` flags (e.g. `--admin-listen`).
     pub extra_args: Vec<String>,
+    /// A soft open-files limit to start with, as a service manager might
+    /// set it (the hard limit stays).
+    soft_nofile: Option<u64>,
     child: Option<Child>,
     engine: Option<&'static Engine>,
 }
@@ -316,6 +319,7 @@ impl Daemon {
             admin_socket,
             config,
             extra_args: Vec::new(),
+            soft_nofile: None,
             child: None,
             engine,
         };
@@ -331,7 +335,11 @@ impl Daemon {
         // setpriv asks the kernel to SIGTERM the daemon when its parent (the
         // spawner thread, which lives as long as this process) is gone.
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "TERM", "--", env!("CARGO_BIN_EXE_ballast"), "serve"])
+        cmd.args(["--pdeathsig", "TERM", "--"]);
+        if let Some(soft) = self.soft_nofile {
+            cmd.arg("prlimit").arg(format!("--nofile={soft}:")).arg("--");
+        }
+        cmd.args([env!("CARGO_BIN_EXE_ballast"), "serve"])
             .arg("--state-dir")
             .arg(self.state_dir())
             .arg("--plugin-socket")
@@ -449,6 +457,16 @@ impl Daemon {
 
     /// A daemon with a config file and more `serve` flags.
     pub fn private_with_args(name: &str, config: &str, args: &[&str]) -> Daemon {
+        Daemon::private_with_args_and_nofile(name, config, args, None)
+    }
+
+    /// The same, started with a soft open-files limit of `soft_nofile`.
+    pub fn private_with_args_and_nofile(
+        name: &str,
+        config: &str,
+        args: &[&str],
+        soft_nofile: Option<u64>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let plugin_socket = dir.path().join(format!("{name}.sock"));
         let config = write_config(&dir, config);
@@ -459,11 +477,17 @@ impl Daemon {
             plugin_socket,
             config: Some(config),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            soft_nofile,
             child: None,
             engine: None,
         };
         d.spawn();
         d
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// One admin-endpoint request; returns status and JSON body.

@@ -7,5 +7,6 @@ mod btrfs;
 mod cli;
 mod docker;
 mod harness;
+mod hostile_net;
 mod loopback;
 mod protocol;
