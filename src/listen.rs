@@ -9,7 +9,8 @@
 //! - A request head must arrive within [`Limits::header_timeout`]. hyper
 //!   starts that timer whenever it waits for a head, so it is also how long
 //!   a keep-alive connection may sit idle between requests.
-//! - A request body must arrive within [`Limits::body_timeout`].
+//! - A request head may be at most 64 KiB; a body must arrive within
+//!   [`Limits::body_timeout`] (its size is axum's 2 MiB limit).
 //! - An answer the peer stops reading is given up after
 //!   [`Limits::write_timeout`] without progress.
 //! - Accept errors (EMFILE, ENFILE, ECONNABORTED…) never end the loop: it
@@ -83,6 +84,9 @@ impl Listener for tokio::net::TcpListener {
     }
 }
 
+/// The largest request head (request line and headers) accepted.
+const MAX_HEAD: usize = 64 << 10;
+
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -100,7 +104,11 @@ pub async fn serve<L: Listener>(
         req.map(|body| Body::new(BodyDeadline::new(body, body_timeout)))
     }));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        // Our requests have small heads; hyper's default allows ~400 KiB
+        // per connection, which a flood would multiply.
+        .max_header_size(MAX_HEAD);
     let http = Arc::new(http);
     let permits = Arc::new(Semaphore::new(limits.connections));
     let mut backoff = MIN_BACKOFF;

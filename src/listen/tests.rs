@@ -105,6 +105,18 @@ async fn a_stalled_head_is_dropped() {
 }
 
 #[tokio::test]
+async fn an_oversized_head_is_refused() {
+    let srv = start(limits(4)).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let filler = "x".repeat(100 << 10);
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Filler: {filler}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&until_closed(&mut s).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let srv = start(limits(4)).await;
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
