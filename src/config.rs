@@ -214,6 +214,15 @@ impl Config {
         if admin.access_key.is_some() != admin.secret_key.is_some() {
             return Err("[admin]: `access_key` and `secret_key` must be set together".into());
         }
+        // An empty key would let `curl -u :` through the TCP listener.
+        for (key, value) in [("access_key", &admin.access_key), ("secret_key", &admin.secret_key)] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!(
+                    "[admin]: key `{key}` is empty; the TCP listener's basic auth needs a \
+                     non-empty access key and secret key"
+                ));
+            }
+        }
         let mut backup_targets: Vec<BackupTarget> = Vec::new();
         for (i, t) in raw.backup_target.into_iter().enumerate() {
             let at = format!("[[backup_target]] #{} ({:?})", i + 1, t.name);
@@ -287,6 +296,9 @@ mod tests {
             ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"", "absolute"),
             ("colour = 1", "colour"),
             ("[admin]\naccess_key = \"k\"", "set together"),
+            ("[admin]\naccess_key = \"\"\nsecret_key = \"s\"", "key `access_key` is empty"),
+            ("[admin]\naccess_key = \"k\"\nsecret_key = \"\"", "key `secret_key` is empty"),
+            ("[admin]\naccess_key = \" \"\nsecret_key = \"s\"", "key `access_key` is empty"),
             ("[[backup_target]]\nname = \"nas\"\nurl = \"ftp://x\"", "key `url`"),
         ];
         for (text, needle) in cases {

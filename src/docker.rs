@@ -3,16 +3,20 @@
 //! Docker POSTs JSON without a Content-Type header, sends an empty body to
 //! `/Plugin.Activate` and `"Opts": null` when no `-o` was given, so the
 //! body is read as bytes and parsed leniently. Every answer carries the
-//! plugin media type; every failure is `{"Err": "…"}`. Domain errors are
-//! turned into responses in [`failure`] and nowhere else.
+//! plugin media type; every failure is `{"Err": "…"}`, a body too large or
+//! too slow included. Domain errors are turned into responses in
+//! [`failure`] and nowhere else.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,7 +49,18 @@ pub fn router(ballast: Ballast, metrics: Metrics) -> Router {
     Router::new()
         .fallback(call)
         .with_state(ballast)
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_plugin))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// Counts each call under its protocol method; any other path counts as
+/// `unknown`, so that nothing a client invents becomes a metrics label.
+async fn track(State(m): State<Metrics>, req: axum::extract::Request, next: Next) -> Response {
+    let path = req.uri().path().trim_start_matches('/');
+    let endpoint = METHODS.iter().find(|&&known| known == path).copied().unwrap_or("unknown");
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.record_request("plugin", endpoint.to_string(), resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// Every request body Docker sends, with every field optional.
@@ -60,8 +75,15 @@ struct Request {
     id: String,
 }
 
-async fn call(State(b): State<Ballast>, uri: Uri, body: Bytes) -> Response {
+async fn call(State(b): State<Ballast>, uri: Uri, body: Result<Bytes, BytesRejection>) -> Response {
     let method = uri.path().trim_start_matches('/').to_string();
+    let body = match body {
+        Ok(body) => body,
+        // Over the 2 MiB limit, or sent too slowly.
+        Err(e) => {
+            return reply(e.status(), json!({ "Err": format!("{method}: {}", e.body_text()) }));
+        }
+    };
     let req: Request = if body.iter().all(u8::is_ascii_whitespace) {
         Request::default()
     } else {

@@ -32,6 +32,9 @@
 //! - [`metrics`]: Prometheus metrics for both sockets.
 //! - [`snapshot`]: the snapshot record.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
+//! - [`listen`]: the one HTTP accept loop under every listener: connection
+//!   budgets, header, body and write timeouts, accept-error back-off,
+//!   graceful stop.
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`units`]: sizes and durations, parsed and formatted (a leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
@@ -49,6 +52,7 @@ pub mod config;
 pub mod core;
 pub mod docker;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod opts;
 pub mod pool;

@@ -1,15 +1,14 @@
 //! Prometheus metrics, served at the admin endpoint's `/metrics`.
 //!
-//! Request counts and latencies are recorded by a middleware on both the
-//! plugin socket and the admin endpoint; volume, pool and snapshot gauges
-//! are read from the core at scrape time, so they are never stale.
+//! Request counts and latencies are recorded by each adapter (a small
+//! middleware on the plugin socket and on the admin endpoint) through
+//! [`Metrics::record_request`]; this module knows no adapter. Volume, pool
+//! and snapshot gauges are read from the core at scrape time, so they are
+//! never stale.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -159,39 +158,21 @@ impl Metrics {
         out
     }
 
-    fn record(&self, listener: &'static str, endpoint: String, status: u16, started: Instant) {
+    /// Counts one answered request. Every label becomes a series kept
+    /// for the life of the daemon, so `endpoint` must come from a fixed
+    /// set (a route template, a protocol method, a fixed fallback), never
+    /// from what the client sent.
+    pub fn record_request(
+        &self,
+        listener: &'static str,
+        endpoint: String,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let m = &self.inner;
         m.latency
             .get_or_create(&EndpointLabels { listener, endpoint: endpoint.clone() })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         m.requests.get_or_create(&RequestLabels { listener, endpoint, status }).inc();
     }
-}
-
-/// Middleware for the admin endpoint: labels by route template, so that
-/// ids in paths do not become labels.
-pub async fn track_admin(State(m): State<Metrics>, req: Request, next: Next) -> Response {
-    let endpoint = match req.extensions().get::<MatchedPath>() {
-        Some(p) => format!("{} {}", req.method(), p.as_str()),
-        None => "unmatched".to_string(),
-    };
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    m.record("admin", endpoint, resp.status().as_u16(), started);
-    resp
-}
-
-/// Middleware for the plugin socket: labels by protocol method, with
-/// unknown paths folded into one label.
-pub async fn track_plugin(State(m): State<Metrics>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().trim_start_matches('/');
-    let endpoint = if crate::docker::METHODS.contains(&path) {
-        path.to_string()
-    } else {
-        "unknown".to_string()
-    };
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    m.record("plugin", endpoint, resp.status().as_u16(), started);
-    resp
 }

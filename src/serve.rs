@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::core::Ballast;
+use crate::listen::{self, Limits};
 use crate::sys::{self, Inherited};
 use crate::{admin, docker};
 
@@ -66,6 +67,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 ));
             }
         };
+    let fd_limit = listen::raise_fd_limit();
+    let listeners = if args.admin_listen.is_some() {
+        &[Limits::PLUGIN, Limits::ADMIN, Limits::TCP][..]
+    } else {
+        &[Limits::PLUGIN, Limits::ADMIN][..]
+    };
+    listen::check_fd_budget(fd_limit, listeners);
     make_private_dir(&args.state_dir)?;
     // Home of the pools that the config does not place elsewhere.
     make_private_dir(&args.state_dir.join("pools"))?;
@@ -114,34 +122,38 @@ async fn serve(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let janitor = tokio::spawn(janitor(ballast.clone(), stop_rx.clone()));
-    let plugin_srv = tokio::spawn(
-        axum::serve(plugin.listener, docker::router(ballast.clone(), metrics.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
-    let admin_srv = tokio::spawn(
-        axum::serve(admin_sock.listener, admin::router(admin_state.clone(), None))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let plugin_srv = tokio::spawn(listen::serve(
+        plugin.listener,
+        "plugin",
+        Limits::PLUGIN,
+        docker::router(ballast.clone(), metrics.clone()),
+        stop_rx.clone(),
+    ));
+    let admin_srv = tokio::spawn(listen::serve(
+        admin_sock.listener,
+        "admin",
+        Limits::ADMIN,
+        admin::router(admin_state.clone(), None),
+        stop_rx.clone(),
+    ));
     let tcp_srv = tcp.map(|(listener, creds)| {
-        tracing::info!(addr = ?listener.local_addr().ok(), "admin endpoint on TCP (basic auth)");
-        tokio::spawn(
-            axum::serve(listener, admin::router(admin_state.clone(), Some(creds)))
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        )
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%addr, "admin endpoint on TCP (basic auth)");
+        tokio::spawn(listen::serve(
+            listener,
+            "tcp-admin",
+            Limits::TCP,
+            admin::router(admin_state.clone(), Some(creds)),
+            stop_rx.clone(),
+        ))
     });
 
     wait_for_signal().await;
     tracing::info!("shutting down: finishing requests in flight; volume mounts stay in place");
     let _ = stop_tx.send(true);
     for srv in [Some(plugin_srv), Some(admin_srv), tcp_srv].into_iter().flatten() {
-        if let Ok(Err(e)) = srv.await {
+        if let Err(e) = srv.await {
             tracing::error!(error = %e, "server error during shutdown");
         }
     }

@@ -1,22 +1,27 @@
 //! The admin endpoint: Rancher v1 style REST over the core (SPEC §5).
 //!
 //! Handlers parse a request, call the core, and render the answer with
-//! [`resource`]. Domain errors become Rancher error bodies in
-//! [`ApiError`]'s `IntoResponse` and nowhere else. Bodies are read as
-//! bytes and parsed whatever the Content-Type, like the plugin socket.
+//! [`resource`]. Every failure, whether the domain's or the request's (an
+//! unknown route or method, a body too large, a path that does not
+//! decode), becomes a Rancher error body in [`ApiError`]'s `IntoResponse`
+//! and nowhere else. Bodies are read as bytes and parsed whatever the
+//! Content-Type, like the plugin socket.
 
 mod auth;
+mod extract;
 mod pools;
 mod resource;
 mod snapshots;
 mod volumes;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
@@ -64,10 +69,8 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/storagepools/{id}", get(pools::show))
         .route("/v1/backuptargets", get(pools::targets))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            admin.metrics.clone(),
-            crate::metrics::track_admin,
-        ))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(admin.metrics.clone(), track))
         .with_state(admin);
     match credentials {
         Some(c) => app.layer(axum::middleware::from_fn_with_state(Arc::new(c), auth::require)),
@@ -112,32 +115,95 @@ async fn root(headers: HeaderMap) -> Response {
     )
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError(Error::NotFound(format!("no route {}", uri.path())))
+/// Counts each request under its method and route template; methods
+/// outside the standard ones count as `other` and paths no route matches
+/// as `unmatched`, so that nothing a client invents becomes a metrics
+/// label.
+async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
+    let endpoint = match req.extensions().get::<MatchedPath>() {
+        Some(p) => format!("{} {}", method_label(req.method()), p.as_str()),
+        None => "unmatched".to_string(),
+    };
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.record_request("admin", endpoint, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
-/// A domain error on its way to becoming a Rancher error body.
-pub struct ApiError(pub Error);
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD.iter().find(|m| *m == method).map_or("other", Method::as_str)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    Error::NotFound(format!("no route {}", uri.path())).into()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::rejected(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {} (see the Allow header)", uri.path()),
+    )
+}
+
+/// A failure on its way to becoming a Rancher error body.
+pub enum ApiError {
+    /// The core refused or failed.
+    Domain(Error),
+    /// The request never reached the core: its method, path, query or
+    /// body could not be taken as they came.
+    Rejected { status: StatusCode, message: String },
+}
+
+impl ApiError {
+    fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError::Rejected { status, message: message.into() }
+    }
+}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        ApiError(e)
+        ApiError::Domain(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match self.0.kind() {
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
-            ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidInput"),
-            ErrorKind::InvalidState => (StatusCode::CONFLICT, "InvalidState"),
-            ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
-            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
+        let (status, code, message) = match self {
+            ApiError::Domain(e) => {
+                let (status, code) = match e.kind() {
+                    ErrorKind::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
+                    ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidInput"),
+                    ErrorKind::InvalidState => (StatusCode::CONFLICT, "InvalidState"),
+                    ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+                    ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
+                };
+                (status, code, e.to_string())
+            }
+            ApiError::Rejected { status, message } => {
+                let code = match status {
+                    StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+                    StatusCode::PAYLOAD_TOO_LARGE => "RequestTooLarge",
+                    s if s.is_server_error() => "Internal",
+                    _ => "InvalidInput",
+                };
+                (status, code, message)
+            }
         };
         if status.is_server_error() {
-            tracing::error!(error = %self.0, "admin request failed");
+            tracing::error!(error = %message, "admin request failed");
         }
-        error_body(status, code, &self.0.to_string())
+        error_body(status, code, &message)
     }
 }
 
@@ -162,6 +228,6 @@ fn reply(status: StatusCode, body: impl serde::Serialize) -> Response {
     match serde_json::to_vec(&body) {
         Ok(bytes) => (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes)
             .into_response(),
-        Err(e) => ApiError(Error::internal("encoding the answer", e)).into_response(),
+        Err(e) => ApiError::from(Error::internal("encoding the answer", e)).into_response(),
     }
 }

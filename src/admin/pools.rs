@@ -1,9 +1,10 @@
 //! `/v1/storagepools`, `/v1/backuptargets` and `/v1/backups`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+use super::extract::Path;
 use super::resource;
 use super::{Admin, ApiResult, reply};
 use crate::Error;

@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
+use super::extract::{Path, Query};
 use super::resource::{self, SNAPSHOT_FIELDS};
 use super::{Admin, ApiResult, reply};
 use crate::Error;

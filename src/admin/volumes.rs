@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::extract::{Body, Path, Query};
 use super::resource::{self, Context, VOLUME_FIELDS};
 use super::{Admin, ApiResult, parse_body, reply};
 use crate::Error;
@@ -51,7 +51,7 @@ fn yes() -> bool {
     true
 }
 
-pub async fn create(State(a): State<Admin>, headers: HeaderMap, body: Bytes) -> ApiResult {
+pub async fn create(State(a): State<Admin>, headers: HeaderMap, Body(body): Body) -> ApiResult {
     let req: CreateBody = parse_body(&body)?;
     if let Some(driver) = &req.driver
         && driver.as_str() != &*a.driver
@@ -89,7 +89,7 @@ pub async fn update(
     State(a): State<Admin>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let req: UpdateBody = parse_body(&body)
         .map_err(|e| Error::InvalidInput(format!("only `description` can be updated: {e}")))?;
@@ -121,7 +121,7 @@ pub async fn action(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult {
     let base = resource::base(&headers);
     let Some(name) = q.get("action") else {

@@ -325,6 +325,9 @@ pub struct Daemon {
     config: Option<PathBuf>,
     /// More `serve` flags (e.g. `--admin-listen`).
     pub extra_args: Vec<String>,
+    /// A soft open-files limit to start with, as a service manager might
+    /// set it (the hard limit stays).
+    soft_nofile: Option<u64>,
     child: Option<Child>,
     engine: Option<&'static Engine>,
 }
@@ -377,6 +380,7 @@ impl Daemon {
             admin_socket,
             config,
             extra_args: Vec::new(),
+            soft_nofile: None,
             child: None,
             engine,
         };
@@ -392,7 +396,11 @@ impl Daemon {
         // setpriv asks the kernel to SIGTERM the daemon when its parent (the
         // spawner thread, which lives as long as this process) is gone.
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "TERM", "--", env!("CARGO_BIN_EXE_ballast"), "serve"])
+        cmd.args(["--pdeathsig", "TERM", "--"]);
+        if let Some(soft) = self.soft_nofile {
+            cmd.arg("prlimit").arg(format!("--nofile={soft}:")).arg("--");
+        }
+        cmd.args([env!("CARGO_BIN_EXE_ballast"), "serve"])
             .arg("--state-dir")
             .arg(self.state_dir())
             .arg("--plugin-socket")
@@ -527,6 +535,16 @@ impl Daemon {
 
     /// A daemon with a config file and more `serve` flags.
     pub fn private_with_args(name: &str, config: &str, args: &[&str]) -> Daemon {
+        Daemon::private_with_args_and_nofile(name, config, args, None)
+    }
+
+    /// The same, started with a soft open-files limit of `soft_nofile`.
+    pub fn private_with_args_and_nofile(
+        name: &str,
+        config: &str,
+        args: &[&str],
+        soft_nofile: Option<u64>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let plugin_socket = dir.path().join(format!("{name}.sock"));
         let config = write_config(&dir, config);
@@ -537,6 +555,7 @@ impl Daemon {
             plugin_socket,
             config: Some(config),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            soft_nofile,
             child: None,
             engine: None,
         };

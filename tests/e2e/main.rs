@@ -11,6 +11,7 @@ mod docker;
 mod engine;
 mod escapes;
 mod harness;
+mod hostile_net;
 mod inputs;
 mod load;
 mod loopback;
