@@ -58,7 +58,16 @@ async fn track(State(m): State<Metrics>, req: axum::extract::Request, next: Next
     let path = req.uri().path().trim_start_matches('/');
     let endpoint = METHODS.iter().find(|&&known| known == path).copied().unwrap_or("unknown");
     let started = Instant::now();
-    let resp = next.run(req).await;
+    // On a task of its own, so that it runs to its end even when Docker
+    // hangs up half-way: a change must not stop between the store and
+    // memory.
+    let resp = match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "Err": format!("internal error handling {endpoint}: {e}") }),
+        ),
+    };
     m.record_request("plugin", endpoint.to_string(), resp.status().as_u16(), started.elapsed());
     resp
 }

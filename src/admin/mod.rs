@@ -125,7 +125,13 @@ async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
         None => "unmatched".to_string(),
     };
     let started = Instant::now();
-    let resp = next.run(req).await;
+    // On a task of its own, so that it runs to its end even when the
+    // client hangs up half-way: a change must not stop between the store
+    // and memory.
+    let resp = match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => ApiError::from(Error::internal("handling the request", e)).into_response(),
+    };
     m.record_request("admin", endpoint, resp.status().as_u16(), started.elapsed());
     resp
 }

@@ -294,3 +294,36 @@ fn a_volume_whose_snapshot_is_being_copied_cannot_be_removed_or_purged() {
     let mp = d.get("b")["Mountpoint"].as_str().unwrap().to_string();
     assert_eq!(count_files(&mp, 30, b"snap"), 3_000, "the copy is whole");
 }
+
+#[test]
+fn a_client_that_hangs_up_mid_create_leaves_nothing_half_done() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("race-hangup");
+    for i in 0..60 {
+        // The request goes out whole; the answer is never read.
+        let mut s = std::os::unix::net::UnixStream::connect(&d.plugin_socket).unwrap();
+        let body = json!({ "Name": format!("gone{i}") }).to_string();
+        use std::io::Write;
+        write!(
+            s,
+            "POST /VolumeDriver.Create HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_micros(200 * (i % 10)));
+        drop(s);
+    }
+    // Every one either exists whole or not at all: a second Create of the
+    // name succeeds either way and the volume is then usable.
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..60 {
+        let name = format!("gone{i}");
+        d.call_ok("VolumeDriver.Create", &json!({ "Name": name }).to_string());
+        let mp = d.call_ok("VolumeDriver.Mount", &json!({ "Name": name, "ID": "m" }).to_string());
+        assert!(std::path::Path::new(mp["Mountpoint"].as_str().unwrap()).is_dir());
+        d.call_ok("VolumeDriver.Unmount", &json!({ "Name": name, "ID": "m" }).to_string());
+    }
+    assert_eq!(d.names().len(), 60);
+}
