@@ -206,10 +206,10 @@ fn trees_a_container_can_write_never_crash_the_daemon() {
         .as_str()
         .unwrap()
         .to_string();
-    deep_tree(std::path::Path::new(&mp), 30_000);
+    deep_tree(std::path::Path::new(&mp), 12_000);
     // A wide directory and links of every kind beside it.
     std::fs::create_dir(format!("{mp}/wide")).unwrap();
-    for i in 0..20_000 {
+    for i in 0..5_000 {
         std::fs::File::create(format!("{mp}/wide/{i}")).unwrap();
     }
     std::os::unix::fs::symlink("/etc", format!("{mp}/etc")).unwrap();
