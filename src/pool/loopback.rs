@@ -34,6 +34,10 @@ pub struct LoopBackend {
     fs: FsKind,
 }
 
+/// How long a snapshot, copy or revert of an unmounted volume waits for
+/// other holders of its filesystem to let go.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn image(key: &str) -> String {
     format!("{key}.img")
 }
@@ -164,14 +168,49 @@ impl LoopBackend {
         Ok(())
     }
 
+    /// Whether a loop device still has the image of `key` attached.
+    fn attached(&self, key: &str) -> bool {
+        let img = self.images.host_path(&image(key));
+        let Ok(block) = std::fs::read_dir("/sys/block") else { return false };
+        block.flatten().any(|entry| {
+            std::fs::read_to_string(entry.path().join("loop/backing_file"))
+                .is_ok_and(|b| Path::new(b.trim()) == img)
+        })
+    }
+
+    /// Waits until the filesystem of an unmounted volume is really gone:
+    /// after our unmount it lives on while another mount namespace (a
+    /// container being torn down) still holds it, and only its end writes
+    /// the last data back into the image. Autoclear detaches the device
+    /// then, which is what this waits for.
+    fn wait_released(&self, key: &str) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        while self.attached(key) {
+            if std::time::Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "the filesystem of {} is still in use outside ballast's mount (a \
+                         container still being torn down?); try again in a moment",
+                        image(key)
+                    ),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Clones the image of `key` into `dst`/`dst_key`, frozen if mounted
-    /// so that the copy is a consistent filesystem.
+    /// so that the copy is a consistent filesystem; when not mounted, only
+    /// once every other holder of its filesystem has let go.
     fn clone_image(&self, key: &str, dst: &Root, dst_key: &str) -> io::Result<()> {
         let frozen = if self.mounted(key)? {
             let dir = self.mounts.open_dir_across(key)?;
             loopdev::freeze(dir.as_fd())?;
             Some(dir)
         } else {
+            self.wait_released(key)?;
             None
         };
         let cloned = tree::clone_file(&self.images, &image(key), dst, dst_key);
@@ -184,6 +223,7 @@ impl LoopBackend {
     /// Replaces the image of `key` (not mounted) with a clone of `src`/`src_key`.
     fn replace_image(&self, src: &Root, src_key: &str, key: &str) -> io::Result<()> {
         self.unmount(key)?;
+        self.wait_released(key)?;
         let work = image(key);
         self.staging.remove_file(&work)?;
         tree::clone_file(src, src_key, &self.staging, &work)?;
