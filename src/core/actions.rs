@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Ballast;
 use super::locks::Lease;
 use crate::pool::Spec;
-use crate::volume::{State, Volume};
+use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
 
 /// An action on a volume resource.
@@ -107,7 +107,14 @@ impl Action {
             Some(Refusal::Mounted)
         } else if !self.from_states().contains(&v.state) {
             Some(Refusal::State)
-        } else if v.transitioning == crate::volume::Transitioning::Yes {
+        } else if self == Action::Restore && v.transitioning != Transitioning::No {
+            // For a removed volume that means a purge began: part of the
+            // data may be gone already, and nothing half-deleted comes back.
+            Some(Refusal::Purging)
+        } else if v.transitioning == Transitioning::Yes
+            && !(self == Action::Purge && v.state == State::Removed)
+        {
+            // A purge cut by a crash (still `yes`) may be finished.
             Some(Refusal::Busy)
         } else if v.fill_from.is_some() && !matches!(self, Action::Remove | Action::Purge) {
             Some(Refusal::Unfilled)
@@ -139,6 +146,11 @@ impl Action {
                 "volume {:?} is busy: {}",
                 v.name, v.transitioning_message
             )),
+            Refusal::Purging => Error::InvalidState(format!(
+                "cannot restore volume {:?}: its purge has begun ({}), so its data is no longer \
+                 whole; the purge will be finished",
+                v.name, v.transitioning_message
+            )),
             Refusal::Unfilled => Error::InvalidState(format!(
                 "volume {:?} was never filled completely ({}); remove it and create it again",
                 v.name, v.transitioning_message
@@ -163,6 +175,7 @@ enum Refusal {
     Mounted,
     State,
     Busy,
+    Purging,
     Unfilled,
     NoBackups,
 }

@@ -62,6 +62,10 @@ impl Ballast {
             .transition_locked(v, Action::Remove, |_, v| {
                 v.state = State::Removed;
                 v.removed_ms = Some(now_ms());
+                // In the trash, `transitioning` speaks of the purge alone
+                // (an old revert's error would read as a purge begun).
+                v.transitioning = Transitioning::No;
+                v.transitioning_message.clear();
                 Ok(())
             })
             .await?;
@@ -127,6 +131,11 @@ impl Ballast {
         let snapshots = self.snapshots(Some(v.id));
         let res = self
             .blocking(move |this| {
+                // Said on disk before anything is deleted: a purge cut by a
+                // crash is finished by the janitor, never restored half-gone.
+                v.transitioning = Transitioning::Yes;
+                v.transitioning_message = "purging: deleting the data".into();
+                this.inner.store.save(&v)?;
                 let destroyed = this.pool(&v.pool).and_then(|pool| {
                     for snap in &snapshots {
                         pool.backend()?.delete_snapshot(&snap.storage_key())?;
@@ -172,6 +181,13 @@ impl Ballast {
         let cutoff = now_ms().saturating_sub(retention);
         let expired = self.blocking(move |this| this.inner.store.removed_before(cutoff)).await?;
         let mut purged = 0;
+        // Purges a crash cut short come first, whatever their age.
+        let cut = self.blocking(|this| this.inner.store.in_state(State::Removed)).await?;
+        for v in cut.into_iter().filter(|v| v.transitioning == Transitioning::Yes) {
+            if self.purge_if_removed(v.id, None).await {
+                purged += 1;
+            }
+        }
         for v in expired {
             if self.purge_if_removed(v.id, Some(cutoff)).await {
                 purged += 1;
