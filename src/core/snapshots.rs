@@ -318,7 +318,9 @@ impl Ballast {
     }
 }
 
-/// A byte counter that reports "N% (x of y)" at most ten times a second.
+/// A byte counter that reports "N% (x of y bytes)" at most ten times a
+/// second, or "x bytes" when the total is not known (a volume never
+/// measured, or one that grew since).
 pub(super) fn progress(total: u64, mut report: impl FnMut(String)) -> impl FnMut(u64) {
     let mut done = 0u64;
     let mut last = Instant::now();
@@ -326,8 +328,12 @@ pub(super) fn progress(total: u64, mut report: impl FnMut(String)) -> impl FnMut
         done += n;
         if last.elapsed() >= Duration::from_millis(100) {
             last = Instant::now();
-            let pct = done.saturating_mul(100).checked_div(total).map_or(100, |p| p.min(99));
-            report(format!("{pct}% ({} of {} bytes)", done, total));
+            if done > total {
+                report(format!("{done} bytes copied"));
+            } else {
+                let pct = done.saturating_mul(100).checked_div(total).map_or(0, |p| p.min(99));
+                report(format!("{pct}% ({done} of {total} bytes)"));
+            }
         }
     }
 }
