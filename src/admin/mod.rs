@@ -64,6 +64,7 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/storagepools/{id}", get(pools::show))
         .route("/v1/backuptargets", get(pools::targets))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_refusals))
         .layer(axum::middleware::from_fn_with_state(
             admin.metrics.clone(),
             crate::metrics::track_admin,
@@ -116,6 +117,34 @@ async fn not_found(uri: Uri) -> ApiError {
     ApiError(Error::NotFound(format!("no route {}", uri.path())))
 }
 
+/// axum's own refusals (a method the route lacks: 405 with no body; a
+/// path segment that is not UTF-8 once decoded: 400 in plain text) become
+/// the same error body as every other failure, keeping their headers
+/// (`Allow`).
+async fn json_refusals(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !resp.status().is_client_error() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
+    let reason = parts.status.canonical_reason().unwrap_or("Client Error");
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => reason.to_lowercase(),
+        text => text.to_string(),
+    };
+    let mut out = error_body(parts.status, &reason.replace(' ', ""), &message);
+    for (name, value) in &parts.headers {
+        if !matches!(*name, axum::http::header::CONTENT_TYPE | axum::http::header::CONTENT_LENGTH) {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    out
+}
+
 /// A domain error on its way to becoming a Rancher error body.
 pub struct ApiError(pub Error);
 
@@ -163,5 +192,45 @@ fn reply(status: StatusCode, body: impl serde::Serialize) -> Response {
         Ok(bytes) => (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes)
             .into_response(),
         Err(e) => ApiError(Error::internal("encoding the answer", e)).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header;
+
+    async fn refused(resp: Response) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let resp = json_refusals(resp).await;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn axum_refusals_become_error_bodies() {
+        // What axum answers to PATCH on a route without it.
+        let resp = (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET,HEAD,POST")], "");
+        let (status, headers, body) = refused(resp.into_response()).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::ALLOW], "GET,HEAD,POST");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["status"], 405);
+        assert_eq!(body["code"], "MethodNotAllowed");
+        assert_eq!(body["message"], "method not allowed");
+        // And to GET /v1/volumes/%FF (a path parameter that is not UTF-8).
+        let text = "Invalid URL: Cannot parse `\\xFF` to a `String`";
+        let resp = (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain")], text);
+        let (status, _, body) = refused(resp.into_response()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (body["code"].as_str(), body["message"].as_str()),
+            (Some("BadRequest"), Some(text))
+        );
+        // Our own answers pass untouched.
+        let ours = ApiError(Error::NotFound("no volume".into())).into_response();
+        let (status, _, body) = refused(ours).await;
+        assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("NotFound")));
     }
 }
