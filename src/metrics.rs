@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -171,14 +172,33 @@ impl Metrics {
 /// Middleware for the admin endpoint: labels by route template, so that
 /// ids in paths do not become labels.
 pub async fn track_admin(State(m): State<Metrics>, req: Request, next: Next) -> Response {
-    let endpoint = match req.extensions().get::<MatchedPath>() {
-        Some(p) => format!("{} {}", req.method(), p.as_str()),
-        None => "unmatched".to_string(),
-    };
+    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let endpoint = admin_endpoint(req.method(), route);
     let started = Instant::now();
     let resp = next.run(req).await;
     m.record("admin", endpoint, resp.status().as_u16(), started);
     resp
+}
+
+/// The label of an admin request: its method and route template, or
+/// `unmatched`. Methods beyond the standard ones are all `OTHER`, so that
+/// a client cannot add labels (each with its histogram) without end by
+/// sending made-up methods to a known route.
+fn admin_endpoint(method: &Method, route: Option<&str>) -> String {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    let Some(route) = route else { return "unmatched".to_string() };
+    let method = if STANDARD.contains(method) { method.as_str() } else { "OTHER" };
+    format!("{method} {route}")
 }
 
 /// Middleware for the plugin socket: labels by protocol method, with
@@ -194,4 +214,21 @@ pub async fn track_plugin(State(m): State<Metrics>, req: Request, next: Next) ->
     let resp = next.run(req).await;
     m.record("plugin", endpoint, resp.status().as_u16(), started);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let route = Some("/v1/volumes/{id}");
+        assert_eq!(admin_endpoint(&Method::GET, route), "GET /v1/volumes/{id}");
+        assert_eq!(admin_endpoint(&Method::PATCH, route), "PATCH /v1/volumes/{id}");
+        for made_up in ["FOO", "GETX", "A1"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(admin_endpoint(&method, route), "OTHER /v1/volumes/{id}");
+        }
+        assert_eq!(admin_endpoint(&Method::GET, None), "unmatched");
+    }
 }
