@@ -1,8 +1,10 @@
 //! `docker volume create -o key=value…`: each input line is one option
-//! (`key=value`, split at the first `=`), parsed by `opts::parse`. Every
-//! line, key and value is also read as a size (which must format and parse
-//! back to the same number), a duration and a volume name; and the first
-//! bytes, as a number, must survive `format_size` and `parse_size`.
+//! (`key=value`, split at the first `=`), parsed by `opts::parse`; the same
+//! bytes, read by `arbitrary` as a list of pairs, make a second map, whose
+//! keys and values may hold anything (`=`, newlines). Every line, key and
+//! value is also read as a size (which must format and parse back to the
+//! same number), a duration and a volume name; and the first bytes, as a
+//! number, must survive `format_size` and `parse_size`.
 
 #![no_main]
 
@@ -51,6 +53,16 @@ fuzz_target!(|data: &[u8]| {
         round_trip(n.checked_shl(shift).filter(|m| m >> shift == n).unwrap_or(n));
     }
 
+    if let Ok(pairs) = Unstructured::new(data).arbitrary::<Vec<(String, String)>>() {
+        for (key, value) in &pairs {
+            for s in [key, value] {
+                size(s);
+                name(s);
+            }
+        }
+        check(&pairs.into_iter().collect());
+    }
+
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut raw = BTreeMap::new();
     for line in text.lines() {
@@ -62,7 +74,12 @@ fuzz_target!(|data: &[u8]| {
         }
         raw.insert(key.to_string(), value.to_string());
     }
-    match opts::parse(&raw) {
+    check(&raw);
+});
+
+/// `opts::parse` of one map, and what an accepted request promises.
+fn check(raw: &BTreeMap<String, String>) {
+    match opts::parse(raw) {
         Ok(o) => {
             for key in raw.keys() {
                 assert!(opts::VALID_KEYS.contains(&key.as_str()), "unknown key {key:?} accepted");
@@ -87,4 +104,4 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => assert!(!e.to_string().is_empty(), "an empty error for {raw:?}"),
     }
-});
+}
