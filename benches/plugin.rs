@@ -139,7 +139,7 @@ fn socket_bench(rows: &mut Vec<Row>) {
         ok(c, "VolumeDriver.Unmount", body);
     });
     rows.push(Row {
-        what: "Mount+Unmount pair (2 clients, durable writes)".into(),
+        what: "Mount+Unmount pair (2 clients; counts survive a daemon crash)".into(),
         ballast: format!(
             "{:.0} pairs/s, p99 {}",
             lat.len() as f64 / wall.as_secs_f64(),

@@ -36,6 +36,7 @@ fn main() {
     let before = d.rss_kib();
     let until = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
+    let mut samples = Vec::new();
     let lat: Vec<Duration> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|t| {
@@ -61,6 +62,12 @@ fn main() {
                 })
             })
             .collect();
+        // Resident memory every tenth of the run: a leak climbs to the
+        // end, warm-up growth levels off.
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_secs(secs.max(10) / 10));
+            samples.push(d.rss_kib() / 1024);
+        }
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     let wall = started.elapsed();
@@ -81,6 +88,8 @@ fn main() {
     );
     println!("| RSS before / after | {} KiB / {} KiB | - |", before, after);
     println!("| RSS after ÷ before | {:.2} | ≤ 1.10 (flat) |", after as f64 / before as f64);
+    let series: Vec<String> = samples.iter().map(|m| m.to_string()).collect();
+    println!("| RSS every {} s (MiB) | {} | levels off |", secs.max(10) / 10, series.join(" "));
 }
 
 /// One admin request of a mix chosen by `i`; each client `t` creates and

@@ -161,6 +161,16 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// Removed volumes whose purge began and did not end (a crash).
+    pub fn purges_cut_short(&self) -> Result<Vec<Volume>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT} WHERE state = 'removed' AND transitioning = 'yes' ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], read_volume)?;
+        rows.map(|r| r?).collect()
+    }
+
     /// Volumes in one state (the trash, the tombstones), newest first.
     pub fn in_state(&self, state: State) -> Result<Vec<Volume>> {
         let conn = self.conn();

@@ -182,8 +182,8 @@ impl Ballast {
         let expired = self.blocking(move |this| this.inner.store.removed_before(cutoff)).await?;
         let mut purged = 0;
         // Purges a crash cut short come first, whatever their age.
-        let cut = self.blocking(|this| this.inner.store.in_state(State::Removed)).await?;
-        for v in cut.into_iter().filter(|v| v.transitioning == Transitioning::Yes) {
+        let cut = self.blocking(|this| this.inner.store.purges_cut_short()).await?;
+        for v in cut {
             if self.purge_if_removed(v.id, None).await {
                 purged += 1;
             }
