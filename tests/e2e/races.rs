@@ -253,12 +253,12 @@ fn parallel_sized_creates_never_overcommit_a_loop_pool() {
     let accepted = results.iter().filter(|(s, _)| *s == 200).count();
     for (status, v) in &results {
         if *status != 200 {
-            assert!(v["Err"].as_str().unwrap().contains("cannot fit"), "{v}");
+            assert!(v["Err"].as_str().unwrap().contains("cannot fit"), "{v}; all: {results:?}");
         }
     }
     eprintln!("accepted {accepted} of 12 creates of 16 MiB in a 96 MiB pool");
-    assert!((1..=6).contains(&accepted), "accepted {accepted}");
-    assert_eq!(d.names().len(), accepted);
+    assert!((1..=6).contains(&accepted), "accepted {accepted}: {results:?}");
+    assert_eq!(d.names().len(), accepted, "{results:?}");
     // Under the filesystem's minimum: refused, naming it.
     let err = d.call_err("VolumeDriver.Create", r#"{"Name":"tiny","Opts":{"size":"64K"}}"#);
     assert!(err.contains("at least 1M"), "{err}");
