@@ -101,6 +101,11 @@ impl LoopBackend {
             }
             Err(e) => return Err(e),
         }
+        // A device still on the image (a filesystem another namespace is
+        // letting go of, or one unmounted from outside that is still
+        // writing back) must be gone first: two devices on one image
+        // would each see the other's half-written state.
+        self.wait_released(key)?;
         let fstype = self.fs_of(key)?;
         let img = self.images.open_file(&image(key))?;
         let (dev, _device) = loopdev::attach(img.as_fd())?;

@@ -4,7 +4,7 @@
 use crate::harness::{Daemon, Engine, IMAGE, engine, wait_until};
 
 /// `docker run --rm` of a shell command with `vol` at /data.
-fn run(e: &Engine, vol: &str, script: &str) -> String {
+pub(crate) fn run(e: &Engine, vol: &str, script: &str) -> String {
     e.ok(&[
         "run",
         "--rm",
@@ -20,7 +20,7 @@ fn run(e: &Engine, vol: &str, script: &str) -> String {
 }
 
 /// A detached container labelled for cleanup; returns its id.
-fn start(e: &Engine, driver: &str, vol: &str, script: &str) -> String {
+pub(crate) fn start(e: &Engine, driver: &str, vol: &str, script: &str) -> String {
     e.ok(&[
         "run",
         "-d",

@@ -2,7 +2,7 @@
 //! docker`), with containers running, with and without `--live-restore`:
 //! nothing is forgotten and every mount count ends right.
 
-use crate::harness::{Daemon, IMAGE, OwnEngine, engine, wait_until};
+use crate::harness::{Daemon, OwnEngine, engine, wait_until};
 
 fn engine_restart(live_restore: bool) {
     let Some(_) = engine() else { return };
@@ -13,20 +13,7 @@ fn engine_restart(live_restore: bool) {
     let d = Daemon::for_docker(&format!("ballast-e2e-restart-{tag}"), e);
     let vol = format!("restart-{tag}");
     e.ok(&["volume", "create", "--driver", &d.driver, &vol]);
-    let c = e.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--label",
-        &format!("ballast-test={}", d.driver),
-        "-v",
-        &format!("{vol}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        "echo before > /data/f; sleep 600",
-    ]);
+    let c = crate::docker::start(e, &d.driver, &vol, "echo before > /data/f; sleep 600");
     wait_until("the container to write", || {
         std::fs::read_to_string(format!("{}/f", d.get(&vol)["Mountpoint"].as_str().unwrap()))
             .is_ok_and(|s| s == "before\n")
@@ -46,18 +33,7 @@ fn engine_restart(live_restore: bool) {
     e.ok(&["rm", "-f", &c]);
     wait_until("every mount to be released", || d.get(&vol)["Status"]["mounts"] == 0);
     // The data is there for the next container, and the volume goes.
-    let out = e.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{vol}:/data"),
-        IMAGE,
-        "cat",
-        "/data/f",
-    ]);
-    assert_eq!(out, "before");
+    assert_eq!(crate::docker::run(e, &vol, "cat /data/f"), "before");
     e.ok(&["volume", "rm", &vol]);
     assert!(d.names().is_empty());
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::harness::{Daemon, Engine, IMAGE, engine};
+use crate::harness::{Daemon, Engine, engine};
 
 /// Runs `jobs` on `threads` threads, each `docker run --rm` of `script`
 /// with the volume the job names at /data.
@@ -16,18 +16,7 @@ fn run_all(e: &Engine, threads: usize, jobs: Vec<(String, String)>) {
             s.spawn(|| {
                 loop {
                     let Some((vol, script)) = jobs.lock().unwrap().pop() else { return };
-                    e.ok(&[
-                        "run",
-                        "--rm",
-                        "--network",
-                        "none",
-                        "-v",
-                        &format!("{vol}:/data"),
-                        IMAGE,
-                        "sh",
-                        "-c",
-                        &script,
-                    ]);
+                    crate::docker::run(e, &vol, &script);
                 }
             });
         }
