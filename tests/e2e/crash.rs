@@ -45,6 +45,14 @@ struct Vol {
     bulk: usize,
 }
 
+impl Vol {
+    /// A volume just made (or filled): inactive, unmounted, no snapshots.
+    fn new(name: String, id: String, data: u64, bulk: usize) -> Vol {
+        let (state, mounts, snaps) = ("inactive".into(), BTreeMap::new(), BTreeMap::new());
+        Vol { name, id, state, mounts, data, snaps, bulk }
+    }
+}
+
 struct Run {
     d: Daemon,
     rng: Rng,
@@ -123,16 +131,8 @@ impl Run {
         match op.clone() {
             Op::Create(name) => {
                 d.call_ok("VolumeDriver.Create", &json!({ "Name": name }).to_string());
-                let id = admin_id(d, &name);
-                let v = Vol {
-                    name,
-                    id,
-                    state: "inactive".into(),
-                    mounts: BTreeMap::new(),
-                    data: 0,
-                    snaps: BTreeMap::new(),
-                    bulk: self.bulk,
-                };
+                let id = d.id_of(&name);
+                let v = Vol::new(name, id, 0, self.bulk);
                 let mp = self.mountpoint(&v);
                 for k in 0..self.bulk {
                     std::fs::write(format!("{mp}/bulk{k}"), [7u8; 512]).unwrap();
@@ -148,15 +148,7 @@ impl Run {
                 let v = d.settle(&format!("/v1/volumes/{name}"));
                 assert_eq!(v["transitioning"], "no", "{v}");
                 let (data, bulk) = (self.vols[i].data, self.vols[i].bulk);
-                self.vols.push(Vol {
-                    name,
-                    id: v["id"].as_str().unwrap().into(),
-                    state: "inactive".into(),
-                    mounts: BTreeMap::new(),
-                    data,
-                    snaps: BTreeMap::new(),
-                    bulk,
-                });
+                self.vols.push(Vol::new(name, v["id"].as_str().unwrap().into(), data, bulk));
             }
             Op::Mount(i, id) => {
                 let v = &mut self.vols[i];
@@ -185,16 +177,7 @@ impl Run {
                 self.vols[i].data = value;
             }
             Op::Snapshot(i) => {
-                let id = self.vols[i].id.clone();
-                let s = d.admin_ok(
-                    "POST",
-                    &format!("/v1/volumes/{id}?action=snapshot"),
-                    json!({}),
-                    202,
-                );
-                let sid = s["id"].as_str().unwrap().to_string();
-                let s = d.settle(&format!("/v1/snapshots/{sid}"));
-                assert_eq!(s["state"], "created", "{s}");
+                let sid = d.snapshot(&self.vols[i].id, &format!("k{}", self.counter));
                 let data = self.vols[i].data;
                 self.vols[i].snaps.insert(sid, data);
             }
@@ -295,15 +278,7 @@ impl Run {
                     Op::Clone(i, _) => (self.vols[*i].data, self.vols[*i].bulk),
                     _ => (0, 0),
                 };
-                self.vols.push(Vol {
-                    name,
-                    id: v["id"].as_str().unwrap().into(),
-                    state: "inactive".into(),
-                    mounts: BTreeMap::new(),
-                    data,
-                    snaps: BTreeMap::new(),
-                    bulk,
-                });
+                self.vols.push(Vol::new(name, v["id"].as_str().unwrap().into(), data, bulk));
             }
             Op::Mount(i, id) | Op::Unmount(i, id) => {
                 let v = observe(d, &self.vols[i].id);
@@ -432,13 +407,6 @@ fn fire(socket: &std::path::Path, path: &str, body: &str) {
 
 fn is_live(state: &str) -> bool {
     matches!(state, "inactive" | "active" | "requested")
-}
-
-fn admin_id(d: &Daemon, name: &str) -> String {
-    d.admin_ok("GET", &format!("/v1/volumes/{name}"), Value::Null, 200)["id"]
-        .as_str()
-        .unwrap()
-        .into()
 }
 
 fn observe(d: &Daemon, id: &str) -> Value {

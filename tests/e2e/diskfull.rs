@@ -37,8 +37,7 @@ fn a_full_pool_fails_cleanly_and_keeps_serving() {
     while std::fs::write(format!("{mp}/spill{spill}"), vec![2u8; 1 << 20]).is_ok() {
         spill += 1;
     }
-    let id =
-        d.admin_ok("GET", "/v1/volumes/db", Value::Null, 200)["id"].as_str().unwrap().to_string();
+    let id = d.id_of("db");
 
     // A snapshot cannot fit: it ends in error, saying so, and leaves nothing.
     let s = d.admin_ok(

@@ -1,7 +1,7 @@
 //! Ways out of a pool or a host-path root planted after a volume was
 //! made: every one is refused, and nothing outside is read or changed.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{Daemon, root_or_skip};
 
@@ -24,18 +24,8 @@ fn a_host_path_swapped_for_a_symlink_leads_nowhere_outside_its_root() {
         "VolumeDriver.Create",
         &json!({ "Name": "web", "Opts": { "path": site } }).to_string(),
     );
-    let id =
-        d.admin_ok("GET", "/v1/volumes/web", Value::Null, 200)["id"].as_str().unwrap().to_string();
-    let snap = d.admin_ok(
-        "POST",
-        &format!("/v1/volumes/{id}?action=snapshot"),
-        json!({ "name": "s" }),
-        202,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(d.settle(&format!("/v1/snapshots/{snap}"))["state"], "created");
+    let id = d.id_of("web");
+    let snap = d.snapshot(&id, "s");
 
     // Someone with write access inside the root swaps `team` for a
     // symlink to a directory outside it.

@@ -207,8 +207,7 @@ fn an_update_of_a_removed_volume_touches_only_its_own_record() {
     }
     let d = Daemon::private("race-update");
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db"}"#);
-    let old =
-        d.admin_ok("GET", "/v1/volumes/db", Value::Null, 200)["id"].as_str().unwrap().to_string();
+    let old = d.id_of("db");
     d.call_ok("VolumeDriver.Remove", r#"{"Name":"db"}"#);
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db"}"#);
     let live = d.admin_ok("GET", "/v1/volumes/db", Value::Null, 200);
