@@ -341,8 +341,9 @@ impl Ballast {
     }
 
     /// Checks a host path (`-o path=`): an existing directory strictly
-    /// inside one of `host_path_roots` once symlinks are resolved, used by
-    /// no other volume. Returns the resolved path.
+    /// inside one of `host_path_roots` once symlinks are resolved. Returns
+    /// the resolved path; `claim_host_path` checks, under its lock, that
+    /// no other volume is that directory.
     fn resolve_host_path(&self, requested: &Path, pool: &str) -> Result<PathBuf> {
         let roots = &self.inner.host_path_roots;
         let shown = requested.display();
@@ -362,15 +363,6 @@ impl Ballast {
                 "option path={shown}: {} is not inside host_path_roots ({})",
                 real.display(),
                 list.join(", ")
-            )));
-        }
-        if let Some(other) =
-            self.live_read().values().find(|v| v.host_path.as_deref() == Some(real.as_path()))
-        {
-            return Err(Error::Conflict(format!(
-                "option path={shown}: volume {:?} already is {}",
-                other.name,
-                real.display()
             )));
         }
         let (root, rel) = self.host_root(&real)?;
