@@ -49,6 +49,10 @@ struct RawTarget {
     region: Option<String>,
     access_key: Option<String>,
     secret_key: Option<String>,
+    password_file: Option<PathBuf>,
+    keep_last: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,15 +63,35 @@ struct RawAdmin {
     socket_group: Option<String>,
 }
 
-/// Where backups go. Credentials stay here; they are never shown.
-#[derive(Debug, Clone)]
+/// Where backups go. Credentials stay here; they are never shown (the
+/// `Debug` output hides them too).
+#[derive(Clone)]
 pub struct BackupTarget {
     pub name: String,
+    /// `file:///path` or `s3://bucket/prefix`.
     pub url: String,
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    /// The repository password's file; generated into the state directory
+    /// when absent.
+    pub password_file: Option<PathBuf>,
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+}
+
+impl std::fmt::Debug for BackupTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupTarget")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -239,6 +263,23 @@ impl Config {
                     t.url
                 ));
             }
+            if t.access_key.is_some() != t.secret_key.is_some() {
+                return Err(format!("{at}: `access_key` and `secret_key` must be set together"));
+            }
+            if let Some(p) = t.password_file.as_ref().filter(|p| !p.is_absolute()) {
+                return Err(format!(
+                    "{at}: key `password_file`: {} is not an absolute path",
+                    p.display()
+                ));
+            }
+            if t.url.starts_with("file://") && t.endpoint.is_some() {
+                return Err(format!("{at}: key `endpoint`: only s3:// targets have an endpoint"));
+            }
+            if let Some(rest) = t.url.strip_prefix("s3://")
+                && rest.split('/').next().is_none_or(str::is_empty)
+            {
+                return Err(format!("{at}: key `url`: {:?} names no bucket", t.url));
+            }
             backup_targets.push(BackupTarget {
                 name: t.name,
                 url: t.url,
@@ -246,6 +287,10 @@ impl Config {
                 region: t.region,
                 access_key: t.access_key,
                 secret_key: t.secret_key,
+                password_file: t.password_file,
+                keep_last: t.keep_last,
+                keep_daily: t.keep_daily,
+                keep_weekly: t.keep_weekly,
             });
         }
         Ok(Config {

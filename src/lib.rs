@@ -47,6 +47,7 @@
 //! `config`, `opts` and the CLI share; the CLI talks to the admin API only.
 
 pub mod admin;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -1,0 +1,145 @@
+//! Backups: restic repositories (format v2: deduplicated, compressed,
+//! encrypted) on a directory or an S3 store, written through `rustic_core`.
+//!
+//! The core sees only [`Repository`] and the plain types below; no rustic
+//! or opendal type leaves this module. A repository is opened per target
+//! (`open`), is synchronous (the core calls it from blocking threads), and
+//! is safe to share between threads.
+//!
+//! - `restic.rs`: [`Repository`] over `rustic_core` (any backend).
+//! - `s3.rs`: rustic's backend traits over opendal's S3 service.
+//! - `key.rs`: the repository password (a file, generated when absent).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What ballast records about the volume in each backup, so that a host
+/// with an empty state directory knows what every backup holds. Stored in
+/// the restic snapshot's tags (`ballast`, `volume=NAME`, `id=1v7`) and its
+/// description (this, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMeta {
+    /// The volume's name when it was backed up.
+    pub volume_name: String,
+    /// Its public id on the host that backed it up (`1v7`).
+    pub volume_id: String,
+    /// The snapshot the backup was read from (`1s9`).
+    pub snapshot_id: String,
+    /// The pool backend it lived in (`dir`, `btrfs`, `loop`).
+    pub backend: String,
+    /// Its size limit, if it had one.
+    pub size_bytes: Option<u64>,
+    /// Its driverOpts at creation (never secrets: SPEC §3).
+    pub driver_opts: BTreeMap<String, String>,
+    /// The host that made the backup.
+    pub host: String,
+}
+
+/// One backup as the repository knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// The restic snapshot id (64 hex digits).
+    pub id: String,
+    /// When the backup was taken, ms since the epoch.
+    pub time_ms: i64,
+    pub meta: VolumeMeta,
+    /// Bytes of file content the backup holds.
+    pub size_bytes: u64,
+    /// Bytes this backup added to the repository (after dedup and
+    /// compression); 0 for backups listed from the repository, which does
+    /// not record it.
+    pub stored_bytes: u64,
+    /// Files and directories in the backup.
+    pub files: u64,
+}
+
+/// How far a long operation is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    /// 0 while unknown.
+    pub bytes_total: u64,
+    pub files_done: u64,
+}
+
+/// Told how far a backup or restore is, from the thread doing it.
+pub type OnProgress<'a> = &'a (dyn Fn(Progress) + Sync);
+
+/// Retention after each backup: how many of one volume's backups to keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub last: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+}
+
+impl Keep {
+    pub fn is_empty(&self) -> bool {
+        *self == Keep::default()
+    }
+}
+
+/// Why a backup operation failed. Each message names what failed and is
+/// what users see.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such backup in the repository.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store cannot be reached, or the password does not open the
+    /// repository.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Data read back does not match what was written: corruption or
+    /// tampering. Names the backup and the object.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The backup's tree holds something a restore must not write (a name
+    /// with `/`, `..`, an absolute path).
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else (local I/O, a full disk).
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One restic repository. All methods block.
+pub trait Repository: Send + Sync {
+    /// Backs up the directory tree `src` (its root's owner and mode
+    /// included). `parent` is the restic id of an earlier backup of the
+    /// same volume: files whose metadata is unchanged are not read again.
+    fn backup(
+        &self,
+        src: &Path,
+        meta: &VolumeMeta,
+        parent: Option<&str>,
+        progress: OnProgress<'_>,
+    ) -> Result<BackupInfo>;
+
+    /// Every ballast backup in the repository (snapshots tagged
+    /// `ballast`), oldest first.
+    fn list(&self) -> Result<Vec<BackupInfo>>;
+
+    /// Restores backup `id` into `dest`, an existing empty directory,
+    /// root owner and mode included. Every object is checked as it is
+    /// read; a tree entry that would write outside `dest` fails the
+    /// restore before anything is written. On error `dest` may hold a
+    /// partial tree: the caller throws it away.
+    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()>;
+
+    /// Forgets backup `id` and prunes the data no other backup uses.
+    fn remove(&self, id: &str) -> Result<()>;
+
+    /// Reads and checks everything backup `id` needs.
+    fn verify(&self, id: &str) -> Result<()>;
+
+    /// Forgets the backups of volume `volume_id` (public id) that `keep`
+    /// does not keep, then prunes. Returns the restic ids forgotten.
+    fn apply_retention(&self, volume_id: &str, keep: Keep) -> Result<Vec<String>>;
+}
+
+// `open(target: &crate::config::BackupTarget, state_dir: &Path) ->
+// Result<std::sync::Arc<dyn Repository>>` comes with `restic.rs`.
