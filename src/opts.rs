@@ -19,6 +19,7 @@ pub const VALID_KEYS: &[&str] = &[
     "mode",
     "from-volume",
     "from-snapshot",
+    "from-backup",
     "path",
 ];
 
@@ -35,6 +36,8 @@ pub struct CreateOpts {
     pub mode: Option<u32>,
     pub from_volume: Option<String>,
     pub from_snapshot: Option<String>,
+    /// A backup's id (`1b7`) or restic snapshot id.
+    pub from_backup: Option<String>,
     /// An existing host directory the volume is (`isHostPath`).
     pub path: Option<std::path::PathBuf>,
 }
@@ -59,6 +62,7 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
             "mode" => opts.mode = Some(parse_mode(value)?),
             "from-volume" => opts.from_volume = Some(non_empty(key, value)?.to_string()),
             "from-snapshot" => opts.from_snapshot = Some(non_empty(key, value)?.to_string()),
+            "from-backup" => opts.from_backup = Some(non_empty(key, value)?.to_string()),
             "path" => {
                 if !value.starts_with('/') {
                     return Err(bad(key, value, "expected an absolute path"));
@@ -69,18 +73,22 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
         }
     }
     if opts.path.is_some() {
-        let clash = ["size", "fs", "uid", "gid", "mode", "from-volume", "from-snapshot"]
-            .into_iter()
-            .find(|k| raw.contains_key(*k));
+        let clash =
+            ["size", "fs", "uid", "gid", "mode", "from-volume", "from-snapshot", "from-backup"]
+                .into_iter()
+                .find(|k| raw.contains_key(*k));
         if let Some(k) = clash {
             return Err(Error::InvalidInput(format!(
                 "option {k} cannot be combined with path: a host-path volume is the host directory as it is"
             )));
         }
     }
-    if opts.from_volume.is_some() && opts.from_snapshot.is_some() {
+    let sources = [&opts.from_volume, &opts.from_snapshot, &opts.from_backup];
+    if sources.iter().filter(|s| s.is_some()).count() > 1 {
         return Err(Error::InvalidInput(
-            "options from-volume and from-snapshot cannot be combined: a volume starts from one source".into(),
+            "options from-volume, from-snapshot and from-backup cannot be combined: a volume \
+             starts from one source"
+                .into(),
         ));
     }
     Ok(opts)
@@ -167,12 +175,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_it_and_lists_valid_ones() {
-        for key in ["colour", "from-backup", "snapshot"] {
+        for key in ["colour", "from_backup", "snapshot"] {
             let err = parse(&map(&[(key, "x")])).unwrap_err().to_string();
             assert!(err.contains(&format!("{key:?}")), "{err}");
             assert!(
                 err.contains(
-                    "pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, path"
+                    "pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, from-backup, path"
                 ),
                 "{err}"
             );

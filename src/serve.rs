@@ -96,7 +96,6 @@ async fn serve(
         ballast: ballast.clone(),
         metrics: metrics.clone(),
         driver: args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy().into(),
-        backup_targets: config.backup_targets.clone().into(),
     };
     let tcp = match (&args.admin_listen, tcp_credentials) {
         (Some(addr), Some(creds)) => {

@@ -8,6 +8,7 @@
 //! Content-Type, like the plugin socket.
 
 mod auth;
+mod backups;
 mod extract;
 mod pools;
 mod resource;
@@ -27,7 +28,6 @@ use axum::routing::get;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::config::BackupTarget;
 use crate::core::Ballast;
 use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
@@ -35,13 +35,12 @@ use crate::metrics::Metrics;
 pub use auth::Credentials;
 
 /// What every handler needs: the core, the driver name Docker knows us
-/// by, and the configured backup targets. Cheap to clone.
+/// by. Cheap to clone.
 #[derive(Clone)]
 pub struct Admin {
     pub ballast: Ballast,
     pub metrics: Metrics,
     pub driver: Arc<str>,
-    pub backup_targets: Arc<[BackupTarget]>,
 }
 
 /// The routes of the admin endpoint. With `credentials`, every request
@@ -63,11 +62,12 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
             "/v1/snapshots/{id}",
             get(snapshots::show).delete(snapshots::remove).post(snapshots::action),
         )
-        .route("/v1/backups", get(pools::backups))
-        .route("/v1/backups/{id}", get(pools::backup).delete(pools::backup))
+        .route("/v1/backups", get(backups::list).post(backups::create))
+        .route("/v1/backups/{id}", get(backups::show).delete(backups::remove).post(backups::action))
         .route("/v1/storagepools", get(pools::list))
         .route("/v1/storagepools/{id}", get(pools::show))
-        .route("/v1/backuptargets", get(pools::targets))
+        .route("/v1/backuptargets", get(backups::targets))
+        .route("/v1/backuptargets/{id}", get(backups::show_target).post(backups::target_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(admin.metrics.clone(), track))

@@ -1,4 +1,4 @@
-//! `/v1/storagepools`, `/v1/backuptargets` and `/v1/backups`.
+//! `/v1/storagepools`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -48,34 +48,4 @@ pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<Str
         .find(|p| p.name() == id)
         .ok_or_else(|| Error::NotFound(format!("no pool {id:?}")))?;
     Ok(reply(StatusCode::OK, pool(&a, &resource::base(&headers), p)))
-}
-
-pub async fn targets(State(a): State<Admin>, headers: HeaderMap) -> ApiResult {
-    let base = resource::base(&headers);
-    let data = a
-        .backup_targets
-        .iter()
-        .map(|t| {
-            json!({
-                "id": t.name,
-                "type": "backupTarget",
-                "name": t.name,
-                "url": t.url,
-                "endpoint": t.endpoint,
-                "region": t.region,
-            })
-        })
-        .collect();
-    Ok(reply(StatusCode::OK, resource::collection(&base, "backupTarget", "backuptargets", data)))
-}
-
-/// No backup can exist in this version: the collection is empty and
-/// every id is unknown.
-pub async fn backups(headers: HeaderMap) -> ApiResult {
-    let base = resource::base(&headers);
-    Ok(reply(StatusCode::OK, resource::collection(&base, "backup", "backups", Vec::<Value>::new())))
-}
-
-pub async fn backup(Path(id): Path<String>) -> ApiResult {
-    Err(Error::NotFound(format!("no backup with id {id:?}")).into())
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::Admin;
+use crate::backup::{Backup, BackupState};
 use crate::pool::Scope;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{Volume, rfc3339_ms};
@@ -208,6 +209,55 @@ pub fn snapshot(base: &str, s: &Snapshot) -> Value {
     })
 }
 
+pub fn backup(base: &str, b: &Backup) -> Value {
+    let id = b.public_id();
+    let self_link = format!("{base}/v1/backups/{id}");
+    let mut actions = Map::new();
+    if b.state != BackupState::Creating {
+        actions.insert("remove".into(), json!(format!("{self_link}?action=remove")));
+    }
+    if b.state == BackupState::Created {
+        for action in ["verify", "restore"] {
+            actions.insert(action.into(), json!(format!("{self_link}?action={action}")));
+        }
+    }
+    let mut links = Map::new();
+    links.insert("self".into(), json!(self_link));
+    links.insert("target".into(), json!(format!("{base}/v1/backuptargets/{}", b.target)));
+    if let Some(v) = b.volume_id {
+        links.insert("volume".into(), json!(format!("{base}/v1/volumes/1v{v}")));
+    }
+    json!({
+        "id": id,
+        "type": "backup",
+        "name": b.name,
+        "volumeId": b.volume_id.map(|v| format!("1v{v}")),
+        "volumeName": b.meta.volume_name,
+        "sourceVolumeId": b.meta.volume_id,
+        "sourceHost": b.meta.host,
+        "snapshotId": b.snapshot_id.map(|s| format!("1s{s}")),
+        "backupTargetId": b.target,
+        "resticId": b.restic_id,
+        "uri": b.restic_id.as_ref().map(|r| format!("restic:{}#{r}", b.target)),
+        "backend": b.meta.backend,
+        "volumeSizeBytes": b.meta.size_bytes,
+        "driverOpts": b.meta.driver_opts,
+        "sizeBytes": b.size_bytes,
+        "storedBytes": b.stored_bytes,
+        "state": b.state.as_str(),
+        "transitioning": match b.state {
+            BackupState::Creating => "yes",
+            BackupState::Error => "error",
+            _ => "no",
+        },
+        "transitioningMessage": b.message,
+        "created": rfc3339_ms(b.created_ms),
+        "createdTS": b.created_ms,
+        "links": links,
+        "actions": actions,
+    })
+}
+
 /// A collection of resources of one type.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -283,6 +333,9 @@ pub const VOLUME_FIELDS: &[&str] = &[
 ];
 
 pub const SNAPSHOT_FIELDS: &[&str] = &["id", "name", "volumeId", "state"];
+
+pub const BACKUP_FIELDS: &[&str] =
+    &["id", "name", "volumeId", "volumeName", "snapshotId", "backupTargetId", "state"];
 
 #[cfg(test)]
 mod tests {

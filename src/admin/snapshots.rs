@@ -5,10 +5,16 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
-use super::extract::{Path, Query};
+use super::extract::{Body, Path, Query};
 use super::resource::{self, SNAPSHOT_FIELDS};
-use super::{Admin, ApiResult, reply};
+use super::{Admin, ApiResult, parse_body, reply};
 use crate::Error;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BackupInput {
+    backup_target_id: Option<String>,
+}
 
 pub async fn list(
     State(a): State<Admin>,
@@ -40,15 +46,15 @@ pub async fn action(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    Body(body): Body,
 ) -> ApiResult {
     match q.get("action").map(String::as_str) {
         Some("remove") => remove(State(a), headers, Path(id)).await,
         Some("backup") => {
-            a.ballast.find_snapshot(&id)?;
-            Err(Error::InvalidState(
-                "backup: backups are not available in this version of ballast".into(),
-            )
-            .into())
+            let input: BackupInput = parse_body(&body)?;
+            let b =
+                a.ballast.create_backup(None, Some(&id), input.backup_target_id.as_deref()).await?;
+            Ok(reply(StatusCode::ACCEPTED, resource::backup(&resource::base(&headers), &b)))
         }
         Some(other) => Err(Error::InvalidInput(format!(
             "unknown snapshot action {other:?}; snapshot actions are: backup, remove"

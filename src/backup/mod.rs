@@ -9,6 +9,11 @@
 //! - `restic.rs`: [`Repository`] over `rustic_core` (any backend).
 //! - `s3.rs`: rustic's backend traits over opendal's S3 service.
 //! - `key.rs`: the repository password (a file, generated when absent).
+//! - `record.rs`: the backup record this host keeps of each backup.
+
+mod record;
+
+pub use record::{Backup, BackupState};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -141,5 +146,10 @@ pub trait Repository: Send + Sync {
     fn apply_retention(&self, volume_id: &str, keep: Keep) -> Result<Vec<String>>;
 }
 
-// `open(target: &crate::config::BackupTarget, state_dir: &Path) ->
-// Result<std::sync::Arc<dyn Repository>>` comes with `restic.rs`.
+/// Opens (creating on first use) the repository of a backup target.
+pub fn open(
+    target: &crate::config::BackupTarget,
+    _state_dir: &Path,
+) -> Result<std::sync::Arc<dyn Repository>> {
+    Err(Error::Unavailable(format!("backup target {:?}: not built yet", target.name)))
+}

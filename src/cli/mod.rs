@@ -2,6 +2,7 @@
 //! endpoint and prints a table, or JSON with `--json`. One file per
 //! command group.
 
+mod backup;
 mod client;
 mod output;
 mod pool;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Snapshots: create, list, remove, revert
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCmd),
+    /// Backups: create, list, restore, verify, remove
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     /// Storage pools
     #[command(subcommand)]
     Pool(pool::PoolCmd),
@@ -55,6 +59,7 @@ pub fn run(command: Command, global: Global) -> Result<(), String> {
         match command {
             Command::Volume(cmd) => volume::run(cmd, &client, &global).await,
             Command::Snapshot(cmd) => snapshot::run(cmd, &client, &global).await,
+            Command::Backup(cmd) => backup::run(cmd, &client, &global).await,
             Command::Pool(cmd) => pool::run(cmd, &client, &global).await,
         }
     })

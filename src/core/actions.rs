@@ -118,8 +118,6 @@ impl Action {
             Some(Refusal::Busy)
         } else if v.fill_from.is_some() && !matches!(self, Action::Remove | Action::Purge) {
             Some(Refusal::Unfilled)
-        } else if self == Action::RestoreFromBackup {
-            Some(Refusal::NoBackups)
         } else {
             None
         }
@@ -155,9 +153,6 @@ impl Action {
                 "volume {:?} was never filled completely ({}); remove it and create it again",
                 v.name, v.transitioning_message
             )),
-            Refusal::NoBackups => Error::InvalidState(
-                "restorefrombackup: backups are not available in this version of ballast".into(),
-            ),
         })
     }
 
@@ -177,7 +172,6 @@ enum Refusal {
     Busy,
     Purging,
     Unfilled,
-    NoBackups,
 }
 
 impl Ballast {
@@ -348,18 +342,4 @@ pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
         .map_err(|e| Error::internal(format!("allocating volume {:?}", v.name), e))?;
     v.state = State::Inactive;
     Ok(())
-}
-
-impl Ballast {
-    /// The `restorefrombackup` action. Backups do not exist in this
-    /// version, so the state check always refuses it with a reason.
-    pub async fn restore_from_backup(
-        &self,
-        reference: &str,
-        backup_id: &str,
-    ) -> Result<Arc<Volume>> {
-        let v = self.find(reference)?;
-        self.check(Action::RestoreFromBackup, &v)?;
-        Err(Error::NotFound(format!("no backup with id {backup_id:?}")))
-    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::Ballast;
 use super::locks::{Guard, Key, Lease, LeaseGuard};
+use crate::backup::Backup;
 use crate::opts::{self, CreateOpts};
 use crate::pool::{BackendKind, Spec};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
@@ -22,6 +23,7 @@ use crate::{Error, Result};
 enum Source {
     Volume(Arc<Volume>),
     Snapshot(Arc<Snapshot>),
+    Backup(Arc<Backup>),
 }
 
 impl Source {
@@ -29,6 +31,7 @@ impl Source {
         match self {
             Source::Volume(v) => v.public_id(),
             Source::Snapshot(s) => s.public_id(),
+            Source::Backup(b) => b.public_id(),
         }
     }
 
@@ -36,6 +39,7 @@ impl Source {
         match self {
             Source::Volume(v) => format!("volume {:?}", v.name),
             Source::Snapshot(s) => format!("snapshot {} ({})", s.public_id(), s.name),
+            Source::Backup(b) => format!("backup {} ({})", b.public_id(), b.name),
         }
     }
 }
@@ -69,10 +73,20 @@ impl Ballast {
         if let Some(existing) = self.live_read().get(name).cloned() {
             return same_options(name, existing, &raw);
         }
+        if let Some(id) = &parsed.from_backup
+            && self.find_backup(id).is_err()
+        {
+            // Perhaps taken on another host: look in every target once.
+            self.sync_all_backups().await;
+        }
         let (pool, source) = self.resolve(&parsed)?;
         let size_bytes = match &source {
             // A clone is its source's size: a loop image is copied whole.
             Some(Source::Volume(src)) if parsed.size.is_none() => src.size_bytes,
+            // A restore keeps the backed-up size where the pool enforces one.
+            Some(Source::Backup(b)) if parsed.size.is_none() && self.enforces_size(&pool) => {
+                self.effective_size(&pool, b.meta.size_bytes)
+            }
             _ => self.effective_size(&pool, parsed.size),
         };
         let host_path = match &parsed.path {
@@ -85,7 +99,8 @@ impl Ballast {
         };
         if !allocate && source.is_some() {
             return Err(Error::InvalidInput(
-                "\"allocate\": false cannot be combined with from-volume or from-snapshot".into(),
+                "\"allocate\": false cannot be combined with from-volume, from-snapshot or from-backup"
+                    .into(),
             ));
         }
         let _reservation = self.reserve(&pool, size_bytes)?;
@@ -184,6 +199,8 @@ impl Ballast {
                 self.snaps_read().get(&id).cloned().map(Source::Snapshot)
             } else if let Some(id) = parse_public_id("1v", &from) {
                 self.live_read().values().find(|s| s.id == id).cloned().map(Source::Volume)
+            } else if from.starts_with("1b") {
+                self.restorable(&from).ok().map(Source::Backup)
             } else {
                 None
             };
@@ -219,9 +236,17 @@ impl Ballast {
         let total = match &source {
             Source::Volume(src) => src.used_bytes,
             Source::Snapshot(s) => s.size_bytes,
+            Source::Backup(b) => b.size_bytes,
         };
         let (progress_to, volume) = (self.clone(), v.name.clone());
         let work = (*v).clone();
+        let repo = match &source {
+            Source::Backup(b) => match self.repo(&b.target).await {
+                Ok(repo) => Some(repo),
+                Err(e) => return self.end_fill(id, Err(e)).await,
+            },
+            _ => None,
+        };
         let result = self
             .blocking(move |this| {
                 let backend = this.storage(&work)?;
@@ -241,6 +266,14 @@ impl Ballast {
                     Source::Snapshot(s) => {
                         backend.copy_snapshot(&s.storage_key(), &key, &mut report)
                     }
+                    Source::Backup(b) => repo
+                        .as_deref()
+                        .ok_or_else(|| std::io::Error::other("no repository"))
+                        .and_then(|repo| backend.activate(&key).map(|dest| (repo, dest)))
+                        .and_then(|(repo, dest)| {
+                            let filled = this.restore_into(repo, b, &work, &dest);
+                            filled.and(backend.deactivate(&key))
+                        }),
                 }
                 .map_err(|e| Error::internal(format!("filling volume {:?}", work.name), e))?;
                 Ok(backend.usage(&key).unwrap_or(0))
@@ -286,6 +319,11 @@ impl Ballast {
                 let now = self.volume_by_id(src.id)?;
                 fit_to_copy(&now)?;
                 Ok(self.inner.locks.lease(Lease::Volume(src.id)))
+            }
+            Source::Backup(b) => {
+                // Removing a backup waits for no lock: the lease is enough.
+                self.restorable(&b.public_id())?;
+                Ok(self.inner.locks.lease(Lease::Backup(b.id)))
             }
             Source::Snapshot(s) => {
                 let _guard = self.inner.locks.lock(Key::Volume(s.volume_id)).await;
@@ -394,6 +432,13 @@ impl Ballast {
     /// exist and returns the target pool and the source of a copy.
     fn resolve(&self, o: &CreateOpts) -> Result<(String, Option<Source>)> {
         let source = match (&o.from_volume, &o.from_snapshot) {
+            _ if o.from_backup.is_some() => {
+                let id = o.from_backup.as_deref().unwrap_or_default();
+                let b = self
+                    .restorable(id)
+                    .map_err(|e| Error::InvalidInput(format!("option from-backup={id:?}: {e}")))?;
+                Some(Source::Backup(b))
+            }
             (Some(src), _) => {
                 let v = self.live_read().get(src).cloned().ok_or_else(|| {
                     Error::InvalidInput(format!(
@@ -419,6 +464,8 @@ impl Ballast {
             (None, None) => None,
         };
         let (source_pool, source_opt) = match &source {
+            // A backup restores into any pool.
+            Some(Source::Backup(_)) => (None, "from-backup"),
             Some(Source::Volume(v)) => (Some(v.pool.clone()), "from-volume"),
             Some(Source::Snapshot(s)) => {
                 (Some(self.volume_by_id(s.volume_id)?.pool.clone()), "from-snapshot")
@@ -477,6 +524,10 @@ impl Ballast {
 
     /// The size a new volume gets: the one asked for or, in a loop pool,
     /// the pool's default (an image file needs a size).
+    fn enforces_size(&self, pool: &str) -> bool {
+        self.pool(pool).and_then(|p| p.backend()).is_ok_and(|b| b.enforces_size())
+    }
+
     fn effective_size(&self, pool: &str, asked: Option<u64>) -> Option<u64> {
         match self.inner.pools.get(pool) {
             Some(p) if p.config.backend == BackendKind::Loop => {

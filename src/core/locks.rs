@@ -50,6 +50,8 @@ pub(super) enum Lease {
     Volume(i64),
     Snapshot(i64),
     Filling(i64),
+    /// A backup being restored from (it cannot be removed meanwhile).
+    Backup(i64),
 }
 
 /// A held operation lock; dropping it releases the lock and forgets the
@@ -113,7 +115,7 @@ impl Locks {
             .keys()
             .filter_map(|l| match l {
                 Lease::Volume(id) => Some(*id),
-                Lease::Snapshot(_) | Lease::Filling(_) => None,
+                Lease::Snapshot(_) | Lease::Filling(_) | Lease::Backup(_) => None,
             })
             .collect()
     }

@@ -7,6 +7,7 @@
 //! record to the map. One file per operation.
 
 mod actions;
+mod backups;
 mod create;
 mod locks;
 mod mount;
@@ -55,6 +56,12 @@ struct Inner {
     reserved: Mutex<HashMap<String, u64>>,
     /// Id → snapshot not removed; the same kind of lock as `live`.
     snapshots: RwLock<BTreeMap<i64, Arc<Snapshot>>>,
+    /// Backup targets by name, their repositories opened on first use.
+    targets: BTreeMap<String, backups::Target>,
+    /// Id → backup not removed; the same kind of lock as `live`.
+    backups: RwLock<BTreeMap<i64, Arc<crate::backup::Backup>>>,
+    /// Where generated repository keys live.
+    state_dir: PathBuf,
     /// How long snapshots take (exported as a metric; shares its state
     /// with every clone).
     snapshot_seconds: prometheus_client::metrics::histogram::Histogram,
@@ -128,9 +135,21 @@ impl Ballast {
             }
             snapshots.insert(snap.id, Arc::new(snap));
         }
+        let mut backups = BTreeMap::new();
+        for mut b in store.load_backups().map_err(|e| e.to_string())? {
+            if b.state == crate::backup::BackupState::Creating {
+                // restic writes a snapshot last: an interrupted backup left
+                // only unreferenced data, which the next prune removes.
+                b.state = crate::backup::BackupState::Error;
+                b.message = "interrupted by a restart of the daemon; take it again".into();
+                store.save_backup(&b).map_err(|e| e.to_string())?;
+            }
+            backups.insert(b.id, Arc::new(b));
+        }
         tracing::info!(
             volumes = live.len(),
             snapshots = snapshots.len(),
+            backups = backups.len(),
             pools = pools.len(),
             "metadata loaded"
         );
@@ -146,6 +165,13 @@ impl Ballast {
                 locks: Arc::new(Locks::default()),
                 reserved: Mutex::new(HashMap::new()),
                 snapshots: RwLock::new(snapshots),
+                targets: config
+                    .backup_targets
+                    .iter()
+                    .map(|t| (t.name.clone(), backups::Target::new(t.clone())))
+                    .collect(),
+                backups: RwLock::new(backups),
+                state_dir: state_dir.to_path_buf(),
                 snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
                 ),

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendKind, OnBytes, Space, Spec};
+use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
 use crate::sys::btrfs as ioc;
 use crate::tree::{self, Root};
 
@@ -188,6 +188,28 @@ impl Backend for BtrfsBackend {
 
     fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
         Self::delete(&self.snapshots, snap)
+    }
+
+    fn read_snapshot(&self, snap: &str) -> io::Result<SnapshotView> {
+        self.snapshots.open_dir(snap)?;
+        Ok(SnapshotView::at(self.snapshots.host_path(snap)))
+    }
+
+    /// A subvolume built in staging and renamed into place: reverting to
+    /// it later clones it, so it needs no size limit of its own.
+    fn build_snapshot(&self, snap: &str, _like: &str, fill: Fill<'_>) -> io::Result<()> {
+        Self::delete(&self.staging, snap)?;
+        ioc::subvol_create(self.staging.fd(), snap)?;
+        let built = fill(&self.staging.host_path(snap))
+            .and_then(|()| Self::delete(&self.snapshots, snap))
+            .and_then(|()| self.staging.rename_into(snap, &self.snapshots, snap));
+        if let Err(e) = built {
+            if let Err(e) = Self::delete(&self.staging, snap) {
+                tracing::warn!(entry = %self.staging.host_path(snap).display(), error = %e, "cannot delete failed work");
+            }
+            return Err(e);
+        }
+        self.snapshots.sync()
     }
 
     fn snapshot_usage(&self, snap: &str) -> io::Result<u64> {

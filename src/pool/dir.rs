@@ -23,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use super::{Backend, BackendKind, OnBytes, Space, Spec};
+use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
 use crate::tree::{self, Root};
 
 #[derive(Debug)]
@@ -101,6 +101,29 @@ impl DirBackend {
         self.staging.create_dir(work, None, None, 0o700)?;
         Ok(())
     }
+}
+
+/// Builds directory `snap` in `staging` with `fill` and renames it into
+/// `snapshots` (replacing what an interrupted run left there). Half-built
+/// work is deleted at once.
+pub(super) fn build_in(
+    staging: &Root,
+    snapshots: &Root,
+    snap: &str,
+    fill: Fill<'_>,
+) -> io::Result<()> {
+    staging.remove(snap)?;
+    staging.create_dir(snap, None, None, 0o700)?;
+    let built = fill(&staging.host_path(snap))
+        .and_then(|()| snapshots.remove(snap))
+        .and_then(|()| staging.rename_into(snap, snapshots, snap));
+    if let Err(e) = built {
+        if let Err(e) = staging.remove(snap) {
+            tracing::warn!(entry = %staging.host_path(snap).display(), error = %e, "cannot delete failed work");
+        }
+        return Err(e);
+    }
+    snapshots.sync()
 }
 
 impl Backend for DirBackend {
@@ -190,6 +213,15 @@ impl Backend for DirBackend {
 
     fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
         self.snapshots.remove(snap)
+    }
+
+    fn read_snapshot(&self, snap: &str) -> io::Result<SnapshotView> {
+        self.snapshots.open_dir(snap)?;
+        Ok(SnapshotView::at(self.snapshots.host_path(snap)))
+    }
+
+    fn build_snapshot(&self, snap: &str, _like: &str, fill: Fill<'_>) -> io::Result<()> {
+        build_in(&self.staging, &self.snapshots, snap, fill)
     }
 
     fn snapshot_usage(&self, snap: &str) -> io::Result<u64> {

@@ -12,7 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendKind, OnBytes, Space, Spec};
+use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
 use crate::tree::{self, Root};
 
 #[derive(Debug)]
@@ -147,6 +147,15 @@ impl Backend for HostDir {
 
     fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
         self.snapshots.remove(snap)
+    }
+
+    fn read_snapshot(&self, snap: &str) -> io::Result<SnapshotView> {
+        self.snapshots.open_dir(snap)?;
+        Ok(SnapshotView::at(self.snapshots.host_path(snap)))
+    }
+
+    fn build_snapshot(&self, snap: &str, _like: &str, fill: Fill<'_>) -> io::Result<()> {
+        super::dir::build_in(&self.staging, &self.snapshots, snap, fill)
     }
 
     fn snapshot_usage(&self, snap: &str) -> io::Result<u64> {

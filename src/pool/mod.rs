@@ -34,6 +34,41 @@ pub struct Spec {
 /// Told how many more bytes a long operation has copied.
 pub type OnBytes<'a> = &'a mut dyn FnMut(u64);
 
+/// Writes a tree into the empty directory it is given (a restore from a
+/// backup).
+pub type Fill<'a> = &'a mut dyn FnMut(&Path) -> io::Result<()>;
+
+/// A snapshot opened for reading as a directory tree. What opening it
+/// took (a read-only mount of a loop image) is undone when it is dropped.
+pub struct SnapshotView {
+    path: PathBuf,
+    release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl SnapshotView {
+    /// A view of a tree that needs no undoing.
+    pub fn at(path: PathBuf) -> Self {
+        SnapshotView { path, release: None }
+    }
+
+    /// A view that runs `release` when dropped.
+    pub fn with_release(path: PathBuf, release: impl FnOnce() + Send + 'static) -> Self {
+        SnapshotView { path, release: Some(Box::new(release)) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SnapshotView {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
 /// One storage backend. `key` is the volume's storage key and `snap` a
 /// snapshot's (both derived from ids, never from user input).
 pub trait Backend: Send + Sync + Debug {
@@ -68,6 +103,14 @@ pub trait Backend: Send + Sync + Debug {
     fn revert(&self, key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()>;
     /// Destroys a snapshot. Missing is not an error.
     fn delete_snapshot(&self, snap: &str) -> io::Result<()>;
+    /// Opens snapshot `snap` read-only as a directory tree (what a backup
+    /// reads).
+    fn read_snapshot(&self, snap: &str) -> io::Result<SnapshotView>;
+    /// Makes the new snapshot `snap` out of what `fill` writes into an
+    /// empty root shaped like volume `like` (its size limit and
+    /// filesystem). The snapshot appears whole or not at all; a snapshot
+    /// already stored as `snap` (left by an interrupted run) is replaced.
+    fn build_snapshot(&self, snap: &str, like: &str, fill: Fill<'_>) -> io::Result<()>;
     /// Bytes a snapshot holds.
     fn snapshot_usage(&self, snap: &str) -> io::Result<u64>;
     /// Clears what interrupted work left behind; runs once at start-up.

@@ -37,10 +37,10 @@ unsafe impl Ioctl for GetFree {
     }
 }
 
-/// Attaches `image` to a free loop device with autoclear, and returns the
-/// device's path and an open handle on it (drop it once the device is
-/// mounted, so that the unmount detaches it).
-pub fn attach(image: BorrowedFd<'_>) -> io::Result<(PathBuf, OwnedFd)> {
+/// Attaches `image` to a free loop device with autoclear (read-only if
+/// asked), and returns the device's path and an open handle on it (drop
+/// it once the device is mounted, so that the unmount detaches it).
+pub fn attach(image: BorrowedFd<'_>, read_only: bool) -> io::Result<(PathBuf, OwnedFd)> {
     let ctl = rustix::fs::open("/dev/loop-control", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
     // Another process can take the free device between the two calls:
     // then LOOP_CONFIGURE says EBUSY and we ask again.
@@ -58,6 +58,9 @@ pub fn attach(image: BorrowedFd<'_>) -> io::Result<(PathBuf, OwnedFd)> {
         // images it loses nothing, and it is the well-trodden path.
         config.block_size = 4096;
         config.info.lo_flags = raw::LO_FLAGS_AUTOCLEAR as u32;
+        if read_only {
+            config.info.lo_flags |= raw::LO_FLAGS_READ_ONLY as u32;
+        }
         // SAFETY: LOOP_CONFIGURE reads a loop_config, which `config` is,
         // holding an open image fd borrowed for the call.
         match unsafe {

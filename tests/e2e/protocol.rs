@@ -149,8 +149,9 @@ fn bad_names_and_options_are_refused_and_change_nothing() {
     let cases = [
         (json!({ "colour": "red" }), "unknown option \"colour\""),
         (
-            json!({ "from-backup": "b" }),
-            "valid options are: pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, path",
+            json!({ "from_backup": "b" }),
+            "valid options are: pool, size, fs, description, uid, gid, mode, from-volume, \
+             from-snapshot, from-backup, path",
         ),
         (json!({ "pool": "nope" }), "option pool=\"nope\": no such pool; pools: default"),
         (

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+mod backups;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::snapshot::{SnapState, Snapshot};
@@ -74,6 +76,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(backups::SCHEMA)?;
         migrate(&conn)?;
         Ok(Store { conn: Mutex::new(conn) })
     }

@@ -16,12 +16,15 @@
 //! else a sparse copy) and thaws it. Revert (only while detached) clones
 //! the snapshot in `staging/` and renames it over the image.
 
+mod img;
+
+pub(super) use img::mkfs;
+
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::{Backend, BackendKind, FsKind, OnBytes, Space, Spec};
+use super::{Backend, BackendKind, Fill, FsKind, OnBytes, SnapshotView, Space, Spec};
 use crate::sys::loopdev;
 use crate::tree::{self, Root};
 
@@ -42,22 +45,6 @@ fn image(key: &str) -> String {
     format!("{key}.img")
 }
 
-/// The mkfs program for a filesystem, if it is installed.
-pub(super) fn mkfs(fs: FsKind) -> io::Result<PathBuf> {
-    let name = format!("mkfs.{}", fs.as_str());
-    let dirs = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/sbin:/usr/bin:/bin".into());
-    dirs.split(':').map(|d| Path::new(d).join(&name)).find(|p| p.is_file()).ok_or_else(|| {
-        let package = match fs {
-            FsKind::Ext4 => "e2fsprogs",
-            FsKind::Xfs => "xfsprogs",
-        };
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{name} is not installed (apt-get install {package})"),
-        )
-    })
-}
-
 impl LoopBackend {
     pub fn open(path: &Path, fs: FsKind) -> io::Result<Self> {
         mkfs(fs)?;
@@ -69,25 +56,6 @@ impl LoopBackend {
             staging: Root::open(&path.join("staging"))?,
             fs,
         })
-    }
-
-    /// The filesystem type inside an image, from its superblock.
-    fn fs_of(&self, key: &str) -> io::Result<&'static str> {
-        let fd = self.images.open_file(&image(key))?;
-        let mut magic = [0u8; 4];
-        rustix::io::pread(&fd, &mut magic, 0)?;
-        if &magic == b"XFSB" {
-            return Ok("xfs");
-        }
-        let mut ext = [0u8; 2];
-        rustix::io::pread(&fd, &mut ext, 1024 + 0x38)?;
-        if ext == [0x53, 0xEF] {
-            return Ok("ext4");
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("image {key} holds no ext4 or xfs filesystem"),
-        ))
     }
 
     /// Attaches and mounts the image of `key` if it is not mounted yet.
@@ -106,18 +74,7 @@ impl LoopBackend {
         // writing back) must be gone first: two devices on one image
         // would each see the other's half-written state.
         self.wait_released(key)?;
-        let fstype = self.fs_of(key)?;
-        let img = self.images.open_file(&image(key))?;
-        let (dev, _device) = loopdev::attach(img.as_fd())?;
-        // The device keeps the image open; with autoclear it lets go once
-        // the filesystem is unmounted and `_device` is closed.
-        rustix::mount::mount(&dev, &target, fstype, rustix::mount::MountFlags::NOATIME, None)
-            .map_err(|e| {
-                io::Error::new(
-                    io::Error::from(e).kind(),
-                    format!("mounting {} on {}: {e}", dev.display(), target.display()),
-                )
-            })?;
+        img::mount(&self.images, &image(key), &target, false)?;
         Ok(target)
     }
 
@@ -171,6 +128,18 @@ impl LoopBackend {
             )?;
         }
         Ok(())
+    }
+
+    /// Unmounts (if mounted) and removes the work directory `dir` of
+    /// `staging/`: a snapshot read for a backup, an image being filled.
+    fn unmount_work(&self, dir: &str) -> io::Result<()> {
+        match self.staging.is_mounted(dir) {
+            Ok(true) => unmount_at(&self.staging.host_path(dir))?,
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.staging.remove(dir)
     }
 
     /// Whether a loop device still has the image of `key` attached.
@@ -236,6 +205,12 @@ impl LoopBackend {
     }
 }
 
+/// Unmounts what is mounted at `target`.
+fn unmount_at(target: &Path) -> io::Result<()> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty())?;
+    Ok(())
+}
+
 impl Backend for LoopBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Loop
@@ -249,34 +224,7 @@ impl Backend for LoopBackend {
         let size = spec.size.ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "a loop volume needs a size")
         })?;
-        let fs = spec.fs.unwrap_or(self.fs);
-        drop(self.images.create_file(&image(key), size)?);
-        let img = self.images.host_path(&image(key));
-        let mut cmd = Command::new(mkfs(fs)?);
-        match fs {
-            // 4 KiB blocks, as the loop device's; inode tables and journal
-            // initialised now rather than in the background, where they
-            // would compete with the first writes.
-            FsKind::Ext4 => cmd.args([
-                "-q",
-                "-F",
-                "-m",
-                "0",
-                "-b",
-                "4096",
-                "-E",
-                "lazy_itable_init=0,lazy_journal_init=0",
-            ]),
-            FsKind::Xfs => cmd.args(["-q", "-f", "-s", "size=4096"]),
-        };
-        let out = cmd.arg(&img).output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "mkfs.{} failed: {}",
-                fs.as_str(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        img::format(&self.images, &image(key), size, spec.fs.unwrap_or(self.fs))?;
         // Set the root's owner and mode inside the new filesystem, and
         // leave it empty (no lost+found): some programs insist on that.
         let root = self.mount(key)?;
@@ -353,6 +301,55 @@ impl Backend for LoopBackend {
         self.snapshots.remove_file(&image(snap))
     }
 
+    /// Mounts the snapshot's image read-only in `staging/`, privately:
+    /// only the backup reading it sees it, and the view's end unmounts it.
+    fn read_snapshot(&self, snap: &str) -> io::Result<SnapshotView> {
+        let dir = format!("read-{snap}");
+        self.unmount_work(&dir)?;
+        self.staging.create_dir(&dir, None, None, 0o700)?;
+        let target = self.staging.host_path(&dir);
+        if let Err(e) = img::mount(&self.snapshots, &image(snap), &target, true) {
+            let _ = self.staging.remove(&dir);
+            return Err(e);
+        }
+        let staging = self.staging.try_clone()?;
+        let path = target.clone();
+        Ok(SnapshotView::with_release(path, move || {
+            if let Err(e) = unmount_at(&target).and_then(|()| staging.remove(&dir)) {
+                tracing::warn!(mount = %target.display(), error = %e, "cannot unmount a snapshot read for a backup");
+            }
+        }))
+    }
+
+    /// A new image of the size and filesystem of `like`'s, filled while
+    /// mounted in `staging/`, then renamed into the snapshots.
+    fn build_snapshot(&self, snap: &str, like: &str, fill: Fill<'_>) -> io::Result<()> {
+        let size = img::size_of(&self.images, &image(like))?;
+        let fs = img::fs_of(&self.images, &image(like))?;
+        let (work, dir) = (image(snap), format!("fill-{snap}"));
+        self.staging.remove_file(&work)?;
+        self.unmount_work(&dir)?;
+        let built = (|| {
+            img::format(&self.staging, &work, size, fs)?;
+            self.staging.create_dir(&dir, None, None, 0o700)?;
+            let target = self.staging.host_path(&dir);
+            img::mount(&self.staging, &work, &target, false)?;
+            let _ = std::fs::remove_dir(target.join("lost+found"));
+            let filled = fill(&target);
+            // Unmounting writes everything back into the image.
+            let unmounted = unmount_at(&target);
+            filled.and(unmounted)?;
+            self.staging.remove(&dir)?;
+            self.staging.rename_over(&work, &self.snapshots, &work)
+        })();
+        if built.is_err() {
+            let _ = self.unmount_work(&dir);
+            let _ = self.staging.remove_file(&work);
+        }
+        built?;
+        self.snapshots.sync()
+    }
+
     fn snapshot_usage(&self, snap: &str) -> io::Result<u64> {
         self.snapshots.file_usage(&image(snap))
     }
@@ -361,7 +358,12 @@ impl Backend for LoopBackend {
     /// cannot be removed (not a file) is logged and left.
     fn recover(&self) -> io::Result<()> {
         for key in self.staging.keys()? {
-            if let Err(e) = self.staging.remove_file(&key) {
+            let cleared = if key.ends_with(".img") {
+                self.staging.remove_file(&key)
+            } else {
+                self.unmount_work(&key)
+            };
+            if let Err(e) = cleared {
                 tracing::warn!(entry = %self.staging.host_path(&key).display(), error = %e, "cannot clear interrupted work");
             }
         }

@@ -1,0 +1,683 @@
+//! Backups: take one (always from a snapshot), list them (this host's and,
+//! once a target is synced, every host's), verify, remove, and restore in
+//! place (`restorefrombackup`). Restoring into a new volume is a fill
+//! (`from-backup`, in `create.rs`).
+//!
+//! Every backup runs as a job: the record answers at once in state
+//! `creating` with progress in its message, and ends `created` or `error`.
+//! A snapshot being read keeps a read lease, so it cannot be removed and
+//! its volume cannot be reverted or purged under the backup.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Ballast;
+use super::actions::Action;
+use super::locks::{Key, Lease};
+use crate::backup::{
+    self, Backup, BackupInfo, BackupState, Keep, Progress, Repository, VolumeMeta,
+};
+use crate::config::BackupTarget;
+use crate::snapshot::{SnapState, Snapshot, parse_public_id};
+use crate::units::human_size;
+use crate::volume::{State, Transitioning, Volume, now_ms};
+use crate::{Error, Result};
+
+/// A configured target and its repository, opened on first use.
+pub(super) struct Target {
+    pub(super) config: BackupTarget,
+    repo: Mutex<Option<Arc<dyn Repository>>>,
+}
+
+impl Target {
+    pub(super) fn new(config: BackupTarget) -> Self {
+        Target { config, repo: Mutex::new(None) }
+    }
+
+    fn keep(&self) -> Keep {
+        Keep {
+            last: self.config.keep_last,
+            daily: self.config.keep_daily,
+            weekly: self.config.keep_weekly,
+        }
+    }
+}
+
+/// The domain error for a backup engine's error: its message already
+/// names the target, the backup and the object.
+fn engine_error(e: backup::Error) -> Error {
+    match e {
+        backup::Error::NotFound(m) => Error::NotFound(m),
+        backup::Error::Unavailable(m) | backup::Error::Refused(m) => Error::InvalidState(m),
+        backup::Error::Corrupt(m) | backup::Error::Failed(m) => Error::Internal(m),
+    }
+}
+
+impl Ballast {
+    /// The configured targets, in config order.
+    pub fn backup_targets(&self) -> Vec<BackupTarget> {
+        self.inner.targets.values().map(|t| t.config.clone()).collect()
+    }
+
+    /// The target `name`, or the only one when none is named.
+    fn target(&self, name: Option<&str>) -> Result<&Target> {
+        let targets = &self.inner.targets;
+        let names = || targets.keys().cloned().collect::<Vec<_>>().join(", ");
+        match name {
+            Some(n) => targets.get(n).ok_or_else(|| {
+                Error::InvalidInput(if targets.is_empty() {
+                    format!("no backup target named {n:?}: none is configured ([[backup_target]])")
+                } else {
+                    format!("no backup target named {n:?}; targets: {}", names())
+                })
+            }),
+            None if targets.len() == 1 => Ok(targets.values().next().expect("one target")),
+            None if targets.is_empty() => Err(Error::InvalidState(
+                "no backup target is configured: add a [[backup_target]] to the config".into(),
+            )),
+            None => Err(Error::InvalidInput(format!(
+                "several backup targets are configured; name one: {}",
+                names()
+            ))),
+        }
+    }
+
+    /// The target's repository, opened (and created) on first use; a
+    /// failed open is tried again next time.
+    pub(super) async fn repo(&self, target: &str) -> Result<Arc<dyn Repository>> {
+        let name = target.to_string();
+        self.blocking(move |this| {
+            let t = this.target(Some(&name))?;
+            let mut repo = t.repo.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = &*repo {
+                return Ok(r.clone());
+            }
+            let opened = backup::open(&t.config, &this.inner.state_dir).map_err(engine_error)?;
+            *repo = Some(opened.clone());
+            Ok(opened)
+        })
+        .await
+    }
+
+    /// Backups not removed, optionally of one local volume, oldest first.
+    pub fn backups(&self, volume_id: Option<i64>) -> Vec<Arc<Backup>> {
+        self.backups_read()
+            .values()
+            .filter(|b| volume_id.is_none_or(|v| b.volume_id == Some(v)))
+            .cloned()
+            .collect()
+    }
+
+    /// A backup by id (`1b7`) or by restic snapshot id (8 hex digits or
+    /// more, as `restic snapshots` shows it).
+    pub fn find_backup(&self, reference: &str) -> Result<Arc<Backup>> {
+        let all = self.backups_read();
+        if let Some(id) = parse_public_id("1b", reference) {
+            return all
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("no backup with id {reference:?}")));
+        }
+        let hex = reference.len() >= 8 && reference.bytes().all(|b| b.is_ascii_hexdigit());
+        let found: Vec<_> = all
+            .values()
+            .filter(|b| hex && b.restic_id.as_deref().is_some_and(|r| r.starts_with(reference)))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::NotFound(format!(
+                "no backup with id {reference:?}; backups made on another host appear once their \
+                 target is listed (ballast backup ls --target NAME)"
+            ))),
+            many => Err(Error::InvalidInput(format!(
+                "{} backups match {reference:?}; use an id: {}",
+                many.len(),
+                many.iter().map(|b| b.public_id()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Backs up a volume, from `snapshot` when one is named (it must be
+    /// the volume's and created), else from a snapshot taken for it and
+    /// removed after. Returns the backup in state `creating`.
+    pub async fn create_backup(
+        &self,
+        volume: Option<&str>,
+        snapshot: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Arc<Backup>> {
+        let target = self.target(target)?.config.name.clone();
+        let snap = snapshot.map(|s| self.find_snapshot(s)).transpose()?;
+        let reference = match (volume, &snap) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(s)) => format!("1v{}", s.volume_id),
+            (None, None) => {
+                return Err(Error::InvalidInput("name the volume or snapshot to back up".into()));
+            }
+        };
+        let (guard, v) = self.lock_ref(&reference).await?;
+        match &snap {
+            Some(s) if s.volume_id != v.id => {
+                return Err(Error::InvalidInput(format!(
+                    "snapshot {} belongs to another volume, not to {:?}",
+                    s.public_id(),
+                    v.name
+                )));
+            }
+            Some(s) if s.state != SnapState::Created => {
+                return Err(Error::InvalidState(format!(
+                    "snapshot {} is {}, not created",
+                    s.public_id(),
+                    s.state.as_str()
+                )));
+            }
+            Some(_) => {}
+            None => self.check(Action::Snapshot, &v)?,
+        }
+        let pool_kind = self.pool(&v.pool).map(|p| p.config.backend.as_str()).unwrap_or("dir");
+        let meta = VolumeMeta {
+            volume_name: v.name.clone(),
+            volume_id: v.public_id(),
+            snapshot_id: snap.as_ref().map(|s| s.public_id()).unwrap_or_default(),
+            backend: pool_kind.to_string(),
+            size_bytes: v.size_bytes,
+            driver_opts: v.driver_opts.clone(),
+            host: hostname(),
+        };
+        let mut b = Backup {
+            id: 0,
+            target,
+            restic_id: None,
+            name: String::new(),
+            volume_id: Some(v.id),
+            snapshot_id: snap.as_ref().map(|s| s.id),
+            meta,
+            state: BackupState::Creating,
+            message: "starting".into(),
+            created_ms: now_ms(),
+            size_bytes: 0,
+            stored_bytes: 0,
+        };
+        let volume_name = v.name.clone();
+        let b = self
+            .blocking(move |this| {
+                b.id = this.inner.store.insert_backup(&b)?;
+                b.name = format!("{volume_name}-{}", b.public_id());
+                this.inner.store.save_backup(&b)?;
+                Ok(b)
+            })
+            .await?;
+        let created = self.publish_backup(b.clone());
+        drop(guard);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = this.run_backup(&b, v, snap).await;
+            this.finish_backup(b.id, result, started.elapsed()).await;
+        });
+        Ok(created)
+    }
+
+    async fn run_backup(
+        &self,
+        b: &Backup,
+        v: Arc<Volume>,
+        snap: Option<Arc<Snapshot>>,
+    ) -> Result<BackupInfo> {
+        let id = b.id;
+        let (snap, temporary) = match snap {
+            Some(s) => (s, false),
+            None => {
+                self.backup_message(id, "taking a snapshot".into());
+                let name = format!("backup-{}", b.public_id());
+                let s = self.snapshot(&v.public_id(), Some(name)).await?;
+                (self.snapshot_done(s.id).await?, true)
+            }
+        };
+        let result = self.read_into_backup(b, &v, &snap).await;
+        if temporary && let Err(e) = self.remove_snapshot(&snap.public_id()).await {
+            tracing::warn!(snapshot = %snap.public_id(), error = %e, "cannot remove the snapshot a backup was read from");
+        }
+        result
+    }
+
+    /// Backs up snapshot `snap` of `v` under a read lease on it.
+    async fn read_into_backup(
+        &self,
+        b: &Backup,
+        v: &Arc<Volume>,
+        snap: &Arc<Snapshot>,
+    ) -> Result<BackupInfo> {
+        let lease = {
+            let _guard = self.inner.locks.lock(Key::Volume(v.id)).await;
+            match self.snaps_read().get(&snap.id) {
+                Some(s) if s.state == SnapState::Created => {}
+                _ => {
+                    return Err(Error::InvalidState(format!(
+                        "snapshot {} was removed before it could be read",
+                        snap.public_id()
+                    )));
+                }
+            }
+            self.inner.locks.lease(Lease::Snapshot(snap.id))
+        };
+        let repo = self.repo(&b.target).await?;
+        let parent =
+            self.newest_backup(&b.target, &b.meta.volume_id).and_then(|p| p.restic_id.clone());
+        let mut meta = b.meta.clone();
+        meta.snapshot_id = snap.public_id();
+        let (v, snap, id) = (v.clone(), snap.clone(), b.id);
+        let result = self
+            .blocking(move |this| {
+                let view = this.storage(&v)?.read_snapshot(&snap.storage_key()).map_err(|e| {
+                    Error::internal(format!("reading snapshot {}", snap.public_id()), e)
+                })?;
+                let report = throttled(move |p, rate| {
+                    this.backup_message(id, format!("backing up: {}", progress_text(p, rate)));
+                });
+                repo.backup(view.path(), &meta, parent.as_deref(), &report).map_err(engine_error)
+            })
+            .await;
+        drop(lease);
+        result
+    }
+
+    async fn finish_backup(&self, id: i64, result: Result<BackupInfo>, took: Duration) {
+        let Some(current) = self.backups_read().get(&id).cloned() else { return };
+        let mut b = (*current).clone();
+        match result {
+            Ok(info) => {
+                tracing::info!(backup = %b.public_id(), ?took, bytes = info.size_bytes, stored = info.stored_bytes, "backup created");
+                b.state = BackupState::Created;
+                b.message.clear();
+                b.restic_id = Some(info.id);
+                b.created_ms = info.time_ms;
+                b.size_bytes = info.size_bytes;
+                b.stored_bytes = info.stored_bytes;
+                b.meta = info.meta;
+            }
+            Err(e) => {
+                tracing::error!(backup = %b.public_id(), error = %e, "backup failed");
+                b.state = BackupState::Error;
+                b.message = e.to_string();
+            }
+        }
+        let created = b.state == BackupState::Created;
+        let (target, volume) = (b.target.clone(), b.meta.volume_id.clone());
+        if let Ok(b) = self.save_backup(b).await {
+            self.publish_backup(b);
+        }
+        if created {
+            self.apply_retention(&target, &volume).await;
+        }
+    }
+
+    /// Forgets the backups of a volume that its target's retention does
+    /// not keep.
+    async fn apply_retention(&self, target: &str, volume_id: &str) {
+        let keep = match self.target(Some(target)) {
+            Ok(t) if !t.keep().is_empty() => t.keep(),
+            _ => return,
+        };
+        let Ok(repo) = self.repo(target).await else { return };
+        let volume = volume_id.to_string();
+        let forgotten =
+            self.blocking(move |_| repo.apply_retention(&volume, keep).map_err(engine_error)).await;
+        match forgotten {
+            Ok(ids) => self.mark_removed(target, &ids).await,
+            Err(e) => tracing::warn!(target, volume = volume_id, error = %e, "retention failed"),
+        }
+    }
+
+    /// Waits for snapshot `id` to be created (a snapshot always ends).
+    async fn snapshot_done(&self, id: i64) -> Result<Arc<Snapshot>> {
+        loop {
+            let Some(s) = self.snaps_read().get(&id).cloned() else {
+                return Err(Error::InvalidState(format!("snapshot 1s{id} was removed")));
+            };
+            match s.state {
+                SnapState::Created => return Ok(s),
+                SnapState::Creating => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => {
+                    return Err(Error::InvalidState(format!(
+                        "snapshot {} failed: {}",
+                        s.public_id(),
+                        s.message
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The newest created backup of volume `volume_id` (public id) in
+    /// `target`: the parent of the next one.
+    fn newest_backup(&self, target: &str, volume_id: &str) -> Option<Arc<Backup>> {
+        self.backups_read()
+            .values()
+            .filter(|b| b.target == target && b.meta.volume_id == volume_id)
+            .filter(|b| b.state == BackupState::Created && b.restic_id.is_some())
+            .max_by_key(|b| b.created_ms)
+            .cloned()
+    }
+
+    /// Reads a target's repository and records the backups it holds that
+    /// this host does not know (taken on another host, or before this
+    /// state directory existed), and forgets those gone from it.
+    pub async fn sync_backups(&self, target: &str) -> Result<usize> {
+        let target = self.target(Some(target))?.config.name.clone();
+        let repo = self.repo(&target).await?;
+        let listed = self.blocking(move |_| repo.list().map_err(engine_error)).await?;
+        let host = hostname();
+        let (name, found) = (target.clone(), listed.clone());
+        let imported = self
+            .blocking(move |this| {
+                let mut new = Vec::new();
+                for info in found {
+                    if this.inner.store.backup_by_restic_id(&name, &info.id)?.is_some() {
+                        continue;
+                    }
+                    // This host's own volume, if it still is the same one.
+                    let local = parse_public_id("1v", &info.meta.volume_id)
+                        .filter(|_| info.meta.host == host)
+                        .and_then(|id| this.inner.store.get(id).ok().flatten())
+                        .filter(|v| v.name == info.meta.volume_name)
+                        .map(|v| v.id);
+                    let mut b = Backup {
+                        id: 0,
+                        target: name.clone(),
+                        name: format!(
+                            "{}-{}",
+                            info.meta.volume_name,
+                            &info.id[..8.min(info.id.len())]
+                        ),
+                        restic_id: Some(info.id),
+                        volume_id: local,
+                        snapshot_id: None,
+                        meta: info.meta,
+                        state: BackupState::Created,
+                        message: String::new(),
+                        created_ms: info.time_ms,
+                        size_bytes: info.size_bytes,
+                        stored_bytes: info.stored_bytes,
+                    };
+                    b.id = this.inner.store.insert_backup(&b)?;
+                    new.push(b);
+                }
+                Ok(new)
+            })
+            .await?;
+        let count = imported.len();
+        for b in imported {
+            self.publish_backup(b);
+        }
+        let present: Vec<String> = listed.into_iter().map(|i| i.id).collect();
+        let gone: Vec<String> = self
+            .backups_read()
+            .values()
+            .filter(|b| b.target == target && b.state == BackupState::Created)
+            .filter_map(|b| b.restic_id.clone())
+            .filter(|id| !present.contains(id))
+            .collect();
+        self.mark_removed(&target, &gone).await;
+        Ok(count)
+    }
+
+    /// Syncs every target; one that fails is logged and skipped.
+    pub async fn sync_all_backups(&self) {
+        for name in self.inner.targets.keys() {
+            if let Err(e) = self.sync_backups(name).await {
+                tracing::warn!(target = %name, error = %e, "cannot list the backup target");
+            }
+        }
+    }
+
+    /// Records that restic snapshots `ids` of `target` are forgotten.
+    async fn mark_removed(&self, target: &str, ids: &[String]) {
+        let doomed: Vec<Backup> = self
+            .backups_read()
+            .values()
+            .filter(|b| b.target == target)
+            .filter(|b| b.restic_id.as_ref().is_some_and(|r| ids.contains(r)))
+            .map(|b| Backup { state: BackupState::Removed, ..(**b).clone() })
+            .collect();
+        for b in doomed {
+            if let Ok(b) = self.save_backup(b).await {
+                self.publish_backup(b);
+            }
+        }
+    }
+
+    /// Forgets a backup and prunes the data nothing else uses.
+    pub async fn remove_backup(&self, reference: &str) -> Result<Arc<Backup>> {
+        let b = self.find_backup(reference)?;
+        if b.state == BackupState::Creating {
+            return Err(Error::InvalidState(format!(
+                "backup {} is still being created",
+                b.public_id()
+            )));
+        }
+        if self.inner.locks.leased(Lease::Backup(b.id)) {
+            return Err(Error::InvalidState(format!(
+                "backup {} is busy: a volume is being restored from it",
+                b.public_id()
+            )));
+        }
+        if let Some(restic_id) = b.restic_id.clone() {
+            let repo = self.repo(&b.target).await?;
+            self.blocking(move |_| repo.remove(&restic_id).map_err(engine_error)).await?;
+        }
+        let removed = Backup { state: BackupState::Removed, ..(*b).clone() };
+        let removed = self.save_backup(removed).await?;
+        Ok(self.publish_backup(removed))
+    }
+
+    /// Reads back everything a backup needs and checks it.
+    pub async fn verify_backup(&self, reference: &str) -> Result<Arc<Backup>> {
+        let b = self.find_backup(reference)?;
+        let Some(restic_id) = b.restic_id.clone().filter(|_| b.state == BackupState::Created)
+        else {
+            return Err(Error::InvalidState(format!(
+                "backup {} is {}: there is nothing to verify",
+                b.public_id(),
+                b.state.as_str()
+            )));
+        };
+        let repo = self.repo(&b.target).await?;
+        self.blocking(move |_| repo.verify(&restic_id).map_err(engine_error)).await?;
+        Ok(b)
+    }
+
+    /// `restorefrombackup`: the volume's content becomes the backup's. The
+    /// restore is built beside the volume and swapped in like a revert, so
+    /// a failed or interrupted restore leaves the volume as it was.
+    pub async fn restore_from_backup(&self, reference: &str, backup: &str) -> Result<Arc<Volume>> {
+        let (guard, current) = self.lock_ref(reference).await?;
+        let mut v = (*current).clone();
+        self.check(Action::RestoreFromBackup, &v)?;
+        let b = self.restorable(backup)?;
+        let lease = self.inner.locks.lease(Lease::Backup(b.id));
+        let label = format!("restoring from backup {} ({})", b.public_id(), b.name);
+        v.transitioning = Transitioning::Yes;
+        v.transitioning_message = format!("{label}: starting");
+        let v = self.save(v).await?;
+        let started = self.publish(v.clone());
+        // As a revert: the mark is on disk, so the lock can go.
+        drop(guard);
+        let (this, vid) = (self.clone(), v.id);
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let result = match this.repo(&b.target).await {
+                Ok(repo) => this.blocking(move |this| restore_in_place(this, &v, &b, repo)).await,
+                Err(e) => Err(e),
+            };
+            drop(lease);
+            let _guard = this.inner.locks.lock(Key::Volume(vid)).await;
+            let Ok(current) = this.volume_by_id(vid) else { return };
+            let mut v = (*current).clone();
+            match result {
+                Ok(used) => {
+                    v.transitioning = Transitioning::No;
+                    v.transitioning_message.clear();
+                    v.used_bytes = used;
+                    v.state = State::Inactive;
+                    tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume restored from a backup");
+                }
+                Err(e) => {
+                    tracing::error!(volume = %v.name, error = %e, "restore from a backup failed");
+                    v.transitioning = Transitioning::Error;
+                    v.transitioning_message = format!("{label}: {e}");
+                }
+            }
+            if let Ok(v) = this.save(v).await {
+                this.publish(v);
+            }
+        });
+        Ok(started)
+    }
+
+    /// A backup that can be restored: created and written.
+    pub fn restorable(&self, reference: &str) -> Result<Arc<Backup>> {
+        let b = self.find_backup(reference)?;
+        if b.state != BackupState::Created || b.restic_id.is_none() {
+            return Err(Error::InvalidState(format!(
+                "backup {} is {}, not created",
+                b.public_id(),
+                b.state.as_str()
+            )));
+        }
+        Ok(b)
+    }
+
+    /// Sets a running backup's message (memory only: progress).
+    fn backup_message(&self, id: i64, message: String) {
+        let mut all = self.inner.backups.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = all.get_mut(&id) {
+            Arc::make_mut(b).message = message;
+        }
+    }
+
+    fn backups_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Arc<Backup>>> {
+        self.inner.backups.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `b` what readers see (removed backups disappear).
+    fn publish_backup(&self, b: Backup) -> Arc<Backup> {
+        let b = Arc::new(b);
+        let mut all = self.inner.backups.write().unwrap_or_else(|p| p.into_inner());
+        if b.state == BackupState::Removed {
+            all.remove(&b.id);
+        } else {
+            all.insert(b.id, b.clone());
+        }
+        b
+    }
+
+    async fn save_backup(&self, b: Backup) -> Result<Backup> {
+        self.blocking(move |this| {
+            this.inner.store.save_backup(&b)?;
+            Ok(b)
+        })
+        .await
+    }
+
+    /// Fills the empty directory `dest` from backup `b`, reporting
+    /// progress on volume `v` (a fill or an in-place restore).
+    pub(super) fn restore_into(
+        &self,
+        repo: &dyn Repository,
+        b: &Backup,
+        v: &Volume,
+        dest: &Path,
+    ) -> std::io::Result<()> {
+        let restic_id = b.restic_id.as_deref().unwrap_or_default();
+        let label = format!("restoring from backup {} ({})", b.public_id(), b.name);
+        let (this, id, name) = (self.clone(), v.id, v.name.clone());
+        let report = throttled(move |p, rate| {
+            this.volume_message(id, &name, format!("{label}: {}", progress_text(p, rate)));
+        });
+        repo.restore(restic_id, dest, &report).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+/// The in-place restore's storage work: the backup is restored into a
+/// new snapshot shaped like the volume (or, for a `requested` volume, its
+/// storage is made first), which then replaces the volume's content.
+fn restore_in_place(
+    this: &Ballast,
+    v: &Volume,
+    b: &Backup,
+    repo: Arc<dyn Repository>,
+) -> Result<u64> {
+    let key = v.storage_key();
+    let storage = this.storage(v)?;
+    let failed = |e| Error::internal(format!("restoring volume {:?}", v.name), e);
+    if v.state == State::Requested {
+        let mut allocated = v.clone();
+        storage.destroy(&key).map_err(failed)?;
+        super::actions::allocate(this, &mut allocated)?;
+        let dest = storage.activate(&key).map_err(failed)?;
+        let filled = this.restore_into(repo.as_ref(), b, v, &dest);
+        storage.deactivate(&key).map_err(failed)?;
+        if let Err(e) = filled {
+            // Nothing half-restored stays: back to no storage.
+            let _ = storage.destroy(&key);
+            return Err(failed(e));
+        }
+    } else {
+        let work = format!("restore-{key}");
+        storage
+            .build_snapshot(&work, &key, &mut |dest| this.restore_into(repo.as_ref(), b, v, dest))
+            .map_err(failed)?;
+        let swapped = storage.revert(&key, &work, &mut |_| {});
+        if let Err(e) = storage.delete_snapshot(&work) {
+            tracing::warn!(volume = %v.name, error = %e, "cannot delete the staged restore");
+        }
+        swapped.map_err(failed)?;
+    }
+    Ok(storage.usage(&key).unwrap_or(0))
+}
+
+/// Calls `report` with the progress and the byte rate at most four times
+/// a second.
+fn throttled(report: impl Fn(Progress, f64) + Send + Sync) -> impl Fn(Progress) + Sync {
+    let started = Instant::now();
+    let last = Mutex::new(None::<Instant>);
+    move |p: Progress| {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(250)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        report(p, p.bytes_done as f64 / secs);
+    }
+}
+
+/// "40% (400 MiB of 1.0 GiB), 1200 files, 80 MiB/s, about 8 s left".
+fn progress_text(p: Progress, rate: f64) -> String {
+    let done = human_size(p.bytes_done);
+    let rate_text = format!("{}/s", human_size(rate as u64));
+    if p.bytes_total == 0 || p.bytes_done > p.bytes_total {
+        return format!("{done}, {} files, {rate_text}", p.files_done);
+    }
+    let pct = (p.bytes_done.saturating_mul(100) / p.bytes_total).min(99);
+    let left = if rate >= 1.0 {
+        format!(", about {} s left", ((p.bytes_total - p.bytes_done) as f64 / rate).ceil() as u64)
+    } else {
+        String::new()
+    };
+    format!(
+        "{pct}% ({done} of {}), {} files, {rate_text}{left}",
+        human_size(p.bytes_total),
+        p.files_done
+    )
+}
+
+/// This host's name, as backups record it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
