@@ -3,6 +3,8 @@
 //! private engine (see `harness`).
 
 mod admin;
+mod backup;
+mod backup_faults;
 mod btrfs;
 mod cli;
 mod crash;
