@@ -101,6 +101,10 @@ pub struct Volume {
     /// public id (`1v3`, `1s7`). Such a volume never mounts: a fill cut by
     /// a crash starts again at start-up, a failed one stays unusable.
     pub fill_from: Option<String>,
+    /// When the content last changed or may have: its creation, its last
+    /// unmount, a revert or restore. A backup of a snapshot taken after
+    /// this holds the volume's data (deallocate needs one).
+    pub written_ms: i64,
 }
 
 impl Volume {

@@ -246,20 +246,22 @@ impl Ballast {
                 .deactivate(&v.storage_key())
                 .map_err(|e| Error::internal(format!("deactivating volume {:?}", v.name), e))?;
             v.state = State::Inactive;
+            v.written_ms = crate::volume::now_ms();
             Ok(())
         })
         .await
     }
 
-    /// inactive → requested: frees the storage. There are no backups yet,
-    /// so the data would be gone for good: only with `force`.
+    /// inactive → requested: frees the storage. Only when a backup holds
+    /// the data as it is (the next Mount restores it), or with `force`.
     pub async fn deallocate(&self, reference: &str, force: bool) -> Result<Arc<Volume>> {
         self.transition(reference, Action::Deallocate, move |this, v| {
-            if !force {
+            if !force && this.backup_since(v.id, v.written_ms).is_none() {
                 return Err(Error::InvalidState(format!(
                     "deallocate would destroy the data of volume {:?}, and it has no backup newer \
-                     than its last write; pass \"force\": true to destroy it anyway",
-                    v.name
+                     than its last write; back it up first (ballast backup create {}) or pass \
+                     \"force\": true to destroy it anyway",
+                    v.name, v.name
                 )));
             }
             this.storage(v)?

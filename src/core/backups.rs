@@ -220,12 +220,14 @@ impl Ballast {
         Ok(created)
     }
 
+    /// Takes the backup; returns it and when its snapshot was taken (the
+    /// moment whose data it holds).
     async fn run_backup(
         &self,
         b: &Backup,
         v: Arc<Volume>,
         snap: Option<Arc<Snapshot>>,
-    ) -> Result<BackupInfo> {
+    ) -> Result<(BackupInfo, i64)> {
         let id = b.id;
         let (snap, temporary) = match snap {
             Some(s) => (s, false),
@@ -236,7 +238,7 @@ impl Ballast {
                 (self.snapshot_done(s.id).await?, true)
             }
         };
-        let result = self.read_into_backup(b, &v, &snap).await;
+        let result = self.read_into_backup(b, &v, &snap).await.map(|info| (info, snap.created_ms));
         if temporary && let Err(e) = self.remove_snapshot(&snap.public_id()).await {
             tracing::warn!(snapshot = %snap.public_id(), error = %e, "cannot remove the snapshot a backup was read from");
         }
@@ -284,16 +286,16 @@ impl Ballast {
         result
     }
 
-    async fn finish_backup(&self, id: i64, result: Result<BackupInfo>, took: Duration) {
+    async fn finish_backup(&self, id: i64, result: Result<(BackupInfo, i64)>, took: Duration) {
         let Some(current) = self.backups_read().get(&id).cloned() else { return };
         let mut b = (*current).clone();
         match result {
-            Ok(info) => {
+            Ok((info, taken_ms)) => {
                 tracing::info!(backup = %b.public_id(), ?took, bytes = info.size_bytes, stored = info.stored_bytes, "backup created");
                 b.state = BackupState::Created;
                 b.message.clear();
                 b.restic_id = Some(info.id);
-                b.created_ms = info.time_ms;
+                b.created_ms = taken_ms;
                 b.size_bytes = info.size_bytes;
                 b.stored_bytes = info.stored_bytes;
                 b.meta = info.meta;
@@ -349,6 +351,17 @@ impl Ballast {
                 }
             }
         }
+    }
+
+    /// The newest created backup of this host's volume `volume_id` that
+    /// holds its data as of `since_ms` or later.
+    pub(super) fn backup_since(&self, volume_id: i64, since_ms: i64) -> Option<Arc<Backup>> {
+        self.backups_read()
+            .values()
+            .filter(|b| b.volume_id == Some(volume_id) && b.created_ms >= since_ms)
+            .filter(|b| b.state == BackupState::Created && b.restic_id.is_some())
+            .max_by_key(|b| b.created_ms)
+            .cloned()
     }
 
     /// The newest created backup of volume `volume_id` (public id) in
@@ -522,6 +535,7 @@ impl Ballast {
                     v.transitioning_message.clear();
                     v.used_bytes = used;
                     v.state = State::Inactive;
+                    v.written_ms = now_ms();
                     tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume restored from a backup");
                 }
                 Err(e) => {

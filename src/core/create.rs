@@ -126,6 +126,7 @@ impl Ballast {
             mounts: BTreeMap::new(),
             host_path,
             fill_from: source.as_ref().map(Source::public_id),
+            written_ms: now_ms(),
         };
         // A loop pool gives every volume a size: its default when none is asked.
         let spec = Spec { size: v.size_bytes, ..parsed.spec() };
@@ -296,6 +297,7 @@ impl Ballast {
                 v.transitioning_message.clear();
                 v.fill_from = None;
                 v.used_bytes = used;
+                v.written_ms = now_ms();
                 tracing::info!(volume = %v.name, "volume filled");
             }
             Err(e) => {

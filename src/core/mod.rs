@@ -494,6 +494,7 @@ mod tests {
             mounts: BTreeMap::new(),
             host_path: None,
             fill_from: None,
+            written_ms: 0,
         };
         v.id = store.insert(&v).unwrap();
         let storage = dir.path().join("pool/volumes").join(v.storage_key());

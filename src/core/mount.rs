@@ -22,10 +22,27 @@ impl Ballast {
         let (_guard, current) = loop {
             self.wait_until_settled(name, deadline).await?;
             let (guard, current) = self.lock_live(name).await?;
-            if current.transitioning != Transitioning::Yes {
+            if current.transitioning == Transitioning::Yes {
+                // A job started between the wait and the lock: wait for it too.
+                continue;
+            }
+            if current.state != State::Requested {
                 break (guard, current);
             }
-            // A job started between the wait and the lock: wait for it too.
+            // Cold archive: a deallocated volume comes back from its newest
+            // backup first, as a job that this Mount waits for while Docker
+            // allows (a later Mount finds it done).
+            let Some(b) = self.backup_since(current.id, 0) else { break (guard, current) };
+            if current.transitioning == Transitioning::Error {
+                return Err(Error::InvalidState(format!(
+                    "volume {name:?} could not be restored from its backup ({}); retry with \
+                     `ballast backup restore {} --into {name}`",
+                    current.transitioning_message,
+                    b.public_id()
+                )));
+            }
+            drop(guard);
+            self.restore_from_backup(&current.public_id(), &b.public_id()).await?;
         };
         if current.fill_from.is_some() {
             return Err(Error::InvalidState(format!(
@@ -34,7 +51,7 @@ impl Ballast {
             )));
         }
         let current = if current.state == State::Requested {
-            // Nothing to restore it from (no backups yet): start empty.
+            // Nothing to restore it from (no backup): start empty.
             self.transition_locked(&current, Action::Allocate, super::actions::allocate).await?
         } else {
             current
@@ -123,6 +140,7 @@ impl Ballast {
         let last = v.mount_count() == 0;
         if last {
             v.state = State::Inactive;
+            v.written_ms = crate::volume::now_ms();
         }
         let v = self
             .blocking(move |this| {

@@ -262,6 +262,7 @@ impl Ballast {
                     v.transitioning = Transitioning::No;
                     v.transitioning_message.clear();
                     v.used_bytes = used;
+                    v.written_ms = crate::volume::now_ms();
                     tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume reverted");
                 }
                 Err(e) => {

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS volumes (
     size_bytes INTEGER,
     used_bytes INTEGER NOT NULL DEFAULT 0,
     host_path TEXT,
-    fill_from TEXT
+    fill_from TEXT,
+    written_ms INTEGER NOT NULL DEFAULT 0
 );
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
@@ -53,8 +54,8 @@ CREATE TABLE IF NOT EXISTS mounts (
 
 /// The columns [`read_volume`] expects, in order.
 const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
-    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path, fill_from
-    FROM volumes";
+    transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path, fill_from,
+    written_ms FROM volumes";
 
 /// Handle to the metadata database.
 ///
@@ -263,7 +264,7 @@ fn save_row(conn: &mut Connection, v: &Volume) -> Result<()> {
     let n = tx.execute(
         "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
             transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
-            used_bytes = ?12, host_path = ?13, fill_from = ?14
+            used_bytes = ?12, host_path = ?13, fill_from = ?14, written_ms = ?15
          WHERE id = ?1",
         rusqlite::params_from_iter(row_params(v)),
     )?;
@@ -284,8 +285,8 @@ fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
     let res = tx.execute(
         "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
             transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path,
-            fill_from)
-         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            fill_from, written_ms)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         rusqlite::params_from_iter(row_params(v)),
     );
     match res {
@@ -324,10 +325,13 @@ fn migrate(conn: &Connection) -> Result<()> {
     if conn.prepare("SELECT fill_from FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN fill_from TEXT")?;
     }
+    if conn.prepare("SELECT written_ms FROM volumes LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE volumes ADD COLUMN written_ms INTEGER NOT NULL DEFAULT 0")?;
+    }
     Ok(())
 }
 
-/// Every column of a volume row, as `?1`…`?14` in column order.
+/// Every column of a volume row, as `?1`…`?15` in column order.
 fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
         Box::new(v.id),
@@ -344,6 +348,7 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(v.used_bytes as i64),
         Box::new(v.host_path.as_ref().map(|p| p.to_string_lossy().into_owned())),
         Box::new(&v.fill_from),
+        Box::new(v.written_ms),
     ]
 }
 
@@ -361,6 +366,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
     let used: i64 = r.get(11)?;
     let host_path: Option<String> = r.get(12)?;
     let fill_from: Option<String> = r.get(13)?;
+    let written_ms: i64 = r.get(14)?;
     let base = Volume {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -377,6 +383,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         mounts: BTreeMap::new(),
         host_path: host_path.map(std::path::PathBuf::from),
         fill_from,
+        written_ms,
     };
     Ok((|| {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
@@ -407,6 +414,7 @@ mod tests {
             mounts: BTreeMap::new(),
             host_path: None,
             fill_from: None,
+            written_ms: 0,
         }
     }
 

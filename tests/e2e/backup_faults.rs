@@ -256,3 +256,40 @@ fn docker_runs_a_container_on_a_volume_restored_from_a_backup() {
     assert_eq!(out, "from the first container\nx\n");
     e.ok(&["volume", "rm", "orig", "restored"]);
 }
+
+#[test]
+fn deallocate_needs_a_fresh_backup_and_the_next_mount_restores_it() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = repo_in(dir.path());
+    let d = Daemon::private_with("backup-cold", &target("nas", &repo, &key, ""));
+    d.cli_ok(&["volume", "create", "cold"]);
+    write_tree(&files_of(&d, "cold"));
+    deactivate(&d, "cold");
+    let dealloc = "/v1/volumes/cold?action=deallocate";
+    let (status, body) = d.admin("POST", dealloc, Value::Null);
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no backup newer"), "{body}");
+    backup(&d, &["cold"]);
+    // Written after the backup: the backup no longer holds the data.
+    let files = files_of(&d, "cold");
+    std::fs::write(files.join("late"), b"written after the backup").unwrap();
+    let original = describe(&files);
+    deactivate(&d, "cold");
+    assert_eq!(d.admin("POST", dealloc, Value::Null).0, 409);
+    backup(&d, &["cold"]);
+    let v = d.admin_ok("POST", dealloc, Value::Null, 200);
+    assert_eq!(v["state"], "requested", "{v}");
+    assert!(!files.exists() || std::fs::read_dir(&files).unwrap().next().is_none());
+
+    // Docker's Mount brings it back from the newest backup.
+    let mount = json!({ "Name": "cold", "ID": "c1" }).to_string();
+    let (status, answer) = d.call("VolumeDriver.Mount", &mount);
+    assert_eq!(status, 200, "{answer}");
+    let at = answer["Mountpoint"].as_str().unwrap();
+    assert_eq!(describe(Path::new(at)), original);
+    d.call_ok("VolumeDriver.Unmount", &mount);
+    d.cli_ok(&["volume", "rm", "cold"]);
+}
