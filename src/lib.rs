@@ -31,6 +31,10 @@
 //! - [`cli`]: the client subcommands of the `ballast` binary.
 //! - [`metrics`]: Prometheus metrics for both sockets.
 //! - [`snapshot`]: the snapshot record.
+//! - [`schedule`]: a volume's scheduled snapshots and backups (a leaf).
+//! - [`backup`]: restic repositories behind the `Repository` trait
+//!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`), and the
+//!   backup record.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
 //! - [`listen`]: the one HTTP accept loop under every listener: connection
 //!   budgets, header, body and write timeouts, accept-error back-off,
@@ -57,6 +61,7 @@ pub mod listen;
 pub mod metrics;
 pub mod opts;
 pub mod pool;
+pub mod schedule;
 pub mod serve;
 pub mod snapshot;
 pub mod store;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::pool::{FsKind, Spec};
+use crate::schedule::Schedule;
 use crate::units;
 use crate::{Error, Result};
 
@@ -21,6 +22,11 @@ pub const VALID_KEYS: &[&str] = &[
     "from-snapshot",
     "from-backup",
     "path",
+    "snapshot-every",
+    "snapshot-keep",
+    "backup-every",
+    "backup-keep",
+    "backup-target",
 ];
 
 /// A create request after parsing.
@@ -40,6 +46,8 @@ pub struct CreateOpts {
     pub from_backup: Option<String>,
     /// An existing host directory the volume is (`isHostPath`).
     pub path: Option<std::path::PathBuf>,
+    /// Scheduled snapshots and backups.
+    pub schedule: Schedule,
 }
 
 /// Parses driverOpts. `None` (Docker's `"Opts": null`) is no options.
@@ -69,6 +77,7 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
                 }
                 opts.path = Some(value.into());
             }
+            k if crate::schedule::KEYS.contains(&k) => {}
             _ => return Err(unknown_key(key)),
         }
     }
@@ -83,6 +92,7 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
             )));
         }
     }
+    opts.schedule = Schedule::from_opts(raw)?;
     let sources = [&opts.from_volume, &opts.from_snapshot, &opts.from_backup];
     if sources.iter().filter(|s| s.is_some()).count() > 1 {
         return Err(Error::InvalidInput(
@@ -180,7 +190,7 @@ mod tests {
             assert!(err.contains(&format!("{key:?}")), "{err}");
             assert!(
                 err.contains(
-                    "pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, from-backup, path"
+                    "pool, size, fs, description, uid, gid, mode, from-volume, from-snapshot, from-backup, path, snapshot-every, snapshot-keep, backup-every, backup-keep, backup-target"
                 ),
                 "{err}"
             );

@@ -256,6 +256,7 @@ async fn janitor(ballast: Ballast, mut stop: watch::Receiver<bool>) {
         ballast.attach_pools();
         // Fills cut by a crash start again once their pool and source can.
         ballast.resume_fills().await;
+        ballast.run_schedules().await;
         match ballast.purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "trash: purged expired volumes"),

@@ -78,6 +78,23 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// Seconds as the shortest duration text `parse_duration` reads back
+/// (`90` → `1m30s`).
+pub fn format_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, n) in [('d', 86400), ('h', 3600), ('m', 60), ('s', 1)] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +118,9 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("").is_err());
+        for secs in [0, 1, 90, 3600, 86400 + 61] {
+            assert_eq!(parse_duration(&format_duration(secs)).unwrap().as_secs(), secs);
+        }
+        assert_eq!(format_duration(5400), "1h30m");
     }
 }

@@ -105,6 +105,8 @@ pub struct Volume {
     /// unmount, a revert or restore. A backup of a snapshot taken after
     /// this holds the volume's data (deallocate needs one).
     pub written_ms: i64,
+    /// Scheduled snapshots and backups, and when they last ran.
+    pub schedule: crate::schedule::Schedule,
 }
 
 impl Volume {

@@ -66,6 +66,8 @@ pub struct VolumeView<'a> {
     #[serde(rename = "createdTS")]
     created_ts: i64,
     removed: Option<String>,
+    /// Scheduled snapshots and backups (null when none).
+    schedule: Value,
     links: VolumeLinks<'a>,
     actions: ActionLinks<'a>,
 }
@@ -157,6 +159,7 @@ pub fn volume<'a>(
         created: rfc3339_ms(v.created_ms),
         created_ts: v.created_ms,
         removed: v.removed_ms.map(rfc3339_ms),
+        schedule: v.schedule.describe(),
         links: VolumeLinks {
             this: url("/v1/volumes/", ""),
             snapshots: url("/v1/snapshots?volumeId=", ""),

@@ -12,6 +12,7 @@ use super::resource::{self, Context, VOLUME_FIELDS};
 use super::{Admin, ApiResult, parse_body, reply};
 use crate::Error;
 use crate::core::Action;
+use crate::schedule::Schedule;
 
 pub async fn list(
     State(a): State<Admin>,
@@ -82,7 +83,19 @@ pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<Str
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
-    description: String,
+    description: Option<String>,
+    schedule: Option<ScheduleBody>,
+}
+
+/// A whole schedule; a setting left out (or null, or "") is unset.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScheduleBody {
+    snapshot_every: Option<String>,
+    snapshot_keep: Option<u32>,
+    backup_every: Option<String>,
+    backup_keep: Option<u32>,
+    backup_target: Option<String>,
 }
 
 pub async fn update(
@@ -91,9 +104,31 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult {
-    let req: UpdateBody = parse_body(&body)
-        .map_err(|e| Error::InvalidInput(format!("only `description` can be updated: {e}")))?;
-    let v = a.ballast.set_description(&id, req.description).await?;
+    let req: UpdateBody = parse_body(&body).map_err(|e| {
+        Error::InvalidInput(format!("only `description` and `schedule` can be updated: {e}"))
+    })?;
+    if req.description.is_none() && req.schedule.is_none() {
+        return Err(Error::InvalidInput(
+            "nothing to update: give `description` or `schedule`".into(),
+        )
+        .into());
+    }
+    let mut v = a.ballast.find(&id)?;
+    if let Some(s) = req.schedule {
+        let keep = |n: Option<u32>| n.map(|n| n.to_string());
+        let (snapshot_keep, backup_keep) = (keep(s.snapshot_keep), keep(s.backup_keep));
+        let schedule = Schedule::parse(
+            s.snapshot_every.as_deref(),
+            snapshot_keep.as_deref(),
+            s.backup_every.as_deref(),
+            backup_keep.as_deref(),
+            s.backup_target.as_deref(),
+        )?;
+        v = a.ballast.set_schedule(&id, schedule).await?;
+    }
+    if let Some(description) = req.description {
+        v = a.ballast.set_description(&id, description).await?;
+    }
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
 }
 

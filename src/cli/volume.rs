@@ -21,7 +21,9 @@ pub enum VolumeCmd {
     /// Create a volume
     Create {
         name: String,
-        /// Driver option KEY=VALUE (pool, size, description, uid, gid, mode, from-volume, from-snapshot)
+        /// Driver option KEY=VALUE (pool, size, fs, description, uid, gid, mode, from-volume,
+        /// from-snapshot, from-backup, path, snapshot-every, snapshot-keep, backup-every,
+        /// backup-keep, backup-target)
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
         /// Record it without storage (state requested)
@@ -45,6 +47,26 @@ pub enum VolumeCmd {
     Deactivate { volume: String },
     /// Create the storage of a requested volume
     Allocate { volume: String },
+    /// Set (replace) a volume's schedule of snapshots and backups; no
+    /// flags turns it off
+    Schedule {
+        volume: String,
+        /// How often to snapshot (e.g. 1h, 30m)
+        #[arg(long)]
+        snapshot_every: Option<String>,
+        /// How many scheduled snapshots to keep
+        #[arg(long)]
+        snapshot_keep: Option<u32>,
+        /// How often to back up (e.g. 1d)
+        #[arg(long)]
+        backup_every: Option<String>,
+        /// How many backups of the volume to keep in the target
+        #[arg(long)]
+        backup_keep: Option<u32>,
+        /// The backup target (needed when several are configured)
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Free a volume's storage (it becomes requested)
     Deallocate {
         volume: String,
@@ -99,6 +121,24 @@ pub async fn run(cmd: VolumeCmd, client: &Client, global: &Global) -> Result<(),
         }
         VolumeCmd::Allocate { volume } => {
             (client.call(Method::POST, &action(&volume, "allocate"), None).await?, "allocated")
+        }
+        VolumeCmd::Schedule {
+            volume,
+            snapshot_every,
+            snapshot_keep,
+            backup_every,
+            backup_keep,
+            target,
+        } => {
+            let schedule = json!({
+                "snapshotEvery": snapshot_every,
+                "snapshotKeep": snapshot_keep,
+                "backupEvery": backup_every,
+                "backupKeep": backup_keep,
+                "backupTarget": target,
+            });
+            let body = json!({ "schedule": schedule });
+            (client.call(Method::PUT, &path(&volume), Some(body)).await?, "scheduled")
         }
         VolumeCmd::Deallocate { volume, force } => {
             let body = json!({ "force": force });

@@ -62,7 +62,7 @@ impl Ballast {
     }
 
     /// The target `name`, or the only one when none is named.
-    fn target(&self, name: Option<&str>) -> Result<&Target> {
+    pub(super) fn target(&self, name: Option<&str>) -> Result<&Target> {
         let targets = &self.inner.targets;
         let names = || targets.keys().cloned().collect::<Vec<_>>().join(", ");
         match name {
@@ -311,18 +311,15 @@ impl Ballast {
         if let Ok(b) = self.save_backup(b).await {
             self.publish_backup(b);
         }
-        if created {
-            self.apply_retention(&target, &volume).await;
+        let keep = self.target(Some(&target)).map(|t| t.keep()).unwrap_or_default();
+        if created && !keep.is_empty() {
+            self.apply_retention(&target, &volume, keep).await;
         }
     }
 
-    /// Forgets the backups of a volume that its target's retention does
-    /// not keep.
-    async fn apply_retention(&self, target: &str, volume_id: &str) {
-        let keep = match self.target(Some(target)) {
-            Ok(t) if !t.keep().is_empty() => t.keep(),
-            _ => return,
-        };
+    /// Forgets the backups of a volume (public id) in `target` that `keep`
+    /// does not keep.
+    pub(super) async fn apply_retention(&self, target: &str, volume_id: &str, keep: Keep) {
         let Ok(repo) = self.repo(target).await else { return };
         let volume = volume_id.to_string();
         let forgotten =
@@ -333,8 +330,19 @@ impl Ballast {
         }
     }
 
+    /// Waits for backup `id` to end (a backup always ends); returns it.
+    pub(super) async fn backup_done(&self, id: i64) -> Option<Arc<Backup>> {
+        loop {
+            let b = self.backups_read().get(&id).cloned()?;
+            if b.state != BackupState::Creating {
+                return Some(b);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits for snapshot `id` to be created (a snapshot always ends).
-    async fn snapshot_done(&self, id: i64) -> Result<Arc<Snapshot>> {
+    pub(super) async fn snapshot_done(&self, id: i64) -> Result<Arc<Snapshot>> {
         loop {
             let Some(s) = self.snaps_read().get(&id).cloned() else {
                 return Err(Error::InvalidState(format!("snapshot 1s{id} was removed")));

@@ -63,6 +63,10 @@ impl Ballast {
     ) -> Result<Arc<Volume>> {
         validate_name(name)?;
         let parsed = opts::parse(&raw)?;
+        if parsed.schedule.backup_every.is_some() {
+            self.target(parsed.schedule.backup_target.as_deref())
+                .map_err(|e| Error::InvalidInput(format!("option backup-target: {e}")))?;
+        }
         // Docker repeats Creates: answered from memory, never behind a
         // job or another request.
         if let Some(existing) = self.live_read().get(name).cloned() {
@@ -127,6 +131,7 @@ impl Ballast {
             host_path,
             fill_from: source.as_ref().map(Source::public_id),
             written_ms: now_ms(),
+            schedule: parsed.schedule.clone(),
         };
         // A loop pool gives every volume a size: its default when none is asked.
         let spec = Spec { size: v.size_bytes, ..parsed.spec() };

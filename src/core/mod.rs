@@ -12,6 +12,7 @@ mod create;
 mod locks;
 mod mount;
 mod remove;
+mod schedule;
 mod snapshots;
 
 pub use actions::Action;
@@ -495,6 +496,7 @@ mod tests {
             host_path: None,
             fill_from: None,
             written_ms: 0,
+            schedule: Default::default(),
         };
         v.id = store.insert(&v).unwrap();
         let storage = dir.path().join("pool/volumes").join(v.storage_key());

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS volumes (
     used_bytes INTEGER NOT NULL DEFAULT 0,
     host_path TEXT,
     fill_from TEXT,
-    written_ms INTEGER NOT NULL DEFAULT 0
+    written_ms INTEGER NOT NULL DEFAULT 0,
+    schedule TEXT NOT NULL DEFAULT '{}'
 );
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
@@ -55,7 +56,7 @@ CREATE TABLE IF NOT EXISTS mounts (
 /// The columns [`read_volume`] expects, in order.
 const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
     transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path, fill_from,
-    written_ms FROM volumes";
+    written_ms, schedule FROM volumes";
 
 /// Handle to the metadata database.
 ///
@@ -264,7 +265,8 @@ fn save_row(conn: &mut Connection, v: &Volume) -> Result<()> {
     let n = tx.execute(
         "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
             transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
-            used_bytes = ?12, host_path = ?13, fill_from = ?14, written_ms = ?15
+            used_bytes = ?12, host_path = ?13, fill_from = ?14, written_ms = ?15,
+            schedule = ?16
          WHERE id = ?1",
         rusqlite::params_from_iter(row_params(v)),
     )?;
@@ -285,8 +287,8 @@ fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
     let res = tx.execute(
         "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
             transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path,
-            fill_from, written_ms)
-         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            fill_from, written_ms, schedule)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         rusqlite::params_from_iter(row_params(v)),
     );
     match res {
@@ -325,13 +327,16 @@ fn migrate(conn: &Connection) -> Result<()> {
     if conn.prepare("SELECT fill_from FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN fill_from TEXT")?;
     }
+    if conn.prepare("SELECT schedule FROM volumes LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE volumes ADD COLUMN schedule TEXT NOT NULL DEFAULT '{}'")?;
+    }
     if conn.prepare("SELECT written_ms FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN written_ms INTEGER NOT NULL DEFAULT 0")?;
     }
     Ok(())
 }
 
-/// Every column of a volume row, as `?1`…`?15` in column order.
+/// Every column of a volume row, as `?1`…`?16` in column order.
 fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
         Box::new(v.id),
@@ -349,6 +354,7 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(v.host_path.as_ref().map(|p| p.to_string_lossy().into_owned())),
         Box::new(&v.fill_from),
         Box::new(v.written_ms),
+        Box::new(serde_json::to_string(&v.schedule).unwrap_or_else(|_| "{}".into())),
     ]
 }
 
@@ -367,6 +373,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
     let host_path: Option<String> = r.get(12)?;
     let fill_from: Option<String> = r.get(13)?;
     let written_ms: i64 = r.get(14)?;
+    let schedule: String = r.get(15)?;
     let base = Volume {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -384,12 +391,15 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         host_path: host_path.map(std::path::PathBuf::from),
         fill_from,
         written_ms,
+        schedule: Default::default(),
     };
     Ok((|| {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
             Error::internal(format!("driverOpts of volume {}", base.public_id()), e)
         })?;
-        Ok(Volume { driver_opts, state: State::parse(&state)?, ..base })
+        let schedule = serde_json::from_str(&schedule)
+            .map_err(|e| Error::internal(format!("schedule of volume {}", base.public_id()), e))?;
+        Ok(Volume { driver_opts, schedule, state: State::parse(&state)?, ..base })
     })())
 }
 
@@ -415,6 +425,7 @@ mod tests {
             host_path: None,
             fill_from: None,
             written_ms: 0,
+            schedule: Default::default(),
         }
     }
 

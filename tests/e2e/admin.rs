@@ -389,7 +389,12 @@ fn collections_filters_updates_and_errors() {
     assert_eq!(a["description"], "changed");
     let (status, body) = d.admin("PUT", "/v1/volumes/a", json!({ "name": "z" }));
     assert_eq!(status, 422, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("only `description` can be updated"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("only `description` and `schedule` can be updated")
+    );
     assert_eq!(names(""), ["a", "b"]);
 
     let cases: [(&str, &str, Value, u16, &str); 6] = [

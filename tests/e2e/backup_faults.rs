@@ -293,3 +293,62 @@ fn deallocate_needs_a_fresh_backup_and_the_next_mount_restores_it() {
     d.call_ok("VolumeDriver.Unmount", &mount);
     d.cli_ok(&["volume", "rm", "cold"]);
 }
+
+#[test]
+fn schedules_take_snapshots_and_backups_and_trim_them() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = repo_in(dir.path());
+    let config = format!("trash_retention = \"10s\"\n{}", target("nas", &repo, &key, ""));
+    let mut d = Daemon::private_with("backup-schedule", &config);
+    // Set at create through driverOpts, as compose would.
+    d.cli_ok(&["volume", "create", "s", "-o", "snapshot-every=1s", "-o", "snapshot-keep=2"]);
+    let id = d.id_of("s");
+    let autos = |d: &Daemon| {
+        let all = d.admin_ok("GET", &format!("/v1/snapshots?volumeId={id}"), Value::Null, 200);
+        all["data"].as_array().unwrap().iter().filter(|s| s["state"] == "created").count()
+    };
+    wait_until("two scheduled snapshots", || autos(&d) == 2);
+    // Kept at two while more are taken.
+    let before =
+        d.admin_ok("GET", "/v1/volumes/s", Value::Null, 200)["schedule"]["lastSnapshot"].clone();
+    wait_until("another scheduled snapshot", || {
+        d.admin_ok("GET", "/v1/volumes/s", Value::Null, 200)["schedule"]["lastSnapshot"] != before
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(autos(&d) <= 2, "snapshot-keep=2 is exceeded");
+
+    // Changed later through the CLI: backups every 2 s, keep one; the
+    // schedule survives a restart.
+    d.cli_ok(&["volume", "schedule", "s", "--backup-every", "2s", "--backup-keep", "1"]);
+    d.restart();
+    let v = d.admin_ok("GET", "/v1/volumes/s", Value::Null, 200);
+    assert_eq!(v["schedule"]["backupEvery"], "2s", "{v}");
+    assert_eq!(v["schedule"]["snapshotEvery"], Value::Null, "{v}");
+    let created = |d: &Daemon| {
+        let all = d.admin_ok("GET", "/v1/backups?volumeName=s", Value::Null, 200);
+        all["data"].as_array().unwrap().iter().filter(|b| b["state"] == "created").count()
+    };
+    wait_until("a scheduled backup", || created(&d) >= 1);
+    let first =
+        d.admin_ok("GET", "/v1/volumes/s", Value::Null, 200)["schedule"]["lastBackup"].clone();
+    wait_until("a second scheduled backup", || {
+        d.admin_ok("GET", "/v1/volumes/s", Value::Null, 200)["schedule"]["lastBackup"] != first
+    });
+    wait_until("retention to one backup", || created(&d) == 1);
+    d.cli_ok(&["volume", "schedule", "s"]);
+    assert_eq!(d.admin_ok("GET", "/v1/volumes/s", Value::Null, 200)["schedule"], Value::Null);
+    let (status, body) = d.admin(
+        "PUT",
+        "/v1/volumes/s",
+        json!({ "schedule": { "backupEvery": "1h", "backupTarget": "tape" } }),
+    );
+    assert_eq!(status, 422, "{body}");
+    wait_until("the last scheduled backup to end", || {
+        let all = d.admin_ok("GET", "/v1/backups", Value::Null, 200);
+        all["data"].as_array().unwrap().iter().all(|b| b["state"] != "creating")
+    });
+    d.cli_ok(&["volume", "rm", "s"]);
+}
