@@ -6,17 +6,38 @@
 //! (`open`), is synchronous (the core calls it from blocking threads), and
 //! is safe to share between threads.
 //!
-//! - `restic.rs`: [`Repository`] over `rustic_core` (any backend).
+//! - `restic.rs`: opening (and creating) the repository over `rustic_core`
+//!   (any backend), snapshot lookup, prune, check.
+//! - `ops.rs`: [`Repository`] for it: backup, list, remove, verify,
+//!   retention; `restore.rs`: restore, with `walk.rs`, the hash-checked
+//!   tree walk that refuses entries a restore must not write.
+//! - `source.rs`: the backup's source (rustic's walk, counted and watched
+//!   for unreadable entries); `meta.rs`: the snapshot description (volume
+//!   fields, root owner and mode).
+//! - `progress.rs`: rustic's progress relayed to [`OnProgress`];
+//!   `fail.rs`: rustic's errors and panics mapped to [`Error`].
 //! - `s3.rs`: rustic's backend traits over opendal's S3 service.
 //! - `key.rs`: the repository password (a file, generated when absent).
 //! - `record.rs`: the backup record this host keeps of each backup.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+mod fail;
+mod key;
+mod meta;
+mod ops;
+mod progress;
 mod record;
+mod restic;
+mod restore;
+mod source;
+mod walk;
 
 pub use record::{Backup, BackupState};
 
-use std::collections::BTreeMap;
-use std::path::Path;
+#[cfg(test)]
+mod tests;
 
 /// What ballast records about the volume in each backup, so that a host
 /// with an empty state directory knows what every backup holds. Stored in
@@ -146,10 +167,14 @@ pub trait Repository: Send + Sync {
     fn apply_retention(&self, volume_id: &str, keep: Keep) -> Result<Vec<String>>;
 }
 
-/// Opens (creating on first use) the repository of a backup target.
+/// The repository of backup target `target` (`file:///path` or
+/// `s3://bucket/prefix`), created in the store on its first operation.
+/// Without a `password_file`, the target's password is generated now into
+/// `<state_dir>/backup-keys/<target>.key` unless it exists. Cheap: nothing
+/// is read from the store until an operation runs.
 pub fn open(
     target: &crate::config::BackupTarget,
-    _state_dir: &Path,
+    state_dir: &Path,
 ) -> Result<std::sync::Arc<dyn Repository>> {
-    Err(Error::Unavailable(format!("backup target {:?}: not built yet", target.name)))
+    Ok(std::sync::Arc::new(restic::open(target, state_dir)?))
 }
