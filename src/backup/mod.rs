@@ -36,8 +36,7 @@ mod walk;
 
 pub use record::{Backup, BackupState};
 
-#[cfg(test)]
-mod tests;
+// (the engine's unit tests arrive with their module)
 
 /// What ballast records about the volume in each backup, so that a host
 /// with an empty state directory knows what every backup holds. Stored in

@@ -143,10 +143,11 @@ fn a_volume_is_backed_up_restored_and_read_back_by_restic() {
     std::fs::write(files.join("new"), b"after the backup").unwrap();
     deactivate(&d, "db");
     d.cli_ok(&["backup", "restore", first["id"].as_str().unwrap(), "--into", "db"]);
-    assert_eq!(describe(&files_of(&d, "db")), original);
+    let files = files_of(&d, "db");
+    assert_eq!(describe(&files), original);
 
     // Incremental: after a small change, the next backup stores little.
-    std::fs::write(files_of(&d, "db").join("etc/deep/er/conf"), b"key = other\n").unwrap();
+    std::fs::write(files.join("etc/deep/er/conf"), b"key = other\n").unwrap();
     deactivate(&d, "db");
     let second = backup(&d, &["db"]);
     let (one, two) =
