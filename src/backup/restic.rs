@@ -52,8 +52,9 @@ pub(super) fn open(target: &BackupTarget, state_dir: &Path) -> Result<Restic> {
                     target.url
                 )));
             }
-            let be = LocalBackend::new(path, Vec::new())
-                .map_err(|e| Error::Failed(format!("backup target {name}: {}", e.display_log())))?;
+            let be = LocalBackend::new(path, Vec::new()).map_err(|e| {
+                Error::Failed(format!("backup target {name}: {}", super::fail::describe(&e)))
+            })?;
             (Arc::new(be), Some(PathBuf::from(path)))
         } else if target.url.starts_with("s3://") {
             (s3_backend(target)?, None)
@@ -94,7 +95,9 @@ impl Restic {
             match fresh()?.open(&Credentials::Masterkey(key)) {
                 Ok(repo) => return Ok(repo),
                 // Replaced by another repository? Try the password again.
-                Err(e) => tracing::debug!(error = %e.display_log(), "master key open failed"),
+                Err(e) => {
+                    tracing::debug!(error = %super::fail::describe(&e), "master key open failed")
+                }
             }
         }
         // Held across the first open: two threads must not both create
@@ -146,7 +149,7 @@ impl Restic {
             "{doing} on backup target {}: cannot reach the repository at {}: {}",
             self.target.name,
             self.target.url,
-            e.display_log()
+            super::fail::describe(e)
         ))
     }
 
@@ -214,7 +217,7 @@ impl Restic {
             .0
             .iter()
             .filter(|(level, _)| format!("{level:?}") == "Error")
-            .map(|(_, e)| e.to_string())
+            .map(|(_, e)| super::fail::one_line(&e.to_string()))
             .collect();
         Err(Error::Corrupt(format!(
             "{doing} on backup target {}: backup {} is damaged ({} problem{}): {}",
