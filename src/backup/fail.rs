@@ -21,8 +21,8 @@ impl Target {
     /// Maps an error of an operation on this target: `doing` says what
     /// (`"backup of volume v"`, `"restore of backup 1a2b3c4d"`).
     pub fn error(&self, doing: &str, e: &RusticError) -> Error {
-        let log = e.display_log();
-        let why = log.strip_prefix("Error: ").unwrap_or(&log);
+        let why = describe(e);
+        let why = why.as_str();
         match classify(e) {
             Class::Corrupt => Error::Corrupt(format!(
                 "{doing} on backup target {}: data read back from {} does not match what was \
@@ -47,14 +47,60 @@ pub(super) enum Class {
 
 pub(super) fn classify(e: &RusticError) -> Class {
     let log = e.display_log();
-    // C001: a MAC did not verify; C003: data changed on its way back.
-    let corrupt = ["code: C001", "code: C003", "related to verification", "may be corrupted"];
+    // C001: a MAC did not verify (the code shows as a docs link when the
+    // error is another's cause); C003: data changed on its way back.
+    let corrupt = [
+        "code: C001",
+        "errors/C001",
+        "code: C003",
+        "errors/C003",
+        "related to cryptographic operations",
+        "related to verification",
+        "may be corrupted",
+    ];
     if corrupt.iter().any(|c| log.contains(c)) {
         Class::Corrupt
     } else if log.contains("related to the backend") {
         Class::Unreachable
     } else {
         Class::Other
+    }
+}
+
+/// One line about `e`: its message and its cause's, without rustic's
+/// kind, docs links and backtraces.
+pub(super) fn describe(e: &RusticError) -> String {
+    let log = e.display_log();
+    let log = log.strip_prefix("Error: ").unwrap_or(&log);
+    let (head, cause) = match log.split_once(": caused by: ") {
+        Some((head, cause)) => (head, Some(cause)),
+        None => (log, None),
+    };
+    let head = match head.rfind(" (kind: related to") {
+        Some(i) => &head[..i],
+        None => head,
+    };
+    match cause {
+        None => head.to_string(),
+        Some(cause) => format!("{head}: {}", one_line(cause)),
+    }
+}
+
+/// The gist of a text that may be a whole rustic error report (a first
+/// line naming the error's kind, its message after `Message:`, then
+/// context and a backtrace).
+pub(super) fn one_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
+    let first = match first.find("`rustic_core` experienced") {
+        Some(i) => first[..i].trim_end().trim_end_matches(':').trim_end(),
+        None => first,
+    };
+    match text.find("Message:\n") {
+        Some(i) => {
+            let message = text[i + "Message:\n".len()..].lines().next().unwrap_or("");
+            if first.is_empty() { message.to_string() } else { format!("{first}: {message}") }
+        }
+        None => first.to_string(),
     }
 }
 

@@ -36,7 +36,8 @@ mod walk;
 
 pub use record::{Backup, BackupState};
 
-// (the engine's unit tests arrive with their module)
+#[cfg(test)]
+mod tests;
 
 /// What ballast records about the volume in each backup, so that a host
 /// with an empty state directory knows what every backup holds. Stored in
@@ -72,8 +73,8 @@ pub struct BackupInfo {
     /// Bytes of file content the backup holds.
     pub size_bytes: u64,
     /// Bytes this backup added to the repository (after dedup and
-    /// compression); 0 for backups listed from the repository, which does
-    /// not record it.
+    /// compression), from the snapshot's summary; 0 for a listed snapshot
+    /// written without one (restic before 0.17).
     pub stored_bytes: u64,
     /// Files and directories in the backup.
     pub files: u64,
@@ -88,7 +89,8 @@ pub struct Progress {
     pub files_done: u64,
 }
 
-/// Told how far a backup or restore is, from the thread doing it.
+/// Told how far a backup or restore is, from a helper thread while the
+/// call runs (never after it returns), at most ten times a second.
 pub type OnProgress<'a> = &'a (dyn Fn(Progress) + Sync);
 
 /// Retention after each backup: how many of one volume's backups to keep.
@@ -131,7 +133,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// One restic repository. All methods block.
+/// One restic repository. All methods block; any of them may run on
+/// several threads at once. A prune (`remove`, `apply_retention`) waits
+/// for the backups running on the same repository and holds new ones back
+/// until it is done.
 pub trait Repository: Send + Sync {
     /// Backs up the directory tree `src` (its root's owner and mode
     /// included). `parent` is the restic id of an earlier backup of the
@@ -170,7 +175,9 @@ pub trait Repository: Send + Sync {
 /// `s3://bucket/prefix`), created in the store on its first operation.
 /// Without a `password_file`, the target's password is generated now into
 /// `<state_dir>/backup-keys/<target>.key` unless it exists. Cheap: nothing
-/// is read from the store until an operation runs.
+/// is read from the store until an operation runs. Open each target once
+/// and share the handle: prunes and backups exclude each other only
+/// within one handle.
 pub fn open(
     target: &crate::config::BackupTarget,
     state_dir: &Path,

@@ -2,6 +2,7 @@
 //! retention (restore has its own file).
 
 use std::path::Path;
+use std::sync::PoisonError;
 
 use rustic_core::jiff::Zoned;
 use rustic_core::repofile::SnapshotId;
@@ -28,6 +29,8 @@ impl Repository for Restic {
         let doing = doing.as_str();
         let desc = Description { meta: meta.clone(), root: Some(RootMeta::read(src)?) };
         let err = |e: Box<rustic_core::RusticError>| self.target.error(doing, &e);
+        // Held until the snapshot is saved: no prune in between (see prune).
+        let _shared = self.prune_gate.read().unwrap_or_else(PoisonError::into_inner);
         relayed(progress, |bars| {
             let repo = self.repo(bars, doing)?.to_indexed_ids().map_err(err)?;
             let mut snap_opts = SnapshotOptions::default()

@@ -8,7 +8,7 @@
 //! snapshots side by side, and prune never deletes at once (see `prune`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rustic_backend::LocalBackend;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
@@ -34,9 +34,8 @@ pub(super) struct Restic {
     password: Password,
     /// The master key, once an open found the password good.
     key: Mutex<Option<MasterKey>>,
-    /// One prune at a time in this process: two would each rewrite the
-    /// index from what they read.
-    pub prune_lock: Mutex<()>,
+    /// Backups share it, a prune holds it alone (see `prune`).
+    pub prune_gate: RwLock<()>,
 }
 
 /// The repository of `target`; nothing is read or written until the
@@ -52,8 +51,9 @@ pub(super) fn open(target: &BackupTarget, state_dir: &Path) -> Result<Restic> {
                     target.url
                 )));
             }
-            let be = LocalBackend::new(path, Vec::new())
-                .map_err(|e| Error::Failed(format!("backup target {name}: {}", e.display_log())))?;
+            let be = LocalBackend::new(path, Vec::new()).map_err(|e| {
+                Error::Failed(format!("backup target {name}: {}", super::fail::describe(&e)))
+            })?;
             (Arc::new(be), Some(PathBuf::from(path)))
         } else if target.url.starts_with("s3://") {
             (s3_backend(target)?, None)
@@ -69,7 +69,7 @@ pub(super) fn open(target: &BackupTarget, state_dir: &Path) -> Result<Restic> {
         local_dir,
         password: key::load(target, state_dir)?,
         key: Mutex::new(None),
-        prune_lock: Mutex::new(()),
+        prune_gate: RwLock::new(()),
     })
 }
 
@@ -94,7 +94,9 @@ impl Restic {
             match fresh()?.open(&Credentials::Masterkey(key)) {
                 Ok(repo) => return Ok(repo),
                 // Replaced by another repository? Try the password again.
-                Err(e) => tracing::debug!(error = %e.display_log(), "master key open failed"),
+                Err(e) => {
+                    tracing::debug!(error = %super::fail::describe(&e), "master key open failed")
+                }
             }
         }
         // Held across the first open: two threads must not both create
@@ -146,7 +148,7 @@ impl Restic {
             "{doing} on backup target {}: cannot reach the repository at {}: {}",
             self.target.name,
             self.target.url,
-            e.display_log()
+            super::fail::describe(e)
         ))
     }
 
@@ -182,12 +184,19 @@ impl Restic {
     }
 
     /// Removes the data no snapshot uses any more. Packs are only marked
-    /// for deletion and deleted by a prune at least 23 hours later (rustic's
-    /// lock-free scheme): a backup running meanwhile, here or on another
-    /// host, that reuses a blob of a marked pack keeps it alive, because
-    /// the next prune sees the blob used again and unmarks the pack.
+    /// for deletion, and deleted by a prune at least 23 hours later
+    /// (rustic's lock-free scheme): a restore or verify that read the
+    /// index before the prune still finds them.
+    ///
+    /// A backup, though, reuses blobs of the packs its index listed when
+    /// it started; if a prune marks those packs before the backup saves
+    /// its snapshot, the snapshot names blobs that no index lists until a
+    /// later prune sees them used and unmarks their packs, and restoring
+    /// it fails meanwhile. So in this process a prune waits for running
+    /// backups, and backups wait for a running prune (a prune by another
+    /// host sharing the repository is not excluded).
     pub fn prune(&self, repo: &Rustic<OpenStatus>, doing: &str) -> Result<()> {
-        let _one = self.prune_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _alone = self.prune_gate.write().unwrap_or_else(PoisonError::into_inner);
         let opts = PruneOptions::default();
         let plan = repo.prune_plan(&opts).map_err(|e| self.target.error(doing, &e))?;
         repo.prune(&opts, plan).map_err(|e| self.target.error(doing, &e))
@@ -214,7 +223,7 @@ impl Restic {
             .0
             .iter()
             .filter(|(level, _)| format!("{level:?}") == "Error")
-            .map(|(_, e)| e.to_string())
+            .map(|(_, e)| super::fail::one_line(&e.to_string()))
             .collect();
         Err(Error::Corrupt(format!(
             "{doing} on backup target {}: backup {} is damaged ({} problem{}): {}",

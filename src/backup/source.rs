@@ -83,7 +83,7 @@ impl Iterator for Iter {
                 Ok(ReadSourceEntry { path, node, open })
             }
             Err(e) => {
-                self.errors.push(e.display_log());
+                self.errors.push(super::fail::describe(&e));
                 Err(e)
             }
         })
@@ -103,7 +103,7 @@ impl ReadSourceOpen for Open {
         match self.inner.open() {
             Ok(file) => Ok(Reader { inner: file, path: self.path, errors: self.errors }),
             Err(e) => {
-                self.errors.push(e.display_log());
+                self.errors.push(super::fail::describe(&e));
                 Err(e)
             }
         }

@@ -24,13 +24,16 @@ pub(super) struct Walk<'a, S> {
     stack: Vec<std::vec::IntoIter<Node>>,
     path: PathBuf,
     pub refused: Option<String>,
+    /// The root's refusal, yielded first.
+    pending: Option<Box<RusticError>>,
 }
 
 impl<'a, S: IndexedFull> Walk<'a, S> {
     pub fn new(repo: &'a Repository<S>, root: TreeId) -> RusticResult<Self> {
-        let mut walk = Walk { repo, stack: Vec::new(), path: PathBuf::new(), refused: None };
+        let mut walk =
+            Walk { repo, stack: Vec::new(), path: PathBuf::new(), refused: None, pending: None };
         let tree = load(repo, root)?;
-        walk.enter(tree, Path::new("/"))?;
+        walk.pending = walk.enter(tree, Path::new("/")).err();
         Ok(walk)
     }
 
@@ -60,6 +63,9 @@ impl<S: IndexedFull> Iterator for Walk<'_, S> {
     type Item = RusticResult<(PathBuf, Node)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending.take() {
+            return Some(Err(e));
+        }
         loop {
             let top = self.stack.last_mut()?;
             let Some(node) = top.next() else {
