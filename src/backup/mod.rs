@@ -16,6 +16,8 @@ use std::path::Path;
 // Unused outside tests until `restic.rs` opens s3:// targets through it.
 #[cfg_attr(not(test), allow(dead_code))]
 mod s3;
+#[cfg(test)]
+mod tests;
 
 /// What ballast records about the volume in each backup, so that a host
 /// with an empty state directory knows what every backup holds. Stored in
