@@ -1,1 +1,3 @@
 pub(crate) mod s3server;
+
+mod s3;
