@@ -162,6 +162,16 @@ fn wrong_credentials_fail_clearly_without_showing_them() {
 }
 
 #[test]
+fn a_missing_bucket_fails_init_clearly() {
+    let Some(server) = S3Server::start() else { return };
+    let be = backend(&target("s3://nowhere/repo", &server.endpoint)).unwrap();
+    let started = Instant::now();
+    let err = be.create().unwrap_err().display_log();
+    assert!(err.contains("bucket `nowhere`") && err.contains("NoSuchBucket"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
 fn unreachable_store_fails_in_bounded_time() {
     // A port nothing listens on: connections are refused at once, and
     // every request is retried with backoff before giving up.
