@@ -31,6 +31,7 @@ mod progress;
 mod record;
 mod restic;
 mod restore;
+mod s3;
 mod source;
 mod walk;
 

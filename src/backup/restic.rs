@@ -56,7 +56,7 @@ pub(super) fn open(target: &BackupTarget, state_dir: &Path) -> Result<Restic> {
             })?;
             (Arc::new(be), Some(PathBuf::from(path)))
         } else if target.url.starts_with("s3://") {
-            (s3_backend(target)?, None)
+            (super::s3::backend(target)?, None)
         } else {
             return Err(Error::Failed(format!(
                 "backup target {name}: {:?} is neither file:///path nor s3://bucket/prefix",
@@ -71,12 +71,6 @@ pub(super) fn open(target: &BackupTarget, state_dir: &Path) -> Result<Restic> {
         key: Mutex::new(None),
         prune_gate: RwLock::new(()),
     })
-}
-
-// TODO(s3): replace with `super::s3::backend(target)` once the S3 backend
-// lands; until then an s3:// target is configured but cannot be used.
-fn s3_backend(target: &BackupTarget) -> Result<Arc<dyn WriteBackend>> {
-    Err(Error::Unavailable(format!("backup target {}: s3 targets are not built yet", target.name)))
 }
 
 impl Restic {

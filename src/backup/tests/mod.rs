@@ -7,6 +7,8 @@ mod hostile;
 mod incremental;
 mod password;
 mod restic_cli;
+mod s3;
+pub(crate) mod s3server;
 mod tamper;
 mod tree;
 
