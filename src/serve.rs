@@ -282,6 +282,12 @@ async fn wait_for_signal() {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The S3 request signer logs the credentials it loads at debug level:
+    // never below info for it, whatever RUST_LOG asks.
+    let filter =
+        ["reqsign=info", "reqsign_core=info", "reqsign_aws_core=info", "reqsign_aws_v4=info"]
+            .into_iter()
+            .fold(filter, |f, d| f.add_directive(d.parse().expect("a valid directive")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{Daemon, root_or_skip, skip};
 
+#[path = "../../src/backup/tests/s3server.rs"]
+mod s3server;
+use s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+
 /// A `file://` target `name` at `repo` whose password is in `key`.
 pub(crate) fn target(name: &str, repo: &Path, key: &Path, extra: &str) -> String {
     format!(
@@ -272,4 +276,57 @@ fn bad_targets_and_references_are_refused_with_reasons() {
     other.cli_ok(&["volume", "rm", "v"]);
     d.cli_ok(&["backup", "rm", b["id"].as_str().unwrap()]);
     d.cli_ok(&["volume", "rm", "v"]);
+}
+
+#[test]
+fn an_s3_target_backs_up_and_another_host_restores_from_it() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(s3) = S3Server::start() else { return };
+    s3.bucket("backups");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = repo_in(dir.path());
+    let config = format!(
+        "[[backup_target]]\nname = \"s3\"\nurl = \"s3://backups/hosts/a\"\nendpoint = \"{}\"\n\
+         region = \"us-east-1\"\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
+         password_file = \"{}\"\n",
+        s3.endpoint,
+        key.display()
+    );
+    let first = Daemon::private_with("backup-s3-a", &config);
+    first.cli_ok(&["volume", "create", "db"]);
+    let files = files_of(&first, "db");
+    write_tree(&files);
+    let original = describe(&files);
+    deactivate(&first, "db");
+    let b = backup(&first, &["db"]);
+    // The repository is in the bucket, under the prefix.
+    assert!(s3.root().join("backups/hosts/a/config").exists(), "no repository in the bucket");
+    // Credentials are never shown or logged.
+    let targets = first.admin_ok("GET", "/v1/backuptargets", Value::Null, 200);
+    assert!(!targets.to_string().contains(SECRET_KEY), "{targets}");
+    assert!(!first.log().contains(SECRET_KEY), "the secret key is in the log");
+
+    let second = Daemon::private_with("backup-s3-b", &config);
+    second.cli_ok(&["backup", "ls", "--target", "s3"]);
+    let short = &b["resticId"].as_str().unwrap()[..8];
+    second.cli_ok(&["volume", "create", "db", "-o", &format!("from-backup={short}")]);
+    let v = second.settle("/v1/volumes/db");
+    assert_eq!(v["transitioning"], "no", "{v}");
+    assert_eq!(describe(&files_of(&second, "db")), original);
+    deactivate(&second, "db");
+
+    // A store that cannot be reached: a clear error, the daemon serves on.
+    drop(s3);
+    second.cli_ok(&["volume", "create", "other"]);
+    let out = second.cli(&["backup", "create", "other"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("S3 store"), "{err}");
+    assert_eq!(second.admin("GET", "/healthz", Value::Null).0, 200);
+    for name in ["db", "other"] {
+        second.cli_ok(&["volume", "rm", name]);
+    }
+    first.cli_ok(&["volume", "rm", "db"]);
 }
