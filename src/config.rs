@@ -263,6 +263,18 @@ impl Config {
                     t.url
                 ));
             }
+            for (key, n) in [
+                ("keep_last", t.keep_last),
+                ("keep_daily", t.keep_daily),
+                ("keep_weekly", t.keep_weekly),
+            ] {
+                if n == Some(0) {
+                    return Err(format!(
+                        "{at}: key `{key}`: 0 would forget every backup right after it is taken; \
+                         leave it out to keep everything"
+                    ));
+                }
+            }
             if t.access_key.is_some() != t.secret_key.is_some() {
                 return Err(format!("{at}: `access_key` and `secret_key` must be set together"));
             }
@@ -345,6 +357,10 @@ mod tests {
             ("[admin]\naccess_key = \"k\"\nsecret_key = \"\"", "key `secret_key` is empty"),
             ("[admin]\naccess_key = \" \"\nsecret_key = \"s\"", "key `access_key` is empty"),
             ("[[backup_target]]\nname = \"nas\"\nurl = \"ftp://x\"", "key `url`"),
+            (
+                "[[backup_target]]\nname = \"nas\"\nurl = \"file:///b\"\nkeep_last = 0",
+                "key `keep_last`: 0 would forget every backup",
+            ),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err();

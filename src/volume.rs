@@ -107,6 +107,10 @@ pub struct Volume {
     pub written_ms: i64,
     /// Scheduled snapshots and backups, and when they last ran.
     pub schedule: crate::schedule::Schedule,
+    /// For a volume deallocated on the strength of a backup (cold
+    /// archive), that backup's row id: its data lives there now, and the
+    /// next Mount restores it (never an empty volume in its place).
+    pub archived_in: Option<i64>,
 }
 
 impl Volume {

@@ -180,7 +180,9 @@ pub async fn action(
             return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
         Action::RestoreFromBackup => {
-            b.restore_from_backup(&id, &required(input.backup_id, "backupId", action)?).await?
+            let backup = required(input.backup_id, "backupId", action)?;
+            let v = b.restore_from_backup(&id, &backup).await?;
+            return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
         Action::Remove => b.remove_volume(&id).await?,
         Action::Restore => b.restore(&id, input.name).await?,

@@ -61,6 +61,15 @@ pub struct VolumeMeta {
     pub driver_opts: BTreeMap<String, String>,
     /// The host that made the backup.
     pub host: String,
+    /// The identity of the ballast state directory that made it (random,
+    /// made once): volume ids are only unique per state directory, so
+    /// retention and parents go by both.
+    #[serde(default)]
+    pub host_id: String,
+    /// The backup's own id on that host (`1b7`), so that the host
+    /// recognizes it when listing the repository.
+    #[serde(default)]
+    pub backup_id: String,
 }
 
 /// One backup as the repository knows it.
@@ -169,7 +178,7 @@ pub trait Repository: Send + Sync {
 
     /// Forgets the backups of volume `volume_id` (public id) that `keep`
     /// does not keep, then prunes. Returns the restic ids forgotten.
-    fn apply_retention(&self, volume_id: &str, keep: Keep) -> Result<Vec<String>>;
+    fn apply_retention(&self, host_id: &str, volume_id: &str, keep: Keep) -> Result<Vec<String>>;
 }
 
 /// The repository of backup target `target` (`file:///path` or

@@ -32,14 +32,17 @@ impl Repository for Restic {
         // Held until the snapshot is saved: no prune in between (see prune).
         let _shared = self.prune_gate.read().unwrap_or_else(PoisonError::into_inner);
         relayed(progress, |bars| {
-            let repo = self.repo(bars, doing)?.to_indexed_ids().map_err(err)?;
+            let repo = self.repo(bars, doing, true)?.to_indexed_ids().map_err(err)?;
             let mut snap_opts = SnapshotOptions::default()
                 .host(meta.host.clone())
                 .description(desc.to_json())
                 .command("ballast".to_string());
-            for tag in
-                [TAG, &format!("volume={}", meta.volume_name), &format!("id={}", meta.volume_id)]
-            {
+            for tag in [
+                TAG,
+                &format!("volume={}", meta.volume_name),
+                &format!("id={}", meta.volume_id),
+                &format!("host={}", meta.host_id),
+            ] {
                 snap_opts = snap_opts.add_tags(tag).map_err(err)?;
             }
             let snap = snap_opts.to_snapshot().map_err(err)?;
@@ -81,7 +84,7 @@ impl Repository for Restic {
 
     fn list(&self) -> Result<Vec<BackupInfo>> {
         let doing = "listing backups";
-        let repo = self.repo(&Default::default(), doing)?;
+        let repo = self.repo(&Default::default(), doing, false)?;
         let mut snaps = self.snapshots(&repo, doing)?;
         snaps.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(snaps
@@ -102,7 +105,7 @@ impl Repository for Restic {
 
     fn remove(&self, id: &str) -> Result<()> {
         let doing = format!("removing backup {id}");
-        let repo = self.repo(&Default::default(), &doing)?;
+        let repo = self.repo(&Default::default(), &doing, false)?;
         let snap = self.find(&repo, id, &doing)?;
         repo.delete_snapshots(&[snap.id]).map_err(|e| self.target.error(&doing, &e))?;
         self.prune(&repo, &doing)
@@ -110,21 +113,25 @@ impl Repository for Restic {
 
     fn verify(&self, id: &str) -> Result<()> {
         let doing = format!("verifying backup {id}");
-        let repo = self.repo(&Default::default(), &doing)?;
+        let repo = self.repo(&Default::default(), &doing, false)?;
         let snap = self.find(&repo, id, &doing)?;
         self.check(&repo, &snap, &doing)
     }
 
-    fn apply_retention(&self, volume_id: &str, keep: Keep) -> Result<Vec<String>> {
+    fn apply_retention(&self, host_id: &str, volume_id: &str, keep: Keep) -> Result<Vec<String>> {
         if keep.is_empty() {
             return Ok(Vec::new());
         }
         let doing = format!("retention for volume {volume_id}");
         let doing = doing.as_str();
-        let repo = self.repo(&Default::default(), doing)?;
-        let tag = format!("id={volume_id}");
-        let snaps: Vec<_> =
-            self.snapshots(&repo, doing)?.into_iter().filter(|s| s.tags.contains(&tag)).collect();
+        let repo = self.repo(&Default::default(), doing, false)?;
+        // Only this host's volume: another host's `1v7` is another volume.
+        let (tag, host) = (format!("id={volume_id}"), format!("host={host_id}"));
+        let snaps: Vec<_> = self
+            .snapshots(&repo, doing)?
+            .into_iter()
+            .filter(|s| s.tags.contains(&tag) && s.tags.contains(&host))
+            .collect();
         let count = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let opts = KeepOptions::default()
             .keep_last(count(keep.last))

@@ -74,9 +74,11 @@ pub(super) fn open(target: &BackupTarget, state_dir: &Path) -> Result<Restic> {
 }
 
 impl Restic {
-    /// Opens the repository for one operation, creating it if the target
-    /// holds none yet.
-    pub fn repo(&self, bars: &Bars, doing: &str) -> Result<Rustic<OpenStatus>> {
+    /// Opens the repository for one operation. Only a backup (`create`)
+    /// makes one where the target holds none: a listing or a restore of a
+    /// store that is not mounted must not find a new, empty repository
+    /// (and conclude that every backup is gone).
+    pub fn repo(&self, bars: &Bars, doing: &str, create: bool) -> Result<Rustic<OpenStatus>> {
         self.reachable(doing)?;
         let opts = RepositoryOptions::default().no_cache(true);
         let fresh = || {
@@ -101,6 +103,12 @@ impl Restic {
         let exists = repo.config_id().map_err(|e| self.unreachable(doing, &e))?.is_some();
         let opened = if exists {
             repo.open(&password)
+        } else if !create {
+            return Err(Error::Unavailable(format!(
+                "{doing} on backup target {}: there is no repository at {} (a backup creates \
+                 it); is the store mounted?",
+                self.target.name, self.target.url
+            )));
         } else {
             tracing::info!(target = %self.target.name, url = %self.target.url, "creating the backup repository");
             repo.init(&password, &KeyOptions::default(), &ConfigOptions::default())

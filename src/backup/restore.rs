@@ -25,7 +25,7 @@ pub(super) fn restore(r: &Restic, id: &str, dest: &Path, progress: OnProgress<'_
         .to_str()
         .ok_or_else(|| Error::Failed(format!("{doing}: {} is not UTF-8", dest.display())))?;
     relayed(progress, |bars| {
-        let repo = r.repo(bars, doing)?;
+        let repo = r.repo(bars, doing, false)?;
         let snap = r.find(&repo, id, doing)?;
         let full = snap.id.to_hex().as_str().to_string();
         let err = |e: Box<rustic_core::RusticError>| r.target.error(doing, &e);

@@ -160,7 +160,11 @@ impl Action {
     fn needs_no_snapshot_running(self) -> bool {
         matches!(
             self,
-            Action::RevertToSnapshot | Action::Remove | Action::Purge | Action::Deallocate
+            Action::RevertToSnapshot
+                | Action::RestoreFromBackup
+                | Action::Remove
+                | Action::Purge
+                | Action::Deallocate
         )
     }
 }
@@ -256,7 +260,14 @@ impl Ballast {
     /// the data as it is (the next Mount restores it), or with `force`.
     pub async fn deallocate(&self, reference: &str, force: bool) -> Result<Arc<Volume>> {
         self.transition(reference, Action::Deallocate, move |this, v| {
-            if !force && this.backup_since(v.id, v.written_ms).is_none() {
+            if v.host_path.is_some() {
+                return Err(Error::InvalidState(format!(
+                    "volume {:?} is a host directory: there is no storage of ballast's to free",
+                    v.name
+                )));
+            }
+            let archive = this.backup_since(v.id, v.written_ms);
+            if !force && archive.is_none() {
                 return Err(Error::InvalidState(format!(
                     "deallocate would destroy the data of volume {:?}, and it has no backup newer \
                      than its last write; back it up first (ballast backup create {}) or pass \
@@ -264,11 +275,16 @@ impl Ballast {
                     v.name, v.name
                 )));
             }
+            // Recorded before the storage goes: a crash in between leaves a
+            // requested volume whose leftover storage the next restore or
+            // allocate replaces, never an inactive one without storage.
+            v.state = State::Requested;
+            v.used_bytes = 0;
+            v.archived_in = archive.map(|b| b.id);
+            this.inner.store.save(v)?;
             this.storage(v)?
                 .destroy(&v.storage_key())
                 .map_err(|e| Error::internal(format!("deallocating volume {:?}", v.name), e))?;
-            v.state = State::Requested;
-            v.used_bytes = 0;
             Ok(())
         })
         .await
@@ -337,11 +353,18 @@ impl Ballast {
 }
 
 /// Creates a requested volume's storage from its recorded options.
+/// A requested volume has no storage of its own; anything under its key
+/// is what a crash during deallocate or a restore left, and goes.
 pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
     let spec = Spec { size: v.size_bytes, ..crate::opts::parse(&v.driver_opts)?.spec() };
-    this.storage(v)?
-        .create(&v.storage_key(), &spec)
+    let storage = this.storage(v)?;
+    let key = v.storage_key();
+    storage
+        .destroy(&key)
+        .and_then(|()| storage.create(&key, &spec))
         .map_err(|e| Error::internal(format!("allocating volume {:?}", v.name), e))?;
     v.state = State::Inactive;
+    v.archived_in = None;
+    v.written_ms = crate::volume::now_ms();
     Ok(())
 }

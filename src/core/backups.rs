@@ -185,6 +185,8 @@ impl Ballast {
             size_bytes: v.size_bytes,
             driver_opts: v.driver_opts.clone(),
             host: hostname(),
+            host_id: self.inner.host_id.clone(),
+            backup_id: String::new(),
         };
         let mut b = Backup {
             id: 0,
@@ -205,6 +207,7 @@ impl Ballast {
             .blocking(move |this| {
                 b.id = this.inner.store.insert_backup(&b)?;
                 b.name = format!("{volume_name}-{}", b.public_id());
+                b.meta.backup_id = b.public_id();
                 this.inner.store.save_backup(&b)?;
                 Ok(b)
             })
@@ -321,9 +324,10 @@ impl Ballast {
     /// does not keep.
     pub(super) async fn apply_retention(&self, target: &str, volume_id: &str, keep: Keep) {
         let Ok(repo) = self.repo(target).await else { return };
-        let volume = volume_id.to_string();
-        let forgotten =
-            self.blocking(move |_| repo.apply_retention(&volume, keep).map_err(engine_error)).await;
+        let (volume, host) = (volume_id.to_string(), self.inner.host_id.clone());
+        let forgotten = self
+            .blocking(move |_| repo.apply_retention(&host, &volume, keep).map_err(engine_error))
+            .await;
         match forgotten {
             Ok(ids) => self.mark_removed(target, &ids).await,
             Err(e) => tracing::warn!(target, volume = volume_id, error = %e, "retention failed"),
@@ -375,9 +379,11 @@ impl Ballast {
     /// The newest created backup of volume `volume_id` (public id) in
     /// `target`: the parent of the next one.
     fn newest_backup(&self, target: &str, volume_id: &str) -> Option<Arc<Backup>> {
+        let host = &self.inner.host_id;
         self.backups_read()
             .values()
             .filter(|b| b.target == target && b.meta.volume_id == volume_id)
+            .filter(|b| b.meta.host_id == *host)
             .filter(|b| b.state == BackupState::Created && b.restic_id.is_some())
             .max_by_key(|b| b.created_ms)
             .cloned()
@@ -385,64 +391,83 @@ impl Ballast {
 
     /// Reads a target's repository and records the backups it holds that
     /// this host does not know (taken on another host, or before this
-    /// state directory existed), and forgets those gone from it.
+    /// state directory existed). A listing never forgets anything: a store
+    /// that answers with less than it holds (not mounted, another
+    /// repository) must not make backups disappear here; a backup this
+    /// host had removed but that is listed again comes back.
     pub async fn sync_backups(&self, target: &str) -> Result<usize> {
         let target = self.target(Some(target))?.config.name.clone();
         let repo = self.repo(&target).await?;
         let listed = self.blocking(move |_| repo.list().map_err(engine_error)).await?;
-        let host = hostname();
-        let (name, found) = (target.clone(), listed.clone());
-        let imported = self
+        let name = target.clone();
+        let changed = self
             .blocking(move |this| {
-                let mut new = Vec::new();
-                for info in found {
-                    if this.inner.store.backup_by_restic_id(&name, &info.id)?.is_some() {
-                        continue;
+                let mut changed = Vec::new();
+                for info in listed {
+                    if let Some(b) = this.adopt(&name, &info)? {
+                        changed.push(b);
                     }
-                    // This host's own volume, if it still is the same one.
-                    let local = parse_public_id("1v", &info.meta.volume_id)
-                        .filter(|_| info.meta.host == host)
-                        .and_then(|id| this.inner.store.get(id).ok().flatten())
-                        .filter(|v| v.name == info.meta.volume_name)
-                        .map(|v| v.id);
-                    let mut b = Backup {
-                        id: 0,
-                        target: name.clone(),
-                        name: format!(
-                            "{}-{}",
-                            info.meta.volume_name,
-                            &info.id[..8.min(info.id.len())]
-                        ),
-                        restic_id: Some(info.id),
-                        volume_id: local,
-                        snapshot_id: None,
-                        meta: info.meta,
-                        state: BackupState::Created,
-                        message: String::new(),
-                        created_ms: info.time_ms,
-                        size_bytes: info.size_bytes,
-                        stored_bytes: info.stored_bytes,
-                    };
-                    b.id = this.inner.store.insert_backup(&b)?;
-                    new.push(b);
                 }
-                Ok(new)
+                Ok(changed)
             })
             .await?;
-        let count = imported.len();
-        for b in imported {
+        let count = changed.len();
+        for b in changed {
             self.publish_backup(b);
         }
-        let present: Vec<String> = listed.into_iter().map(|i| i.id).collect();
-        let gone: Vec<String> = self
-            .backups_read()
-            .values()
-            .filter(|b| b.target == target && b.state == BackupState::Created)
-            .filter_map(|b| b.restic_id.clone())
-            .filter(|id| !present.contains(id))
-            .collect();
-        self.mark_removed(&target, &gone).await;
         Ok(count)
+    }
+
+    /// What a listed backup changes in the store: nothing when known; a
+    /// row of this host's own (a backup cut short after restic saved it,
+    /// or one removed here) brought up to date; else a new row.
+    fn adopt(&self, target: &str, info: &BackupInfo) -> Result<Option<Backup>> {
+        let store = &self.inner.store;
+        let ours = info.meta.host_id == self.inner.host_id;
+        let known = match store.backup_by_restic_id(target, &info.id)? {
+            Some(b) => Some(b),
+            None => parse_public_id("1b", &info.meta.backup_id)
+                .filter(|_| ours)
+                .and_then(|id| self.backups_read().get(&id).map(|b| (**b).clone()))
+                .filter(|b| b.target == target && b.restic_id.is_none()),
+        };
+        let b = match known {
+            // Still running: its own end records it.
+            Some(b) if b.state == BackupState::Creating => return Ok(None),
+            Some(b) if b.state == BackupState::Created && b.restic_id.is_some() => return Ok(None),
+            Some(b) => Backup {
+                state: BackupState::Created,
+                message: String::new(),
+                restic_id: Some(info.id.clone()),
+                ..b
+            },
+            None => {
+                // This host's own volume, if it still is the same one.
+                let local = parse_public_id("1v", &info.meta.volume_id)
+                    .filter(|_| ours)
+                    .and_then(|id| store.get(id).ok().flatten())
+                    .filter(|v| v.name == info.meta.volume_name)
+                    .map(|v| v.id);
+                let mut b = Backup {
+                    id: 0,
+                    target: target.to_string(),
+                    name: format!("{}-{}", info.meta.volume_name, short(&info.id)),
+                    restic_id: Some(info.id.clone()),
+                    volume_id: local,
+                    snapshot_id: None,
+                    meta: info.meta.clone(),
+                    state: BackupState::Created,
+                    message: String::new(),
+                    created_ms: info.time_ms,
+                    size_bytes: info.size_bytes,
+                    stored_bytes: info.stored_bytes,
+                };
+                b.id = store.insert_backup(&b)?;
+                return Ok(Some(b));
+            }
+        };
+        store.save_backup(&b)?;
+        Ok(Some(b))
     }
 
     /// Syncs every target; one that fails is logged and skipped.
@@ -483,6 +508,15 @@ impl Ballast {
             return Err(Error::InvalidState(format!(
                 "backup {} is busy: a volume is being restored from it",
                 b.public_id()
+            )));
+        }
+        if let Some(v) = self.list().into_iter().find(|v| v.archived_in == Some(b.id)) {
+            return Err(Error::InvalidState(format!(
+                "backup {} holds the data of deallocated volume {:?}; restore the volume first \
+                 (docker run or ballast volume activate {})",
+                b.public_id(),
+                v.name,
+                v.name
             )));
         }
         if let Some(restic_id) = b.restic_id.clone() {
@@ -544,6 +578,7 @@ impl Ballast {
                     v.used_bytes = used;
                     v.state = State::Inactive;
                     v.written_ms = now_ms();
+                    v.archived_in = None;
                     tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume restored from a backup");
                 }
                 Err(e) => {
@@ -695,6 +730,11 @@ fn progress_text(p: Progress, rate: f64) -> String {
         human_size(p.bytes_total),
         p.files_done
     )
+}
+
+/// The first 8 hex digits of a restic id, as restic shows it.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// This host's name, as backups record it.

@@ -79,6 +79,8 @@ impl Ballast {
         }
         if let Some(id) = &parsed.from_backup
             && self.find_backup(id).is_err()
+            && id.len() >= 8
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
         {
             // Perhaps taken on another host: look in every target once.
             self.sync_all_backups().await;
@@ -132,6 +134,7 @@ impl Ballast {
             fill_from: source.as_ref().map(Source::public_id),
             written_ms: now_ms(),
             schedule: parsed.schedule.clone(),
+            archived_in: None,
         };
         // A loop pool gives every volume a size: its default when none is asked.
         let spec = Spec { size: v.size_bytes, ..parsed.spec() };

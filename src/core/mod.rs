@@ -63,6 +63,8 @@ struct Inner {
     backups: RwLock<BTreeMap<i64, Arc<crate::backup::Backup>>>,
     /// Where generated repository keys live.
     state_dir: PathBuf,
+    /// This state directory's identity in backups (see `host_id`).
+    host_id: String,
     /// How long snapshots take (exported as a metric; shares its state
     /// with every clone).
     snapshot_seconds: prometheus_client::metrics::histogram::Histogram,
@@ -173,6 +175,7 @@ impl Ballast {
                     .collect(),
                 backups: RwLock::new(backups),
                 state_dir: state_dir.to_path_buf(),
+                host_id: host_id(state_dir)?,
                 snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
                 ),
@@ -371,6 +374,28 @@ impl Ballast {
     }
 }
 
+/// The random identity of this state directory, made on first use:
+/// backups carry it, since volume ids are only unique within one state
+/// directory (two hosts sharing a target both have a `1v1`).
+fn host_id(state_dir: &Path) -> std::result::Result<String, String> {
+    let path = state_dir.join("host-id");
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = state_dir.join("host-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n")).map_err(err)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(id)
+}
+
 /// Brings what is attached in line with the store: every active volume
 /// attached (after a daemon crash its mount is still there; after a host
 /// restart it is mounted again here, before Docker asks for it), and no
@@ -497,6 +522,7 @@ mod tests {
             fill_from: None,
             written_ms: 0,
             schedule: Default::default(),
+            archived_in: None,
         };
         v.id = store.insert(&v).unwrap();
         let storage = dir.path().join("pool/volumes").join(v.storage_key());

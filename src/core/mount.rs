@@ -31,8 +31,17 @@ impl Ballast {
             }
             // Cold archive: a deallocated volume comes back from its newest
             // backup first, as a job that this Mount waits for while Docker
-            // allows (a later Mount finds it done).
-            let Some(b) = self.backup_since(current.id, 0) else { break (guard, current) };
+            // allows (a later Mount finds it done). Never an empty volume in
+            // place of archived data.
+            let Some(archived) = current.archived_in else { break (guard, current) };
+            let newest = self.backup_since(current.id, current.written_ms);
+            let Some(b) = newest.or_else(|| self.find_backup(&format!("1b{archived}")).ok()) else {
+                return Err(Error::InvalidState(format!(
+                    "volume {name:?} was archived in backup 1b{archived}, which is gone; restore \
+                     it from another backup (ballast backup restore BACKUP --into {name}) or \
+                     start it empty (ballast volume allocate {name})"
+                )));
+            };
             if current.transitioning == Transitioning::Error {
                 return Err(Error::InvalidState(format!(
                     "volume {name:?} could not be restored from its backup ({}); retry with \

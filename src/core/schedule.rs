@@ -30,8 +30,13 @@ impl Ballast {
             if s.is_empty() || !settled || !matches!(v.state, State::Inactive | State::Active) {
                 continue;
             }
-            let snapshot = due(s.snapshot_every, s.last_snapshot_ms);
-            let backup = due(s.backup_every, s.last_backup_ms);
+            // A run still going (a backup slower than its interval) is not
+            // joined by another.
+            let backing_up =
+                self.backups(Some(v.id)).iter().any(|b| b.state == BackupState::Creating);
+            let snapshot =
+                due(s.snapshot_every, s.last_snapshot_ms) && self.snapshot_running(v.id).is_none();
+            let backup = due(s.backup_every, s.last_backup_ms) && !backing_up;
             if !(snapshot || backup) {
                 continue;
             }

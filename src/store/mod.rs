@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS volumes (
     host_path TEXT,
     fill_from TEXT,
     written_ms INTEGER NOT NULL DEFAULT 0,
-    schedule TEXT NOT NULL DEFAULT '{}'
+    schedule TEXT NOT NULL DEFAULT '{}',
+    archived_in INTEGER
 );
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS mounts (
 /// The columns [`read_volume`] expects, in order.
 const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
     transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path, fill_from,
-    written_ms, schedule FROM volumes";
+    written_ms, schedule, archived_in FROM volumes";
 
 /// Handle to the metadata database.
 ///
@@ -266,7 +267,7 @@ fn save_row(conn: &mut Connection, v: &Volume) -> Result<()> {
         "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
             transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
             used_bytes = ?12, host_path = ?13, fill_from = ?14, written_ms = ?15,
-            schedule = ?16
+            schedule = ?16, archived_in = ?17
          WHERE id = ?1",
         rusqlite::params_from_iter(row_params(v)),
     )?;
@@ -287,8 +288,8 @@ fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
     let res = tx.execute(
         "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
             transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path,
-            fill_from, written_ms, schedule)
-         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            fill_from, written_ms, schedule, archived_in)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         rusqlite::params_from_iter(row_params(v)),
     );
     match res {
@@ -327,6 +328,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     if conn.prepare("SELECT fill_from FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN fill_from TEXT")?;
     }
+    if conn.prepare("SELECT archived_in FROM volumes LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE volumes ADD COLUMN archived_in INTEGER")?;
+    }
     if conn.prepare("SELECT schedule FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN schedule TEXT NOT NULL DEFAULT '{}'")?;
     }
@@ -336,7 +340,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Every column of a volume row, as `?1`…`?16` in column order.
+/// Every column of a volume row, as `?1`…`?17` in column order.
 fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
         Box::new(v.id),
@@ -355,6 +359,7 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(&v.fill_from),
         Box::new(v.written_ms),
         Box::new(serde_json::to_string(&v.schedule).unwrap_or_else(|_| "{}".into())),
+        Box::new(v.archived_in),
     ]
 }
 
@@ -374,6 +379,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
     let fill_from: Option<String> = r.get(13)?;
     let written_ms: i64 = r.get(14)?;
     let schedule: String = r.get(15)?;
+    let archived_in: Option<i64> = r.get(16)?;
     let base = Volume {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -392,6 +398,7 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         fill_from,
         written_ms,
         schedule: Default::default(),
+        archived_in,
     };
     Ok((|| {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
@@ -426,6 +433,7 @@ mod tests {
             fill_from: None,
             written_ms: 0,
             schedule: Default::default(),
+            archived_in: None,
         }
     }
 

@@ -263,6 +263,21 @@ fn bad_targets_and_references_are_refused_with_reasons() {
     // A wrong password: the backup ends in error and says why; the daemon
     // keeps serving.
     let b = backup(&d, &["v"]);
+    // A store that is not mounted (an empty directory where the repository
+    // was): listing it fails and forgets nothing, and no repository is
+    // made there.
+    let away = dir.path().join("repo-away");
+    std::fs::rename(&repo, &away).unwrap();
+    std::fs::create_dir(&repo).unwrap();
+    let out = d.cli(&["backup", "ls", "--target", "nas"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no repository") && err.contains("mounted"), "{err}");
+    assert_eq!(std::fs::read_dir(&repo).unwrap().count(), 0, "a repository was made");
+    std::fs::remove_dir(&repo).unwrap();
+    std::fs::rename(&away, &repo).unwrap();
+    let listed = d.cli_ok(&["backup", "ls", "--target", "nas"]);
+    assert!(listed.contains(b["id"].as_str().unwrap()), "{listed}");
     std::fs::write(&key, "not the password\n").unwrap();
     let other = Daemon::private_with("backup-badkey", &target("nas", &repo, &key, ""));
     other.cli_ok(&["volume", "create", "v"]);

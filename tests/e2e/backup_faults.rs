@@ -283,6 +283,13 @@ fn deallocate_needs_a_fresh_backup_and_the_next_mount_restores_it() {
     let v = d.admin_ok("POST", dealloc, Value::Null, 200);
     assert_eq!(v["state"], "requested", "{v}");
     assert!(!files.exists() || std::fs::read_dir(&files).unwrap().next().is_none());
+    // The backup holding its data cannot be removed meanwhile.
+    let newest = d.admin_ok("GET", "/v1/backups?volumeName=cold", Value::Null, 200);
+    let newest =
+        newest["data"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
+    let (status, body) = d.admin("DELETE", &format!("/v1/backups/{newest}"), Value::Null);
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("deallocated volume"), "{body}");
 
     // Docker's Mount brings it back from the newest backup.
     let mount = json!({ "Name": "cold", "ID": "c1" }).to_string();

@@ -60,7 +60,7 @@ impl ReadSource for Invented {
 /// A ballast snapshot of the invented entries; its id.
 fn craft(fx: &Fixture, entries: Invented) -> String {
     let r = restic::open(&fx.target, &fx.path("state")).unwrap();
-    let repo = r.repo(&Bars::default(), "crafting").unwrap().to_indexed_ids().unwrap();
+    let repo = r.repo(&Bars::default(), "crafting", true).unwrap().to_indexed_ids().unwrap();
     let desc = Description { meta: meta("evil", "1v666"), root: None };
     let snap = SnapshotOptions::default().description(desc.to_json()).add_tags("ballast").unwrap();
     let opts = BackupOptions::default().as_path(PathBuf::from("/"));

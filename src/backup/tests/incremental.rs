@@ -129,14 +129,17 @@ fn retention_forgets_only_that_volume_s_older_backups() {
     let repo = fx.open();
     let mine: Vec<_> = (0..4).map(|_| backup(&*repo, &src, "mine").id).collect();
     let other = backup(&*repo, &src, "other").id;
+    // Another host's volume with the same id is another volume.
+    let theirs = super::VolumeMeta { host_id: "h-b".into(), ..meta("mine", "1vmine") };
+    let elsewhere = repo.backup(&src, &theirs, None, &quiet).unwrap().id;
 
     let keep = Keep { last: Some(2), ..Keep::default() };
-    let mut forgotten = repo.apply_retention("1vmine", keep).unwrap();
+    let mut forgotten = repo.apply_retention("h-a", "1vmine", keep).unwrap();
     forgotten.sort();
     let mut want = mine[..2].to_vec();
     want.sort();
     assert_eq!(forgotten, want);
     let left: Vec<_> = repo.list().unwrap().into_iter().map(|i| i.id).collect();
-    assert_eq!(left, [mine[2].clone(), mine[3].clone(), other]);
-    assert!(repo.apply_retention("1vmine", Keep::default()).unwrap().is_empty());
+    assert_eq!(left, [mine[2].clone(), mine[3].clone(), other, elsewhere]);
+    assert!(repo.apply_retention("h-a", "1vmine", Keep::default()).unwrap().is_empty());
 }

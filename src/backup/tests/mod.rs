@@ -79,6 +79,8 @@ pub(super) fn meta(volume: &str, id: &str) -> VolumeMeta {
         size_bytes: Some(1 << 30),
         driver_opts: BTreeMap::from([("size".into(), "1G".into())]),
         host: "host-a".into(),
+        host_id: "h-a".into(),
+        backup_id: "1b1".into(),
     }
 }
 

@@ -304,7 +304,11 @@ impl Backend for LoopBackend {
     /// Mounts the snapshot's image read-only in `staging/`, privately:
     /// only the backup reading it sees it, and the view's end unmounts it.
     fn read_snapshot(&self, snap: &str) -> io::Result<SnapshotView> {
-        let dir = format!("read-{snap}");
+        // One directory per reader: two backups of one snapshot must not
+        // unmount each other's view.
+        static READERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = format!("read-{snap}-{n}");
         self.unmount_work(&dir)?;
         self.staging.create_dir(&dir, None, None, 0o700)?;
         let target = self.staging.host_path(&dir);
