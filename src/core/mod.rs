@@ -110,8 +110,15 @@ impl Ballast {
                         v.transitioning_message =
                             "filling: starting again after a restart of the daemon".into();
                     } else if v.transitioning == Transitioning::Yes {
-                        // A job (a revert) died with the daemon; its storage
-                        // work is atomic, so say so and let the user retry.
+                        // A job (a revert, a restore) died with the daemon;
+                        // its storage work is atomic, so say so and let the
+                        // user retry. A restore's staged copy goes.
+                        if let Some(Ok(backend)) = pools.get(&v.pool).map(|p| p.backend()) {
+                            let staged = format!("restore-{}", v.storage_key());
+                            if let Err(e) = backend.delete_snapshot(&staged) {
+                                tracing::warn!(volume = %v.name, error = %e, "cannot remove a staged restore");
+                            }
+                        }
                         v.transitioning = Transitioning::Error;
                         v.transitioning_message = format!(
                             "interrupted by a restart of the daemon ({}); the volume holds its \
@@ -146,6 +153,15 @@ impl Ballast {
                 b.state = crate::backup::BackupState::Error;
                 b.message = "interrupted by a restart of the daemon; take it again".into();
                 store.save_backup(&b).map_err(|e| e.to_string())?;
+                // The snapshot taken for it (a full copy on a dir pool).
+                let temporary = format!("backup-{}", b.public_id());
+                snapshots.retain(|_, s: &mut Arc<Snapshot>| {
+                    let drop = s.name == temporary && b.snapshot_id.is_none();
+                    if drop {
+                        remove_leftover_snapshot(&store, &pools, &live, s);
+                    }
+                    !drop
+                });
             }
             backups.insert(b.id, Arc::new(b));
         }
@@ -371,6 +387,30 @@ impl Ballast {
         tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| Error::internal("background task", e))?
+    }
+}
+
+/// Removes a snapshot that an interrupted job took for itself.
+fn remove_leftover_snapshot(
+    store: &Store,
+    pools: &BTreeMap<String, Pool>,
+    live: &HashMap<String, Arc<Volume>>,
+    s: &Snapshot,
+) {
+    let pool = live.values().find(|v| v.id == s.volume_id).and_then(|v| pools.get(&v.pool));
+    let deleted = match pool.map(|p| p.backend()) {
+        Some(Ok(b)) => b.delete_snapshot(&s.storage_key()).map_err(|e| e.to_string()),
+        _ => Err("its pool is not available".into()),
+    };
+    let mut s = s.clone();
+    s.state = SnapState::Removed;
+    match deleted.and_then(|()| store.save_snapshot(&s).map_err(|e| e.to_string())) {
+        Ok(()) => {
+            tracing::info!(snapshot = %s.public_id(), "removed the snapshot of an interrupted backup")
+        }
+        Err(e) => {
+            tracing::warn!(snapshot = %s.public_id(), error = %e, "cannot remove the snapshot of an interrupted backup")
+        }
     }
 }
 

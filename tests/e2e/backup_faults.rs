@@ -170,6 +170,11 @@ fn kill_9_during_a_backup_and_a_restore_then_both_succeed() {
     let cut = d.admin_ok("GET", &path, Value::Null, 200);
     assert_eq!(cut["state"], "error", "{cut}");
     assert!(cut["transitioningMessage"].as_str().unwrap().contains("interrupted"), "{cut}");
+    // The snapshot it had taken for itself is gone too.
+    let snaps = d.admin_ok("GET", "/v1/snapshots", Value::Null, 200);
+    assert_eq!(snaps["data"], json!([]), "{snaps}");
+    let pool_snaps = d.state_dir().join("pools/default/snapshots");
+    assert_eq!(std::fs::read_dir(&pool_snaps).unwrap().count(), 0);
     // Taken again, it completes, and no half-backup shows in the target.
     let whole = backup(&d, &["big"]);
     let listed = d.admin_ok("POST", "/v1/backuptargets/nas?action=sync", Value::Null, 200);
