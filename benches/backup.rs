@@ -86,8 +86,15 @@ fn make_data(dir: &Path, bytes: u64) -> Vec<PathBuf> {
         std::fs::create_dir_all(&sub).unwrap();
         let len = (4096 + next() % (2 << 20)).min(bytes - written).max(1);
         let content: Vec<u8> = if names.len() % 2 == 0 {
-            let words = ["volume ", "snapshot ", "backup ", "restore ", "ballast ", "\n"];
-            (0..len).map(|i| words[(i / 9 % 6) as usize].as_bytes()[(i % 7) as usize % 6]).collect()
+            // Log-like lines: compressible, but not one repeated block.
+            let mut text = Vec::with_capacity(len as usize);
+            while (text.len() as u64) < len {
+                let line =
+                    format!("{} volume {} snapshot backup restore\n", next() % 100_000, next() % 7);
+                text.extend_from_slice(line.as_bytes());
+            }
+            text.truncate(len as usize);
+            text
         } else {
             (0..len).map(|_| next() as u8).collect()
         };
@@ -162,7 +169,11 @@ fn run_cli(
     change_one_percent(&copy, files);
     let incremental = timed(|| sh(base(&["backup"]).arg(&copy)));
     let target = work.join(format!("restored-{tool}"));
-    let restore = timed(|| sh(base(&["restore", "latest", "--target"]).arg(&target)));
+    let restore = if tool == "rustic" {
+        timed(|| sh(base(&["restore", "latest"]).arg(&target)))
+    } else {
+        timed(|| sh(base(&["restore", "latest", "--target"]).arg(&target)))
+    };
     let size = du_mib(&repo);
     for dir in [&copy, &target] {
         let _ = std::fs::remove_dir_all(dir);
