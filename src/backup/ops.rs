@@ -48,9 +48,14 @@ impl Repository for Restic {
             let snap = snap_opts.to_snapshot().map_err(err)?;
             let parents = match parent {
                 // Any snapshot may be the parent, whatever its host or paths.
+                // Each backup reads a new snapshot, on a dir pool a copy
+                // with new inodes and change times: a file is unchanged
+                // when its size and modification time are.
                 Some(p) => ParentOptions::default()
                     .parents(vec![p.to_string()])
-                    .group_by(SnapshotGroupCriterion::new()),
+                    .group_by(SnapshotGroupCriterion::new())
+                    .ignore_ctime(true)
+                    .ignore_inode(true),
                 None => ParentOptions::default().force(true),
             };
             // The contents of `src` at the snapshot's root: a restore (ours

@@ -82,11 +82,14 @@ pub async fn wait(
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     });
+    let mut pause = Duration::from_millis(10);
     while resource["transitioning"] == "yes" {
         if let Some(bar) = &bar {
             bar.set_message(cell(&resource["transitioningMessage"]));
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Short jobs end within a few polls; long ones are polled less.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
         resource = client.call(Method::GET, path, None).await?;
     }
     if let Some(bar) = bar {

@@ -5,6 +5,7 @@
 mod admin;
 mod backup;
 mod backup_faults;
+mod backup_pools;
 mod btrfs;
 mod cli;
 mod crash;
