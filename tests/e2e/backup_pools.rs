@@ -15,14 +15,17 @@ fn a_dir_volume_restores_into_a_btrfs_pool_with_its_size() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, key) = repo_in(dir.path());
     let config = format!(
-        "{}[[pool]]\nname = \"fast\"\nbackend = \"btrfs\"\npath = \"{}\"\n",
+        "{}[[pool]]\nname = \"fast\"\nbackend = \"btrfs\"\npath = \"{}\"\n\
+         [[pool]]\nname = \"default\"\nbackend = \"dir\"\npath = \"{}\"\ndefault = true\n",
         target("nas", &repo, &key, ""),
-        fs.mnt.join("ballast").display()
+        fs.mnt.join("ballast").display(),
+        dir.path().join("default").display()
     );
     let d = Daemon::private_with("backup-btrfs", &config);
     d.cli_ok(&["volume", "create", "src"]);
-    write_tree(&files_of(&d, "src"));
-    let original = describe(&files_of(&d, "src"));
+    let files = files_of(&d, "src");
+    write_tree(&files);
+    let original = describe(&files);
     deactivate(&d, "src");
     let b = backup(&d, &["src"]);
     let id = b["id"].as_str().unwrap();
@@ -64,15 +67,17 @@ fn a_restore_into_a_pool_too_small_fails_cleanly() {
     let small = Tmpfs::new(dir.path(), 48);
     let (repo, key) = repo_in(dir.path());
     let config = format!(
-        "trash_retention = \"0s\"\n{}[[pool]]\nname = \"small\"\nbackend = \"dir\"\npath = \"{}\"\n",
+        "trash_retention = \"0s\"\n{}[[pool]]\nname = \"small\"\nbackend = \"dir\"\npath = \"{}\"\n\
+         [[pool]]\nname = \"default\"\nbackend = \"dir\"\npath = \"{}\"\ndefault = true\n",
         target("nas", &repo, &key, ""),
-        small.0.join("pool").display()
+        small.0.join("pool").display(),
+        dir.path().join("default").display()
     );
     let d = Daemon::private_with("backup-full", &config);
     d.cli_ok(&["volume", "create", "big"]);
     let files = files_of(&d, "big");
     let mut x = 0x1234_5678_9abc_def1u64;
-    let noise: Vec<u8> = (0..40 << 20)
+    let noise: Vec<u8> = (0..64 << 20)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -80,8 +85,8 @@ fn a_restore_into_a_pool_too_small_fails_cleanly() {
             x as u8
         })
         .collect();
-    std::fs::write(files.join("a"), &noise[..20 << 20]).unwrap();
-    std::fs::write(files.join("b"), &noise[20 << 20..]).unwrap();
+    std::fs::write(files.join("a"), &noise[..32 << 20]).unwrap();
+    std::fs::write(files.join("b"), &noise[32 << 20..]).unwrap();
     deactivate(&d, "big");
     let b = backup(&d, &["big"]);
     let id = b["id"].as_str().unwrap();
