@@ -36,7 +36,6 @@ fn routers() -> &'static (Router, Router) {
             ballast: f.ballast.clone(),
             metrics: f.metrics.clone(),
             driver: "ballast".into(),
-            backup_targets: Vec::new().into(),
         };
         let creds = Credentials::new("fuzz", "fuzz-secret");
         (admin::router(state.clone(), None), admin::router(state, Some(creds)))
