@@ -15,6 +15,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use harness::Daemon;
+
+#[path = "../src/backup/tests/s3server.rs"]
+mod s3server;
 use serde_json::Value;
 
 const PASSWORD: &str = "bench password";
@@ -39,7 +42,7 @@ fn main() {
         ("restore (s)", Vec::new()),
         ("repository size (MiB)", Vec::new()),
     ];
-    let ballast = run_ballast(work.path(), &data, &files, &key);
+    let (ballast, s3) = run_ballast(work.path(), &data, &files, &key);
     let restic = run_cli("restic", work.path(), &data, &files, &key);
     let rustic = run_cli("rustic", work.path(), &data, &files, &key);
     for (i, row) in rows.iter_mut().enumerate() {
@@ -66,6 +69,14 @@ fn main() {
             ratio(v[0], v[1]),
             ratio(v[0], v[2])
         );
+    }
+    match (s3, ballast) {
+        (Some(s3), Some(local)) => println!(
+            "\nballast's full backup to S3 (s3s-fs on loopback): {s3:.2} s, {:.2} × its time to a \
+             local directory",
+            s3 / local[0]
+        ),
+        _ => println!("\n(no S3 row: s3s-fs is not installed)"),
     }
 }
 
@@ -183,36 +194,56 @@ fn run_cli(
     Some([full, incremental, restore, size])
 }
 
-fn run_ballast(work: &Path, data: &Path, files: &[PathBuf], key: &Path) -> Option<[f64; 4]> {
+/// ballast's four numbers, and its full backup's time to S3.
+fn run_ballast(
+    work: &Path,
+    data: &Path,
+    files: &[PathBuf],
+    key: &Path,
+) -> (Option<[f64; 4]>, Option<f64>) {
     let repo = work.join("repo-ballast");
-    let config = format!(
+    let mut config = format!(
         "[[pool]]\nname = \"bench\"\nbackend = \"dir\"\npath = \"{}\"\ndefault = true\n\
          [[backup_target]]\nname = \"bench\"\nurl = \"file://{}\"\npassword_file = \"{}\"\n",
         work.join("pool").display(),
         repo.display(),
         key.display()
     );
+    let s3 = s3server::S3Server::start();
+    if let Some(s3) = &s3 {
+        s3.bucket("bench");
+        config += &format!(
+            "[[backup_target]]\nname = \"s3\"\nurl = \"s3://bench/repo\"\nendpoint = \"{}\"\n\
+             access_key = \"{}\"\nsecret_key = \"{}\"\npassword_file = \"{}\"\n",
+            s3.endpoint,
+            s3server::ACCESS_KEY,
+            s3server::SECRET_KEY,
+            key.display()
+        );
+    }
     let d = Daemon::private_with("bench-backup", &config);
     d.cli_ok(&["volume", "create", "data"]);
     let v = d.admin_ok("POST", "/v1/volumes/data?action=activate", Value::Null, 200);
     let uri = v["uri"].as_str().unwrap();
     let mountpoint = PathBuf::from(&uri[uri.find("://").unwrap() + 3..]);
     sh(Command::new("cp").arg("-a").arg(format!("{}/.", data.display())).arg(&mountpoint));
-    let backup = |d: &Daemon| {
+    let backup = |d: &Daemon, to_s3: bool| {
         let snap = d.snapshot("data", "bench");
         // The snapshot's copy written out first: its writeback is not the
         // backup's time.
         sh(&mut Command::new("sync"));
+        let target = if to_s3 { "s3" } else { "bench" };
         let secs = timed(|| {
-            d.cli_ok(&["backup", "create", "data", "--snapshot", &snap]);
+            d.cli_ok(&["backup", "create", "data", "--snapshot", &snap, "--target", target]);
         });
         d.cli_ok(&["snapshot", "rm", &snap]);
         secs
     };
-    let full = backup(&d);
+    let to_s3 = s3.as_ref().map(|_| backup(&d, true));
+    let full = backup(&d, false);
     change_one_percent(&mountpoint, files);
-    let incremental = backup(&d);
-    let list = d.admin_ok("GET", "/v1/backups", Value::Null, 200);
+    let incremental = backup(&d, false);
+    let list = d.admin_ok("GET", "/v1/backups?backupTargetId=bench", Value::Null, 200);
     let newest =
         list["data"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
     let restore = timed(|| {
@@ -233,5 +264,5 @@ fn run_ballast(work: &Path, data: &Path, files: &[PathBuf], key: &Path) -> Optio
     for name in ["data", "restored"] {
         d.cli_ok(&["volume", "rm", name]);
     }
-    Some([full, incremental, restore, size])
+    (Some([full, incremental, restore, size]), to_s3)
 }

@@ -50,12 +50,13 @@ impl Repository for Restic {
                 // Any snapshot may be the parent, whatever its host or paths.
                 // Each backup reads a new snapshot, on a dir pool a copy
                 // with new inodes and change times: a file is unchanged
-                // when its size and modification time are.
+                // when its size and modification time are. (rustic_core
+                // 0.13 compares inode numbers only when `ignore_inode` is
+                // set, so it stays unset here.)
                 Some(p) => ParentOptions::default()
                     .parents(vec![p.to_string()])
                     .group_by(SnapshotGroupCriterion::new())
-                    .ignore_ctime(true)
-                    .ignore_inode(true),
+                    .ignore_ctime(true),
                 None => ParentOptions::default().force(true),
             };
             // The contents of `src` at the snapshot's root: a restore (ours
