@@ -119,18 +119,9 @@ fn make_data(dir: &Path, bytes: u64) -> Vec<PathBuf> {
 
 /// Rewrites every 100th file with new random bytes of the same length.
 fn change_one_percent(dir: &Path, files: &[PathBuf]) {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for f in files.iter().step_by(100) {
+    for (i, f) in files.iter().step_by(100).enumerate() {
         let len = std::fs::metadata(dir.join(f)).unwrap().len();
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(dir.join(f), bytes).unwrap();
+        std::fs::write(dir.join(f), harness::noise(i as u64, len as usize)).unwrap();
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::Ballast;
-use super::locks::Lease;
+use super::locks::{Key, Lease};
 use crate::pool::Spec;
 use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
@@ -340,6 +340,42 @@ impl Ballast {
             .await?;
         tracing::info!(volume = %v.name, action = action.name(), state = v.state.as_str(), "volume action");
         Ok(self.publish(v))
+    }
+
+    /// Records how a job on volume `id` (a fill, a revert, a restore)
+    /// ended, on its current record and under its lock, so that a change
+    /// made meanwhile (a new description) is kept: done, the volume is
+    /// settled with `used` bytes and a fresh last write, plus what `done`
+    /// changes; failed, it is `transitioning: error` with the reason.
+    /// `ended` and `failed` are the log lines.
+    pub(super) async fn end_job(
+        &self,
+        id: i64,
+        result: Result<u64>,
+        done: impl FnOnce(&mut Volume),
+        (ended, failed): (&str, &str),
+    ) {
+        let _guard = self.inner.locks.lock(Key::Volume(id)).await;
+        let Ok(current) = self.volume_by_id(id) else { return };
+        let mut v = (*current).clone();
+        match result {
+            Ok(used) => {
+                v.transitioning = Transitioning::No;
+                v.transitioning_message.clear();
+                v.used_bytes = used;
+                v.written_ms = crate::volume::now_ms();
+                done(&mut v);
+                tracing::info!(volume = %v.name, "{ended}");
+            }
+            Err(e) => {
+                tracing::error!(volume = %v.name, error = %e, "{failed}");
+                v.transitioning = Transitioning::Error;
+                v.transitioning_message = e.to_string();
+            }
+        }
+        if let Ok(v) = self.save(v).await {
+            self.publish(v);
+        }
     }
 
     /// Persists a changed record on a blocking thread.

@@ -568,28 +568,13 @@ impl Ballast {
                 Err(e) => Err(e),
             };
             drop(lease);
-            let _guard = this.inner.locks.lock(Key::Volume(vid)).await;
-            let Ok(current) = this.volume_by_id(vid) else { return };
-            let mut v = (*current).clone();
-            match result {
-                Ok(used) => {
-                    v.transitioning = Transitioning::No;
-                    v.transitioning_message.clear();
-                    v.used_bytes = used;
-                    v.state = State::Inactive;
-                    v.written_ms = now_ms();
-                    v.archived_in = None;
-                    tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume restored from a backup");
-                }
-                Err(e) => {
-                    tracing::error!(volume = %v.name, error = %e, "restore from a backup failed");
-                    v.transitioning = Transitioning::Error;
-                    v.transitioning_message = format!("{label}: {e}");
-                }
-            }
-            if let Ok(v) = this.save(v).await {
-                this.publish(v);
-            }
+            let result = result.map_err(|e| Error::Internal(format!("{label}: {e}")));
+            let done = |v: &mut Volume| {
+                v.state = State::Inactive;
+                v.archived_in = None;
+            };
+            let ended = format!("volume restored from a backup in {:?}", t.elapsed());
+            this.end_job(vid, result, done, (&ended, "restore from a backup failed")).await;
         });
         Ok(started)
     }

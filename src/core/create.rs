@@ -296,28 +296,8 @@ impl Ballast {
     /// current record (an update made meanwhile, a new description, is
     /// kept). A failed fill leaves `fill_from` set: the volume never mounts.
     async fn end_fill(&self, id: i64, result: Result<u64>) {
-        let guard = self.inner.locks.lock(Key::Volume(id)).await;
-        let Ok(current) = self.volume_by_id(id) else { return };
-        let mut v = (*current).clone();
-        match result {
-            Ok(used) => {
-                v.transitioning = Transitioning::No;
-                v.transitioning_message.clear();
-                v.fill_from = None;
-                v.used_bytes = used;
-                v.written_ms = now_ms();
-                tracing::info!(volume = %v.name, "volume filled");
-            }
-            Err(e) => {
-                tracing::error!(volume = %v.name, error = %e, "filling the volume failed");
-                v.transitioning = Transitioning::Error;
-                v.transitioning_message = e.to_string();
-            }
-        }
-        if let Ok(v) = self.save(v).await {
-            self.publish(v);
-        }
-        drop(guard);
+        let done = |v: &mut Volume| v.fill_from = None;
+        self.end_job(id, result, done, ("volume filled", "filling the volume failed")).await;
     }
 
     /// Takes a read lease on a fill's source once, under its lock, it is

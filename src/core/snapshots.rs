@@ -252,28 +252,8 @@ impl Ballast {
                     Ok(this.storage(&work)?.usage(&work.storage_key()).unwrap_or(0))
                 })
                 .await;
-            // On the current record, under the lock: a description set
-            // meanwhile is kept.
-            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
-            let Ok(current) = this.volume_by_id(id) else { return };
-            let mut v = (*current).clone();
-            match result {
-                Ok(used) => {
-                    v.transitioning = Transitioning::No;
-                    v.transitioning_message.clear();
-                    v.used_bytes = used;
-                    v.written_ms = crate::volume::now_ms();
-                    tracing::info!(volume = %v.name, took = ?t.elapsed(), "volume reverted");
-                }
-                Err(e) => {
-                    tracing::error!(volume = %v.name, error = %e, "revert failed");
-                    v.transitioning = Transitioning::Error;
-                    v.transitioning_message = e.to_string();
-                }
-            }
-            if let Ok(v) = this.save(v).await {
-                this.publish(v);
-            }
+            let ended = format!("volume reverted in {:?}", t.elapsed());
+            this.end_job(id, result, |_| {}, (&ended, "revert failed")).await;
         });
         Ok(started)
     }

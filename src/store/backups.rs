@@ -35,41 +35,19 @@ impl Store {
         conn.execute(
             "INSERT INTO backups (target, restic_id, name, volume_id, snapshot_id, meta, state,
                  message, created_ms, size_bytes, stored_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                b.target,
-                b.restic_id,
-                b.name,
-                b.volume_id,
-                b.snapshot_id,
-                meta_json(&b.meta),
-                b.state.as_str(),
-                b.message,
-                b.created_ms,
-                b.size_bytes as i64,
-                b.stored_bytes as i64
-            ],
+             VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params_from_iter(row_params(b)),
         )?;
         Ok(conn.last_insert_rowid())
     }
 
     pub fn save_backup(&self, b: &Backup) -> Result<()> {
         self.conn().execute(
-            "UPDATE backups SET restic_id = ?2, name = ?3, snapshot_id = ?4, meta = ?5,
-                 state = ?6, message = ?7, created_ms = ?8, size_bytes = ?9, stored_bytes = ?10
+            "UPDATE backups SET target = ?2, restic_id = ?3, name = ?4, volume_id = ?5,
+                 snapshot_id = ?6, meta = ?7, state = ?8, message = ?9, created_ms = ?10,
+                 size_bytes = ?11, stored_bytes = ?12
              WHERE id = ?1",
-            params![
-                b.id,
-                b.restic_id,
-                b.name,
-                b.snapshot_id,
-                meta_json(&b.meta),
-                b.state.as_str(),
-                b.message,
-                b.created_ms,
-                b.size_bytes as i64,
-                b.stored_bytes as i64
-            ],
+            rusqlite::params_from_iter(row_params(b)),
         )?;
         Ok(())
     }
@@ -94,6 +72,24 @@ impl Store {
             .optional()?;
         found.transpose()
     }
+}
+
+/// Every column of a backup row, as `?1`…`?12` in [`SELECT`]'s order.
+fn row_params(b: &Backup) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
+    vec![
+        Box::new(b.id),
+        Box::new(&b.target),
+        Box::new(&b.restic_id),
+        Box::new(&b.name),
+        Box::new(b.volume_id),
+        Box::new(b.snapshot_id),
+        Box::new(meta_json(&b.meta)),
+        Box::new(b.state.as_str()),
+        Box::new(&b.message),
+        Box::new(b.created_ms),
+        Box::new(b.size_bytes as i64),
+        Box::new(b.stored_bytes as i64),
+    ]
 }
 
 fn meta_json(meta: &VolumeMeta) -> String {

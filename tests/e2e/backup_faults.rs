@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::backup::{backup, deactivate, describe, files_of, repo_in, target, write_tree};
 use crate::docker::run;
-use crate::harness::{Daemon, engine, root_or_skip, wait_until};
+use crate::harness::{Daemon, engine, noise, root_or_skip, wait_until};
 
 /// Flips one byte in the middle of every pack file of the repository.
 fn tamper(repo: &Path) -> usize {
@@ -145,16 +145,7 @@ fn kill_9_during_a_backup_and_a_restore_then_both_succeed() {
     let files = files_of(&d, "big");
     // Enough incompressible data that the backup is still running when killed.
     for i in 0..4u64 {
-        let mut x = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let bytes: Vec<u8> = (0..24 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(files.join(format!("blob{i}")), bytes).unwrap();
+        std::fs::write(files.join(format!("blob{i}")), noise(i, 24 << 20)).unwrap();
     }
     let original = describe(&files);
     deactivate(&d, "big");

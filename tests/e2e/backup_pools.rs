@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::backup::{backup, deactivate, describe, files_of, repo_in, target, write_tree};
-use crate::harness::{Daemon, ScratchFs, Tmpfs, root_or_skip};
+use crate::harness::{Daemon, ScratchFs, Tmpfs, noise, root_or_skip};
 
 #[test]
 fn a_dir_volume_restores_into_a_btrfs_pool_with_its_size() {
@@ -76,17 +76,8 @@ fn a_restore_into_a_pool_too_small_fails_cleanly() {
     let d = Daemon::private_with("backup-full", &config);
     d.cli_ok(&["volume", "create", "big"]);
     let files = files_of(&d, "big");
-    let mut x = 0x1234_5678_9abc_def1u64;
-    let noise: Vec<u8> = (0..64 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(files.join("a"), &noise[..32 << 20]).unwrap();
-    std::fs::write(files.join("b"), &noise[32 << 20..]).unwrap();
+    std::fs::write(files.join("a"), noise(1, 32 << 20)).unwrap();
+    std::fs::write(files.join("b"), noise(2, 32 << 20)).unwrap();
     deactivate(&d, "big");
     let b = backup(&d, &["big"]);
     let id = b["id"].as_str().unwrap();
