@@ -234,6 +234,9 @@ impl Backend for LoopBackend {
             tree::set_owner_mode(dir.as_fd(), spec.uid, spec.gid, spec.mode.unwrap_or(0o755))
         })();
         self.unmount(key)?;
+        // The device detaches itself once unmounted, but not at once: a
+        // volume just made holds no device when Create answers.
+        self.wait_released(key)?;
         done
     }
 
