@@ -10,6 +10,7 @@
 mod auth;
 mod backups;
 mod extract;
+mod html;
 mod pools;
 mod resource;
 mod snapshots;
@@ -70,6 +71,7 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/backuptargets/{id}", get(backups::show_target).post(backups::target_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(html::layer))
         .layer(axum::middleware::from_fn_with_state(admin.metrics.clone(), track))
         .with_state(admin);
     match credentials {
