@@ -6,6 +6,7 @@ mod admin;
 mod backup;
 mod backup_faults;
 mod backup_pools;
+mod browser;
 mod btrfs;
 mod cli;
 mod crash;
