@@ -110,7 +110,12 @@ fn every_action_from_every_state() {
             let (status, body) = d.admin("POST", &format!("{path}?action={action}"), input);
             if action == "restorefrombackup" && matches!(state, "requested" | "inactive") {
                 // The state allows it; backup 1b1 does not exist.
-                assert_eq!((status, body["code"].as_str()), (404, Some("NotFound")), "{body}");
+                assert_eq!(
+                    (status, body["code"].as_str()),
+                    (422, Some("InvalidReference")),
+                    "{body}"
+                );
+                assert_eq!(body["fieldName"], "backupId");
                 assert!(listed, "restorefrombackup from {state} is not in `actions`: {before}");
                 continue;
             }
@@ -130,7 +135,7 @@ fn every_action_from_every_state() {
                 }
                 None => {
                     assert_eq!(status, 409, "{action} from {state} should be refused: {body}");
-                    assert_eq!(body["code"], "InvalidState", "{body}");
+                    assert_eq!(body["code"], "ActionNotAvailable", "{body}");
                     assert!(!body["message"].as_str().unwrap().is_empty());
                     assert!(!listed, "{action} from {state} is refused but listed in `actions`");
                     assert_eq!(
@@ -293,7 +298,7 @@ fn trash_remove_restore_and_purge() {
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db"}"#);
     let (status, body) =
         d.admin("POST", &format!("/v1/volumes/{old_id}?action=restore"), Value::Null);
-    assert_eq!((status, body["code"].as_str()), (409, Some("Conflict")), "{body}");
+    assert_eq!((status, body["code"].as_str()), (409, Some("NotUnique")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("taken"), "{body}");
     let v = d.admin_ok(
         "POST",

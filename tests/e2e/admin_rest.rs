@@ -54,22 +54,26 @@ fn collections_filters_updates_and_errors() {
     assert_eq!(names("?state=active"), ["b"]);
     assert_eq!(names("?state=inactive&name=b"), Vec::<String>::new());
     let (status, body) = d.admin("GET", "/v1/volumes?colour=red", Value::Null);
-    assert_eq!((status, body["code"].as_str()), (422, Some("InvalidInput")));
+    assert_eq!((status, body["code"].as_str()), (422, Some("InvalidFilter")));
+    assert_eq!(body["fieldName"], "colour");
 
-    // Description is the one updatable field.
+    // Description (and the schedule) are what an update changes; the
+    // other fields of a whole resource sent back are ignored.
     let a = d.admin_ok("PUT", "/v1/volumes/a", json!({ "description": "changed" }), 200);
     assert_eq!(a["description"], "changed");
-    let (status, body) = d.admin("PUT", "/v1/volumes/a", json!({ "name": "z" }));
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("only `description` and `schedule` can be updated")
-    );
+    let mut whole = a.clone();
+    whole["name"] = json!("z");
+    whole["state"] = json!("active");
+    whole["description"] = json!("again");
+    let a = d.admin_ok("PUT", "/v1/volumes/a", whole, 200);
+    assert_eq!((a["name"].as_str(), a["description"].as_str()), (Some("a"), Some("again")));
+    assert_eq!(a["state"], "inactive");
+    let (status, body) = d.admin("PUT", "/v1/volumes/a", json!({ "description": 5 }));
+    assert_eq!((status, body["code"].as_str()), (422, Some("InvalidFormat")), "{body}");
+    assert_eq!(body["fieldName"], "description");
     assert_eq!(names(""), ["a", "b"]);
 
-    let cases: [(&str, &str, Value, u16, &str); 6] = [
+    let cases: [(&str, &str, Value, u16, &str); 7] = [
         ("GET", "/v1/volumes/nope", Value::Null, 404, "NotFound"),
         ("GET", "/v1/nothing", Value::Null, 404, "NotFound"),
         (
@@ -77,22 +81,23 @@ fn collections_filters_updates_and_errors() {
             "/v1/volumes",
             json!({ "name": "a", "driverOpts": { "mode": "0755" } }),
             409,
-            "Conflict",
+            "NotUnique",
         ),
-        ("POST", "/v1/volumes", json!({ "name": "../x" }), 422, "InvalidInput"),
+        ("POST", "/v1/volumes", json!({ "name": "../x" }), 422, "InvalidFormat"),
+        ("POST", "/v1/volumes", json!({ "name": "c", "driver": "local" }), 422, "InvalidOption"),
         (
             "POST",
             "/v1/volumes",
             json!({ "name": "c", "driverOpts": { "colour": "red" } }),
             422,
-            "InvalidInput",
+            "InvalidFormat",
         ),
         (
             "POST",
             "/v1/volumes/a?action=restorefrombackup",
             json!({ "backupId": "1b1" }),
-            404,
-            "NotFound",
+            422,
+            "InvalidReference",
         ),
     ];
     for (verb, path, body, status, code) in cases {
@@ -100,6 +105,7 @@ fn collections_filters_updates_and_errors() {
         assert_eq!((got, v["code"].as_str()), (status, Some(code)), "{verb} {path}: {v}");
         assert_eq!(v["type"], "error");
         assert_eq!(v["status"], status);
+        assert!(v["detail"].is_string(), "{v}");
     }
     let (status, _, text) = Conn::new(&d.admin_socket).request("POST", "/v1/volumes", "{not json");
     assert_eq!(status, 422, "{text}");
@@ -271,6 +277,11 @@ fn the_openapi_document_validates_and_matches_the_routes() {
     }
     documented.sort();
     let mut expected = vec![
+        "GET /",
+        "GET /v1/schemas",
+        "GET /v1/schemas/{id}",
+        "GET /v1/projects",
+        "GET /v1/projects/{id}",
         "GET /healthz",
         "GET /metrics",
         "GET /v1",
