@@ -61,6 +61,8 @@ struct RawAdmin {
     access_key: Option<String>,
     secret_key: Option<String>,
     socket_group: Option<String>,
+    #[serde(default)]
+    trust_forwarded_headers: bool,
 }
 
 /// Where backups go. Credentials stay here; they are never shown (the
@@ -99,6 +101,9 @@ pub struct AdminConfig {
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
     pub socket_group: Option<String>,
+    /// Links are built from `X-Forwarded-Proto/Host/Port/Prefix` (set by
+    /// a reverse proxy in front of the TCP listener) rather than `Host`.
+    pub trust_forwarded_headers: bool,
 }
 
 /// The validated configuration.
@@ -233,6 +238,7 @@ impl Config {
                 access_key: a.access_key,
                 secret_key: a.secret_key,
                 socket_group: a.socket_group,
+                trust_forwarded_headers: a.trust_forwarded_headers,
             })
             .unwrap_or_default();
         if admin.access_key.is_some() != admin.secret_key.is_some() {

@@ -36,6 +36,14 @@ impl Schedule {
         self.snapshot_every.is_none() && self.backup_every.is_none()
     }
 
+    /// Whether both ask for the same snapshots and backups (when each
+    /// last ran aside): a PUT of the volume as fetched changes nothing.
+    pub fn same_settings(&self, other: &Schedule) -> bool {
+        (self.snapshot_every, self.snapshot_keep, self.backup_every, self.backup_keep)
+            == (other.snapshot_every, other.snapshot_keep, other.backup_every, other.backup_keep)
+            && self.backup_target == other.backup_target
+    }
+
     /// Reads the schedule keys of driverOpts (others are ignored).
     pub fn from_opts(raw: &BTreeMap<String, String>) -> Result<Schedule> {
         let get = |k: &str| raw.get(k).map(String::as_str);

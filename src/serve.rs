@@ -96,6 +96,7 @@ async fn serve(
         ballast: ballast.clone(),
         metrics: metrics.clone(),
         driver: args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy().into(),
+        trust_forwarded: config.admin.trust_forwarded_headers,
     };
     let tcp = match (&args.admin_listen, tcp_credentials) {
         (Some(addr), Some(creds)) => {

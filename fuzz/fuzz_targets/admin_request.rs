@@ -36,6 +36,7 @@ fn routers() -> &'static (Router, Router) {
             ballast: f.ballast.clone(),
             metrics: f.metrics.clone(),
             driver: "ballast".into(),
+            trust_forwarded: false,
         };
         let creds = Credentials::new("fuzz", "fuzz-secret");
         (admin::router(state.clone(), None), admin::router(state, Some(creds)))

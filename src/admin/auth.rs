@@ -39,11 +39,13 @@ pub async fn require(State(c): State<Arc<Credentials>>, req: Request, next: Next
     if c.accepts(given) {
         return next.run(req).await;
     }
-    let mut resp = super::error_body(
+    let mut resp = super::ApiError::new(
         StatusCode::UNAUTHORIZED,
         "Unauthorized",
         "this endpoint needs HTTP basic auth with the configured access key and secret key",
-    );
+    )
+    .detail("send Authorization: Basic base64(ACCESS_KEY:SECRET_KEY) from [admin] in the config")
+    .into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Basic realm=\"ballast\""),

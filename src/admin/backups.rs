@@ -2,55 +2,76 @@
 //! restore into a new volume, remove; list targets and sync one (import
 //! the backups other hosts wrote to it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Body, Path, Query};
-use super::resource::{self, BACKUP_FIELDS};
-use super::{Admin, ApiResult, parse_body, reply};
+use super::extract::{Body, Pairs, Path};
+use super::schema::Mode;
+use super::schema::types::{BACKUP, BACKUP_RESTORE_INPUT, BACKUP_TARGET};
+use super::urls::Base;
+use super::{Admin, ApiError, ApiResult, accept, action_of, query, reply, resource};
 use crate::Error;
 use crate::config::BackupTarget;
 
-pub async fn list(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
-    let base = resource::base(&headers);
+pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
     let data = a.ballast.backups(None).iter().map(|b| resource::backup(&base, b)).collect();
-    let data = resource::filter(data, &q, BACKUP_FIELDS)?;
-    Ok(reply(StatusCode::OK, resource::collection(&base, "backup", "backups", data)))
+    Ok(reply(StatusCode::OK, query::of_values(&base, &BACKUP, &pairs, data)?))
 }
 
-pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let b = a.ballast.find_backup(&id)?;
-    Ok(reply(StatusCode::OK, resource::backup(&resource::base(&headers), &b)))
+    Ok(reply(StatusCode::OK, resource::backup(&base, &b)))
 }
 
-pub async fn remove(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
+pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let b = a.ballast.remove_backup(&id).await?;
-    Ok(reply(StatusCode::OK, resource::backup(&resource::base(&headers), &b)))
+    Ok(reply(StatusCode::OK, resource::backup(&base, &b)))
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct CreateInput {
     volume_id: Option<String>,
     snapshot_id: Option<String>,
     backup_target_id: Option<String>,
 }
 
+/// A backup target named in a request must exist.
+fn check_target(a: &Admin, target: Option<&str>) -> Result<(), ApiError> {
+    match target {
+        Some(t) if !a.ballast.backup_targets().iter().any(|x| x.name == t) => {
+            let all: Vec<String> = a.ballast.backup_targets().into_iter().map(|t| t.name).collect();
+            Err(ApiError::field(
+                "InvalidReference",
+                "backupTargetId",
+                format!("no backup target {t:?}; configured: {}", all.join(", ")),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// POST /v1/backups: back up a volume (from a new snapshot) or a snapshot.
-pub async fn create(State(a): State<Admin>, headers: HeaderMap, Body(body): Body) -> ApiResult {
-    let input: CreateInput = parse_body(&body)?;
+pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) -> ApiResult {
+    let input: CreateInput = accept(&a, &BACKUP, &body, Mode::Create)?;
+    if let Some(v) = &input.volume_id {
+        a.ballast.find(v).map_err(|e| ApiError::from(e).as_reference("volumeId"))?;
+    }
+    if let Some(s) = &input.snapshot_id {
+        a.ballast.find_snapshot(s).map_err(|e| ApiError::from(e).as_reference("snapshotId"))?;
+    }
+    if input.volume_id.is_none() && input.snapshot_id.is_none() {
+        return Err(ApiError::field(
+            "MissingRequired",
+            "volumeId",
+            "a backup needs `volumeId` (backs up a new snapshot of it) or `snapshotId`",
+        ));
+    }
+    check_target(&a, input.backup_target_id.as_deref())?;
     let b = a
         .ballast
         .create_backup(
@@ -59,11 +80,11 @@ pub async fn create(State(a): State<Admin>, headers: HeaderMap, Body(body): Body
             input.backup_target_id.as_deref(),
         )
         .await?;
-    Ok(reply(StatusCode::ACCEPTED, resource::backup(&resource::base(&headers), &b)))
+    Ok(reply(StatusCode::ACCEPTED, resource::backup(&base, &b)))
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct RestoreInput {
     name: Option<String>,
     storage_pool_id: Option<String>,
@@ -72,20 +93,37 @@ struct RestoreInput {
 /// POST /v1/backups/{id}?action=verify|restore|remove.
 pub async fn action(
     State(a): State<Admin>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Pairs(pairs): Pairs,
     Body(body): Body,
 ) -> ApiResult {
-    let base = resource::base(&headers);
-    match q.get("action").map(String::as_str) {
-        Some("remove") => remove(State(a), headers, Path(id)).await,
-        Some("verify") => {
+    let action = action_of(&BACKUP, &pairs)?.name;
+    let found = a.ballast.find_backup(&id)?;
+    if resource::backup(&base, &found)["actions"].get(action).is_none() {
+        let why = format!(
+            "backup {} is {}: {action} is not possible now",
+            found.public_id(),
+            found.state.as_str()
+        );
+        return Err(super::not_available(action, Ok(()), why));
+    }
+    match action {
+        "verify" => {
             let b = a.ballast.verify_backup(&id).await?;
             Ok(reply(StatusCode::OK, resource::backup(&base, &b)))
         }
-        Some("restore") => {
-            let input: RestoreInput = parse_body(&body)?;
+        "restore" => {
+            let input: RestoreInput = accept(&a, &BACKUP_RESTORE_INPUT, &body, Mode::Input)?;
+            if let Some(p) = &input.storage_pool_id
+                && !a.ballast.pools().any(|x| x.name() == p)
+            {
+                return Err(ApiError::field(
+                    "InvalidReference",
+                    "storagePoolId",
+                    format!("no storage pool {p:?}"),
+                ));
+            }
             let b = a.ballast.restorable(&id)?;
             let name = input.name.unwrap_or_else(|| b.meta.volume_name.clone());
             let mut opts = BTreeMap::from([("from-backup".to_string(), b.public_id())]);
@@ -95,11 +133,7 @@ pub async fn action(
             let v = a.ballast.create_volume(&name, opts, true, None).await?;
             Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)))
         }
-        Some(other) => Err(Error::InvalidInput(format!(
-            "unknown backup action {other:?}; backup actions are: verify, restore, remove"
-        ))
-        .into()),
-        None => Err(Error::InvalidInput("POST on a backup needs ?action=NAME".into()).into()),
+        _ => remove(State(a), Base(base), Path(id)).await,
     }
 }
 
@@ -119,53 +153,44 @@ fn target(base: &str, t: &BackupTarget) -> Value {
             "self": self_link,
             "backups": format!("{base}/v1/backups?backupTargetId={}", t.name),
         },
+        "imported": null,
         "actions": { "sync": format!("{self_link}?action=sync") },
     })
 }
 
-pub async fn targets(State(a): State<Admin>, headers: HeaderMap) -> ApiResult {
-    let base = resource::base(&headers);
+pub async fn targets(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
     let data = a.ballast.backup_targets().iter().map(|t| target(&base, t)).collect();
-    Ok(reply(StatusCode::OK, resource::collection(&base, "backupTarget", "backuptargets", data)))
+    Ok(reply(StatusCode::OK, query::of_values(&base, &BACKUP_TARGET, &pairs, data)?))
+}
+
+fn find_target(a: &Admin, id: &str) -> Result<BackupTarget, Error> {
+    a.ballast
+        .backup_targets()
+        .into_iter()
+        .find(|t| t.name == id)
+        .ok_or_else(|| Error::NotFound(format!("no backup target {id:?}")))
 }
 
 pub async fn show_target(
     State(a): State<Admin>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let t = a
-        .ballast
-        .backup_targets()
-        .into_iter()
-        .find(|t| t.name == id)
-        .ok_or_else(|| Error::NotFound(format!("no backup target {id:?}")))?;
-    Ok(reply(StatusCode::OK, target(&resource::base(&headers), &t)))
+    Ok(reply(StatusCode::OK, target(&base, &find_target(&a, &id)?)))
 }
 
 /// POST /v1/backuptargets/{id}?action=sync: reads the repository and
 /// lists the backups it holds that this host did not know.
 pub async fn target_action(
     State(a): State<Admin>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Pairs(pairs): Pairs,
 ) -> ApiResult {
-    match q.get("action").map(String::as_str) {
-        Some("sync") => {
-            let imported = a.ballast.sync_backups(&id).await?;
-            let base = resource::base(&headers);
-            let t = a.ballast.backup_targets().into_iter().find(|t| t.name == id);
-            let mut value = t.map(|t| target(&base, &t)).unwrap_or(Value::Null);
-            value["imported"] = json!(imported);
-            Ok(reply(StatusCode::OK, value))
-        }
-        Some(other) => Err(Error::InvalidInput(format!(
-            "unknown backup target action {other:?}; backup target actions are: sync"
-        ))
-        .into()),
-        None => {
-            Err(Error::InvalidInput("POST on a backup target needs ?action=sync".into()).into())
-        }
-    }
+    action_of(&BACKUP_TARGET, &pairs)?;
+    let t = find_target(&a, &id)?;
+    let imported = a.ballast.sync_backups(&id).await?;
+    let mut value: Value = target(&base, &t);
+    value["imported"] = json!(imported);
+    Ok(reply(StatusCode::OK, value))
 }

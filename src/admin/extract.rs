@@ -1,5 +1,5 @@
 //! The extractors of the admin endpoint: axum's own, except that a failure
-//! (a path segment that is not UTF-8, a malformed query, a body over 2 MiB
+//! (a path segment that is not UTF-8, a body over 2 MiB
 //! or too slow to arrive) is an [`ApiError`] like every other failure,
 //! rather than axum's plain text.
 
@@ -24,20 +24,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
-/// `axum::extract::Query`, failing with an [`ApiError`].
-pub struct Query<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => Err(ApiError::rejected(e.status(), e.body_text())),
-        }
-    }
-}
-
 /// The whole request body, failing with an [`ApiError`].
 pub struct Body(pub Bytes);
 
@@ -49,5 +35,19 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Ok(b) => Ok(Body(b)),
             Err(e) => Err(ApiError::rejected(e.status(), e.body_text())),
         }
+    }
+}
+
+/// The query string as its pairs, in order, a repeated key kept each
+/// time (filters AND them). Never fails: text that is not UTF-8 is
+/// replaced, and then matches nothing.
+pub struct Pairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Pairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        Ok(Pairs(form_urlencoded::parse(q.as_bytes()).into_owned().collect()))
     }
 }

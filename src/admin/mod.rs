@@ -9,11 +9,17 @@
 
 mod auth;
 mod backups;
+mod discovery;
+pub mod error;
 mod extract;
 mod html;
+mod openapi;
 mod pools;
+pub mod query;
 mod resource;
+pub mod schema;
 mod snapshots;
+pub mod urls;
 mod volumes;
 
 use std::sync::Arc;
@@ -22,37 +28,44 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::core::Ballast;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::metrics::Metrics;
 
 pub use auth::Credentials;
+pub use error::{ApiError, ApiResult};
 
 /// What every handler needs: the core, the driver name Docker knows us
-/// by. Cheap to clone.
+/// by, and whether `X-Forwarded-*` headers are to be believed. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Admin {
     pub ballast: Ballast,
     pub metrics: Metrics,
     pub driver: Arc<str>,
+    pub trust_forwarded: bool,
 }
 
 /// The routes of the admin endpoint. With `credentials`, every request
 /// must carry them (the TCP listener); without, the Unix socket's file
 /// mode is the access control.
 pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
-    let app = Router::new()
+    let routes = Router::new()
+        .route("/", get(discovery::versions))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/v1", get(root))
-        .route("/v1/openapi.json", get(openapi))
+        .route("/v1", get(discovery::root))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/schemas", get(discovery::schemas))
+        .route("/v1/schemas/{id}", get(discovery::schema))
+        .route("/v1/projects", get(discovery::projects))
+        .route("/v1/projects/{id}", get(discovery::project_one))
         .route("/v1/volumes", get(volumes::list).post(volumes::create))
         .route(
             "/v1/volumes/{id}",
@@ -71,13 +84,18 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/backuptargets/{id}", get(backups::show_target).post(backups::target_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(html::layer))
+        .layer(axum::middleware::from_fn_with_state(admin.trust_forwarded, html::layer))
         .layer(axum::middleware::from_fn_with_state(admin.metrics.clone(), track))
-        .with_state(admin);
-    match credentials {
+        .with_state(admin.clone());
+    // Paths take their canonical form before routing, which only a
+    // service wrapped around the whole router can do.
+    let canonical = tower_layer::Layer::layer(&axum::middleware::from_fn(urls::canonical), routes);
+    let app = Router::new().fallback_service(canonical);
+    let app = match credentials {
         Some(c) => app.layer(axum::middleware::from_fn_with_state(Arc::new(c), auth::require)),
         None => app,
-    }
+    };
+    app.layer(axum::middleware::from_fn_with_state(admin, urls::schemas_header))
 }
 
 async fn healthz(State(a): State<Admin>) -> Response {
@@ -88,33 +106,6 @@ async fn metrics(State(a): State<Admin>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, content_type)], a.metrics.render())
         .into_response()
-}
-
-/// The OpenAPI 3 description of this endpoint, kept beside the routes
-/// (`openapi.json`); a test checks that the two match.
-async fn openapi() -> Response {
-    let doc = include_str!("openapi.json");
-    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], doc).into_response()
-}
-
-async fn root(headers: HeaderMap) -> Response {
-    let base = resource::base(&headers);
-    let link = |c: &str| format!("{base}/v1/{c}");
-    reply(
-        StatusCode::OK,
-        json!({
-            "type": "apiRoot",
-            "id": "v1",
-            "links": {
-                "self": format!("{base}/v1"),
-                "volumes": link("volumes"),
-                "snapshots": link("snapshots"),
-                "backups": link("backups"),
-                "storagepools": link("storagepools"),
-                "backuptargets": link("backuptargets"),
-            },
-        }),
-    )
 }
 
 /// Counts each request under its method and route template; methods
@@ -162,73 +153,66 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {} (see the Allow header)", uri.path()),
     )
+    .detail("the Allow header lists the methods this URL takes; /v1/schemas lists each type's")
 }
 
-/// A failure on its way to becoming a Rancher error body.
-pub enum ApiError {
-    /// The core refused or failed.
-    Domain(Error),
-    /// The request never reached the core: its method, path, query or
-    /// body could not be taken as they came.
-    Rejected { status: StatusCode, message: String },
+/// The `?action=NAME` of a POST, among the schema's actions.
+fn action_of(
+    schema: &'static schema::Schema,
+    pairs: &[(String, String)],
+) -> Result<&'static schema::ActionDef, ApiError> {
+    let names: Vec<&str> = schema.resource_actions.iter().map(|a| a.name).collect();
+    let Some((_, name)) = pairs.iter().find(|(k, _)| k == "action") else {
+        return Err(ApiError::field(
+            "MissingRequired",
+            "action",
+            format!(
+                "POST on a {} needs ?action=NAME; its actions: {}",
+                schema.id,
+                names.join(", ")
+            ),
+        ));
+    };
+    schema.action(name).ok_or_else(|| {
+        ApiError::field(
+            "InvalidOption",
+            "action",
+            format!("unknown {} action {name:?}; its actions: {}", schema.id, names.join(", ")),
+        )
+    })
 }
 
-impl ApiError {
-    fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError::Rejected { status, message: message.into() }
+/// An action absent from the resource's `actions` map now: why, in the
+/// core's words when it has them.
+fn not_available(action: &str, why: Result<(), Error>, fallback: String) -> ApiError {
+    let message = why.err().map_or(fallback, |e| e.to_string());
+    ApiError::new(StatusCode::CONFLICT, "ActionNotAvailable", message)
+        .detail(format!("`{action}` is not in the resource's `actions` map now"))
+}
+
+/// A JSON body of any Content-Type; an empty body is `{}`.
+fn body_json(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
     }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::rejected(StatusCode::UNPROCESSABLE_ENTITY, format!("malformed request body: {e}"))
+            .detail("the body must be one JSON object")
+    })
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError::Domain(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
-            ApiError::Domain(e) => {
-                let (status, code) = match e.kind() {
-                    ErrorKind::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
-                    ErrorKind::InvalidInput => (StatusCode::UNPROCESSABLE_ENTITY, "InvalidInput"),
-                    ErrorKind::InvalidState => (StatusCode::CONFLICT, "InvalidState"),
-                    ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
-                    ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal"),
-                };
-                (status, code, e.to_string())
-            }
-            ApiError::Rejected { status, message } => {
-                let code = match status {
-                    StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
-                    StatusCode::PAYLOAD_TOO_LARGE => "RequestTooLarge",
-                    s if s.is_server_error() => "Internal",
-                    _ => "InvalidInput",
-                };
-                (status, code, message)
-            }
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %message, "admin request failed");
-        }
-        error_body(status, code, &message)
-    }
-}
-
-fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    reply(
-        status,
-        json!({ "type": "error", "status": status.as_u16(), "code": code, "message": message }),
-    )
-}
-
-pub type ApiResult = Result<Response, ApiError>;
-
-/// Parses a JSON body of any Content-Type; an empty body is `{}`.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
-    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(text)
-        .map_err(|e| Error::InvalidInput(format!("malformed request body: {e}")))
+/// A body checked against `schema` for `mode` (fields it may not write
+/// dropped, defaults filled in), as `T`.
+fn accept<T: serde::de::DeserializeOwned>(
+    a: &Admin,
+    schema: &schema::Schema,
+    body: &Bytes,
+    mode: schema::Mode,
+) -> Result<T, ApiError> {
+    let fields = schema::accept(schema, &body_json(body)?, mode, &a.driver)?;
+    serde_json::from_value(Value::Object(fields)).map_err(|e| {
+        ApiError::rejected(StatusCode::UNPROCESSABLE_ENTITY, format!("request body: {e}"))
+    })
 }
 
 /// A 200 (or other) answer with a JSON body.

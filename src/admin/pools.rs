@@ -1,12 +1,13 @@
 //! `/v1/storagepools`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::extract::Path;
-use super::resource;
-use super::{Admin, ApiResult, reply};
+use super::extract::{Pairs, Path};
+use super::schema::types::STORAGE_POOL;
+use super::urls::Base;
+use super::{Admin, ApiResult, query, reply};
 use crate::Error;
 use crate::pool::Pool;
 use crate::pool::Scope;
@@ -35,17 +36,16 @@ fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
     })
 }
 
-pub async fn list(State(a): State<Admin>, headers: HeaderMap) -> ApiResult {
-    let base = resource::base(&headers);
+pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
     let data = a.ballast.pools().map(|p| pool(&a, &base, p)).collect();
-    Ok(reply(StatusCode::OK, resource::collection(&base, "storagePool", "storagepools", data)))
+    Ok(reply(StatusCode::OK, query::of_values(&base, &STORAGE_POOL, &pairs, data)?))
 }
 
-pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let p = a
         .ballast
         .pools()
         .find(|p| p.name() == id)
         .ok_or_else(|| Error::NotFound(format!("no pool {id:?}")))?;
-    Ok(reply(StatusCode::OK, pool(&a, &resource::base(&headers), p)))
+    Ok(reply(StatusCode::OK, pool(&a, &base, p)))
 }

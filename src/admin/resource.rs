@@ -1,24 +1,19 @@
-//! Rancher v1 resource shapes: a resource with `links` and `actions`, a
-//! collection, and field filters over collections.
+//! Rancher v1 resource shapes: each resource with its `links` and the
+//! `actions` valid now; volumes also as rows that collections filter and
+//! sort without rendering them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use axum::http::{HeaderMap, header};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::Admin;
+use super::query::{Cell, Row};
 use crate::backup::{Backup, BackupState};
 use crate::pool::Scope;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{Volume, rfc3339_ms};
-use crate::{Error, Result};
-
-/// The URL prefix links are built on, from the request's Host header.
-pub fn base(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}")
-}
 
 /// What rendering volumes needs from the snapshots, gathered once per
 /// request rather than once per volume.
@@ -110,7 +105,7 @@ impl serde::Serialize for ActionLinks<'_> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(self.actions.len()))?;
         for a in &self.actions {
-            let url = Url { base: self.base, head: "/v1/volumes/", id: self.id, tail: a.query() };
+            let url = format_args!("{}/v1/volumes/{}?action={}", self.base, self.id, a.name());
             map.serialize_entry(a.name(), &url)?;
         }
         map.end()
@@ -124,7 +119,6 @@ pub fn volume<'a>(
     ctx: &Context,
     id: &'a str,
 ) -> VolumeView<'a> {
-    let pool = a.ballast.pools().find(|p| p.name() == v.pool);
     let url = |head, tail| Url { base, head, id, tail };
     VolumeView {
         id,
@@ -134,18 +128,9 @@ pub fn volume<'a>(
         driver: &a.driver,
         driver_opts: &v.driver_opts,
         external_id: &v.name,
-        uri: match (&v.host_path, pool, a.ballast.mountpoint(v)) {
-            (Some(host), _, _) => Some(format!("file://{}", host.display())),
-            (None, Some(p), Some(mp)) => {
-                Some(format!("{}://{}", p.config.backend.as_str(), mp.display()))
-            }
-            _ => None,
-        },
+        uri: uri(a, v),
         is_host_path: v.host_path.is_some(),
-        access_mode: match pool.map(|p| p.config.scope) {
-            Some(Scope::Global) => "multiHostRW",
-            _ => "singleHostRW",
-        },
+        access_mode: access_mode(a, v),
         instance_id: v.mounts.keys().map(String::as_str).collect(),
         image_id: None,
         storage_pool_id: &v.pool,
@@ -174,6 +159,70 @@ pub fn volume<'a>(
     }
 }
 
+fn uri(a: &Admin, v: &Volume) -> Option<String> {
+    let pool = a.ballast.pools().find(|p| p.name() == v.pool);
+    match (&v.host_path, pool, a.ballast.mountpoint(v)) {
+        (Some(host), _, _) => Some(format!("file://{}", host.display())),
+        (None, Some(p), Some(mp)) => {
+            Some(format!("{}://{}", p.config.backend.as_str(), mp.display()))
+        }
+        _ => None,
+    }
+}
+
+fn access_mode(a: &Admin, v: &Volume) -> &'static str {
+    match a.ballast.pools().find(|p| p.name() == v.pool).map(|p| p.config.scope) {
+        Some(Scope::Global) => "multiHostRW",
+        _ => "singleHostRW",
+    }
+}
+
+/// A volume as collections filter and sort it: each cell read from the
+/// record, so that 10,000 volumes are never rendered to answer for 100.
+pub struct VolumeRow<'a> {
+    pub a: &'a Admin,
+    pub ctx: &'a Context,
+    pub v: &'a Volume,
+}
+
+impl Row for VolumeRow<'_> {
+    fn cell(&self, field: &str) -> Cell<'_> {
+        let v = self.v;
+        fn s(s: &str) -> Cell<'_> {
+            Cell::Str(Cow::Borrowed(s))
+        }
+        let owned = |s: String| Cell::Str(Cow::Owned(s));
+        let int = |n: u64| Cell::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        match field {
+            "id" => owned(v.public_id()),
+            "type" => Cell::Str(Cow::Borrowed("volume")),
+            "name" | "externalId" => Cell::Str(Cow::Borrowed(&v.name)),
+            "description" => s(&v.description),
+            "driver" => Cell::Str(Cow::Borrowed(&self.a.driver)),
+            "uri" => uri(self.a, v).map_or(Cell::Null, owned),
+            "isHostPath" => Cell::Bool(v.host_path.is_some()),
+            "accessMode" => s(access_mode(self.a, v)),
+            "instanceId" => {
+                Cell::List(v.mounts.keys().map(|k| Cow::Borrowed(k.as_str())).collect())
+            }
+            "storagePoolId" => s(&v.pool),
+            "sizeBytes" => v.size_bytes.map_or(Cell::Null, int),
+            "usedBytes" => int(v.used_bytes),
+            "mountCount" => int(u64::from(v.mount_count())),
+            "snapshotCount" => {
+                int(self.ctx.snapshot_counts.get(&v.id).copied().unwrap_or(0) as u64)
+            }
+            "state" => s(v.state.as_str()),
+            "transitioning" => s(v.transitioning.as_str()),
+            "transitioningMessage" => s(&v.transitioning_message),
+            "created" => owned(rfc3339_ms(v.created_ms)),
+            "createdTS" => Cell::Int(v.created_ms),
+            "removed" => v.removed_ms.map_or(Cell::Null, |ms| owned(rfc3339_ms(ms))),
+            _ => Cell::Null,
+        }
+    }
+}
+
 /// One volume as a JSON value.
 pub fn volume_value(a: &Admin, base: &str, v: &Volume) -> Value {
     let id = v.public_id();
@@ -187,6 +236,9 @@ pub fn snapshot(base: &str, s: &Snapshot) -> Value {
     let mut actions = Map::new();
     if matches!(s.state, SnapState::Created | SnapState::Error) {
         actions.insert("remove".into(), json!(format!("{self_link}?action=remove")));
+    }
+    if s.state == SnapState::Created {
+        actions.insert("backup".into(), json!(format!("{self_link}?action=backup")));
     }
     json!({
         "id": id,
@@ -259,107 +311,4 @@ pub fn backup(base: &str, b: &Backup) -> Value {
         "links": links,
         "actions": actions,
     })
-}
-
-/// A collection of resources of one type.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Collection<T: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    resource_type: &'static str,
-    links: BTreeMap<&'static str, String>,
-    data: Vec<T>,
-}
-
-pub fn collection<T: Serialize>(
-    base: &str,
-    kind: &'static str,
-    path: &str,
-    data: Vec<T>,
-) -> Collection<T> {
-    Collection {
-        kind: "collection",
-        resource_type: kind,
-        links: BTreeMap::from([("self", format!("{base}/v1/{path}"))]),
-        data,
-    }
-}
-
-/// Keeps the resources whose fields match every filter (`?name=db`).
-/// Strings compare as they are, other values by their JSON text; a list
-/// matches when it contains the value. An unknown field is an error, so a
-/// typo never silently matches everything or nothing.
-pub fn filter(
-    data: Vec<Value>,
-    filters: &HashMap<String, String>,
-    fields: &[&str],
-) -> Result<Vec<Value>> {
-    for key in filters.keys() {
-        if !fields.contains(&key.as_str()) {
-            return Err(Error::InvalidInput(format!(
-                "unknown filter field {key:?}; filterable fields: {}",
-                fields.join(", ")
-            )));
-        }
-    }
-    Ok(data
-        .into_iter()
-        .filter(|r| filters.iter().all(|(k, want)| matches(&r[k.as_str()], want)))
-        .collect())
-}
-
-fn matches(field: &Value, want: &str) -> bool {
-    match field {
-        Value::String(s) => s == want,
-        Value::Array(items) => items.iter().any(|i| matches(i, want)),
-        other => {
-            let text = other.to_string();
-            text == want
-        }
-    }
-}
-
-/// The filterable fields of a volume.
-pub const VOLUME_FIELDS: &[&str] = &[
-    "id",
-    "name",
-    "description",
-    "driver",
-    "externalId",
-    "isHostPath",
-    "accessMode",
-    "instanceId",
-    "storagePoolId",
-    "state",
-    "transitioning",
-];
-
-pub const SNAPSHOT_FIELDS: &[&str] = &["id", "name", "volumeId", "state"];
-
-pub const BACKUP_FIELDS: &[&str] =
-    &["id", "name", "volumeId", "volumeName", "snapshotId", "backupTargetId", "state"];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_match_strings_bools_and_lists() {
-        let data = vec![
-            json!({ "name": "a", "state": "active", "isHostPath": false, "instanceId": ["c1", "c2"] }),
-            json!({ "name": "b", "state": "inactive", "isHostPath": true, "instanceId": [] }),
-        ];
-        let f = |pairs: &[(&str, &str)]| {
-            let filters = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            filter(data.clone(), &filters, VOLUME_FIELDS).map(|d| d.len())
-        };
-        assert_eq!(f(&[]).unwrap(), 2);
-        assert_eq!(f(&[("state", "active")]).unwrap(), 1);
-        assert_eq!(f(&[("isHostPath", "true")]).unwrap(), 1);
-        assert_eq!(f(&[("instanceId", "c2")]).unwrap(), 1);
-        assert_eq!(f(&[("name", "a"), ("state", "inactive")]).unwrap(), 0);
-        let err = f(&[("colour", "x")]).unwrap_err().to_string();
-        assert!(err.contains("unknown filter field \"colour\""), "{err}");
-    }
 }

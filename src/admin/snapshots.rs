@@ -1,65 +1,68 @@
 //! `/v1/snapshots`: list, show, remove, and the `backup` action.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 
-use super::extract::{Body, Path, Query};
-use super::resource::{self, SNAPSHOT_FIELDS};
-use super::{Admin, ApiResult, parse_body, reply};
-use crate::Error;
+use super::extract::{Body, Pairs, Path};
+use super::schema::Mode;
+use super::schema::types::{SNAPSHOT, SNAPSHOT_BACKUP_INPUT};
+use super::urls::Base;
+use super::{Admin, ApiError, ApiResult, accept, action_of, query, reply, resource};
 
 #[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct BackupInput {
     backup_target_id: Option<String>,
 }
 
-pub async fn list(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
-    let base = resource::base(&headers);
+pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
     let data = a.ballast.snapshots(None).iter().map(|s| resource::snapshot(&base, s)).collect();
-    let data = resource::filter(data, &q, SNAPSHOT_FIELDS)?;
-    Ok(reply(StatusCode::OK, resource::collection(&base, "snapshot", "snapshots", data)))
+    Ok(reply(StatusCode::OK, query::of_values(&base, &SNAPSHOT, &pairs, data)?))
 }
 
-pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let s = a.ballast.find_snapshot(&id)?;
-    Ok(reply(StatusCode::OK, resource::snapshot(&resource::base(&headers), &s)))
+    Ok(reply(StatusCode::OK, resource::snapshot(&base, &s)))
 }
 
-pub async fn remove(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
+pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let s = a.ballast.remove_snapshot(&id).await?;
-    Ok(reply(StatusCode::OK, resource::snapshot(&resource::base(&headers), &s)))
+    Ok(reply(StatusCode::OK, resource::snapshot(&base, &s)))
 }
 
 pub async fn action(
     State(a): State<Admin>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Pairs(pairs): Pairs,
     Body(body): Body,
 ) -> ApiResult {
-    match q.get("action").map(String::as_str) {
-        Some("remove") => remove(State(a), headers, Path(id)).await,
-        Some("backup") => {
-            let input: BackupInput = parse_body(&body)?;
-            let b =
-                a.ballast.create_backup(None, Some(&id), input.backup_target_id.as_deref()).await?;
-            Ok(reply(StatusCode::ACCEPTED, resource::backup(&resource::base(&headers), &b)))
+    let action = action_of(&SNAPSHOT, &pairs)?.name;
+    let s = a.ballast.find_snapshot(&id)?;
+    if resource::snapshot(&base, &s)["actions"].get(action).is_none() {
+        let why = format!(
+            "snapshot {} is {}: {action} is not possible now",
+            s.public_id(),
+            s.state.as_str()
+        );
+        return Err(super::not_available(action, Ok(()), why));
+    }
+    match action {
+        "backup" => {
+            let input: BackupInput = accept(&a, &SNAPSHOT_BACKUP_INPUT, &body, Mode::Input)?;
+            let target = input.backup_target_id;
+            if let Some(t) = &target
+                && !a.ballast.backup_targets().iter().any(|x| &x.name == t)
+            {
+                return Err(ApiError::field(
+                    "InvalidReference",
+                    "backupTargetId",
+                    format!("no backup target {t:?}"),
+                ));
+            }
+            let b = a.ballast.create_backup(None, Some(&id), target.as_deref()).await?;
+            Ok(reply(StatusCode::ACCEPTED, resource::backup(&base, &b)))
         }
-        Some(other) => Err(Error::InvalidInput(format!(
-            "unknown snapshot action {other:?}; snapshot actions are: backup, remove"
-        ))
-        .into()),
-        None => Err(Error::InvalidInput("POST on a snapshot needs ?action=NAME".into()).into()),
+        _ => remove(State(a), Base(base), Path(id)).await,
     }
 }

@@ -1,68 +1,53 @@
 //! `/v1/volumes`: list, create, show, update, remove, and actions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::extract::{Body, Path, Query};
-use super::resource::{self, Context, VOLUME_FIELDS};
-use super::{Admin, ApiResult, parse_body, reply};
-use crate::Error;
+use super::extract::{Body, Pairs, Path};
+use super::query::{self, Query};
+use super::resource::{self, Context, VolumeRow};
+use super::schema::{self, Mode};
+use super::urls::Base;
+use super::{Admin, ApiError, ApiResult, accept, reply};
 use crate::core::Action;
 use crate::schedule::Schedule;
 
-pub async fn list(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
-    let base = resource::base(&headers);
-    // The trash is listed only when asked for: `?state=removed`.
-    let volumes = match q.get("state").map(String::as_str) {
-        Some("removed") => a.ballast.removed()?,
-        _ => a.ballast.list(),
-    };
-    let ctx = Context::new(&a);
-    let ids: Vec<String> = volumes.iter().map(|v| v.public_id()).collect();
-    let views: Vec<_> =
-        volumes.iter().zip(&ids).map(|(v, id)| resource::volume(&a, &base, v, &ctx, id)).collect();
-    if q.is_empty() {
-        return Ok(reply(StatusCode::OK, resource::collection(&base, "volume", "volumes", views)));
+pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
+    let q = Query::parse(&schema::types::VOLUME, &pairs)?;
+    // The trash is listed only to a query about it: `state=removed`,
+    // `removed_notnull`, `state_ne=active`…
+    let mut volumes = a.ballast.list();
+    if q.filters_on("state") || q.filters_on("removed") {
+        volumes.extend(a.ballast.removed()?);
     }
-    let data = views.into_iter().map(|v| serde_json::to_value(v).unwrap_or(Value::Null)).collect();
-    let data = resource::filter(data, &q, VOLUME_FIELDS)?;
-    Ok(reply(StatusCode::OK, resource::collection(&base, "volume", "volumes", data)))
+    let ctx = Context::new(&a);
+    let rows = volumes.iter().map(|v| VolumeRow { a: &a, ctx: &ctx, v }).collect();
+    let page = q.page(rows);
+    let ids: Vec<String> = page.rows.iter().map(|r| r.v.public_id()).collect();
+    let views: Vec<_> = page
+        .rows
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| resource::volume(&a, &base, r.v, &ctx, id))
+        .collect();
+    Ok(reply(StatusCode::OK, query::collection(&base, &q, &page, views)))
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct CreateBody {
     name: String,
     description: Option<String>,
-    driver: Option<String>,
     driver_opts: Option<BTreeMap<String, String>>,
-    #[serde(default = "yes")]
     allocate: bool,
 }
 
-fn yes() -> bool {
-    true
-}
-
-pub async fn create(State(a): State<Admin>, headers: HeaderMap, Body(body): Body) -> ApiResult {
-    let req: CreateBody = parse_body(&body)?;
-    if let Some(driver) = &req.driver
-        && driver.as_str() != &*a.driver
-    {
-        return Err(Error::InvalidInput(format!(
-            "driver {driver:?}: this endpoint creates volumes of driver {:?} only",
-            a.driver
-        ))
-        .into());
-    }
+pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) -> ApiResult {
+    let req: CreateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Create)?;
     let v = a
         .ballast
         .create_volume(
@@ -71,25 +56,43 @@ pub async fn create(State(a): State<Admin>, headers: HeaderMap, Body(body): Body
             req.allocate,
             req.description,
         )
-        .await?;
-    Ok(reply(StatusCode::CREATED, resource::volume_value(&a, &resource::base(&headers), &v)))
+        .await
+        // The schema has checked the name and the driver: what the core
+        // still refuses is in the driverOpts.
+        .map_err(|e| ApiError::from(e).on_field("driverOpts"))?;
+    let value = resource::volume_value(&a, &base, &v);
+    let location = value["links"]["self"].as_str().unwrap_or_default().to_string();
+    let mut resp = reply(StatusCode::CREATED, value);
+    if let Ok(l) = location.parse() {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
+    Ok(resp.into_response())
 }
 
-pub async fn show(State(a): State<Admin>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let v = a.ballast.find(&id)?;
-    Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
 
+/// The updatable fields; `schedule: null` clears the schedule.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct UpdateBody {
-    description: Option<String>,
-    schedule: Option<ScheduleBody>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    schedule: Option<Option<ScheduleBody>>,
+}
+
+/// Tells a field sent as null (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A whole schedule; a setting left out (or null, or "") is unset.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct ScheduleBody {
     snapshot_every: Option<String>,
     snapshot_keep: Option<u32>,
@@ -98,23 +101,18 @@ struct ScheduleBody {
     backup_target: Option<String>,
 }
 
+/// PUT: the fields the schema calls updatable, from a body that may be
+/// the whole resource as fetched; everything else in it is ignored.
 pub async fn update(
     State(a): State<Admin>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult {
-    let req: UpdateBody = parse_body(&body).map_err(|e| {
-        Error::InvalidInput(format!("only `description` and `schedule` can be updated: {e}"))
-    })?;
-    if req.description.is_none() && req.schedule.is_none() {
-        return Err(Error::InvalidInput(
-            "nothing to update: give `description` or `schedule`".into(),
-        )
-        .into());
-    }
+    let req: UpdateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Update)?;
     let mut v = a.ballast.find(&id)?;
     if let Some(s) = req.schedule {
+        let s = s.unwrap_or_default();
         let keep = |n: Option<u32>| n.map(|n| n.to_string());
         let (snapshot_keep, backup_keep) = (keep(s.snapshot_keep), keep(s.backup_keep));
         let schedule = Schedule::parse(
@@ -123,26 +121,29 @@ pub async fn update(
             s.backup_every.as_deref(),
             backup_keep.as_deref(),
             s.backup_target.as_deref(),
-        )?;
-        v = a.ballast.set_schedule(&id, schedule).await?;
+        )
+        .map_err(|e| ApiError::from(e).on_field("schedule"))?;
+        if !schedule.same_settings(&v.schedule) {
+            v = a.ballast.set_schedule(&id, schedule).await?;
+        }
     }
-    if let Some(description) = req.description {
+    if let Some(description) = req.description.map(Option::unwrap_or_default)
+        && description != v.description
+    {
         v = a.ballast.set_description(&id, description).await?;
     }
-    Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
 
-pub async fn remove(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
+pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let v = a.ballast.remove_volume(&id).await?;
-    Ok(reply(StatusCode::OK, resource::volume_value(&a, &resource::base(&headers), &v)))
+    Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
 
+/// Every volume action's input fields (each action's schema allows its
+/// own; the others are dropped before this is filled).
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct ActionInput {
     name: Option<String>,
     snapshot_id: Option<String>,
@@ -153,34 +154,48 @@ struct ActionInput {
 
 pub async fn action(
     State(a): State<Admin>,
-    headers: HeaderMap,
+    Base(base): Base,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Pairs(pairs): Pairs,
     Body(body): Body,
 ) -> ApiResult {
-    let base = resource::base(&headers);
-    let Some(name) = q.get("action") else {
-        return Err(Error::InvalidInput("POST on a volume needs ?action=NAME".into()).into());
+    let action = super::action_of(&schema::types::VOLUME, &pairs)?;
+    let action = Action::parse(action.name)?;
+    let input: ActionInput = match schema::types::VOLUME.action(action.name()).and_then(|d| d.input)
+    {
+        Some(input) => {
+            accept(&a, schema::find(input).expect("inputs have schemas"), &body, Mode::Input)?
+        }
+        None => ActionInput::default(),
     };
-    let action = Action::parse(name)?;
-    let input: ActionInput = parse_body(&body)?;
     let b = &a.ballast;
+    let v = b.find(&id)?;
+    let (_, snapshotting) = b.snapshot_summary();
+    if !b.actions(&v, snapshotting.contains(&v.id)).contains(&action) {
+        let busy = format!("volume {:?} is busy: a snapshot of it is being taken", v.name);
+        return Err(super::not_available(action.name(), action.check(&v), busy));
+    }
     let v = match action {
         Action::Allocate => b.allocate(&id).await?,
         Action::Activate => b.activate(&id).await?,
         Action::Deactivate => b.deactivate(&id).await?,
         Action::Deallocate => b.deallocate(&id, input.force).await?,
         Action::Snapshot => {
-            let s = b.snapshot(&id, input.name).await?;
+            let s = b
+                .snapshot(&id, input.name)
+                .await
+                .map_err(|e| ApiError::from(e).on_field("name"))?;
             return Ok(reply(StatusCode::ACCEPTED, resource::snapshot(&base, &s)));
         }
         Action::RevertToSnapshot => {
-            let snap = required(input.snapshot_id, "snapshotId", action)?;
+            let snap = input.snapshot_id.unwrap_or_default();
+            b.find_snapshot(&snap).map_err(|e| ApiError::from(e).as_reference("snapshotId"))?;
             let v = b.revert(&id, &snap).await?;
             return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
         Action::RestoreFromBackup => {
-            let backup = required(input.backup_id, "backupId", action)?;
+            let backup = input.backup_id.unwrap_or_default();
+            b.find_backup(&backup).map_err(|e| ApiError::from(e).as_reference("backupId"))?;
             let v = b.restore_from_backup(&id, &backup).await?;
             return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
@@ -189,10 +204,4 @@ pub async fn action(
         Action::Purge => b.purge(&id).await?,
     };
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
-}
-
-fn required(value: Option<String>, field: &str, action: Action) -> Result<String, Error> {
-    value.ok_or_else(|| {
-        Error::InvalidInput(format!("action {} needs the input field {field:?}", action.name()))
-    })
 }

@@ -83,7 +83,7 @@ pub async fn run(cmd: BackupCmd, client: &Client, global: &Global) -> Result<(),
                 query.push(format!("volumeName={}", seg(&v)));
             }
             let url = format!("/v1/backups?{}", query.join("&"));
-            print_list(global, &client.call(Method::GET, &url, None).await?);
+            print_list(global, &client.list(&url).await?);
         }
         BackupCmd::Restore { backup, name, into, pool } => {
             let (path, v) = match into {

@@ -40,6 +40,28 @@ impl Client {
         Err(format!("--admin {admin:?}: expected unix:///path/to/admin.sock or http://host:port"))
     }
 
+    /// A whole collection, every page of it (following
+    /// `pagination.next`), as one collection.
+    pub async fn list(&self, path: &str) -> Result<Value, String> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut all = self.call(Method::GET, &format!("{path}{sep}limit=1000"), None).await?;
+        let mut next = all["pagination"]["next"].as_str().map(str::to_string);
+        while let Some(url) = next.take() {
+            // Links are absolute; the request goes to the same daemon.
+            let pq = url.splitn(4, '/').nth(3).map(|rest| format!("/{rest}")).unwrap_or_default();
+            let page = self.call(Method::GET, &pq, None).await?;
+            let rows = page["data"].as_array().cloned().unwrap_or_default();
+            if rows.is_empty() {
+                break;
+            }
+            if let Some(data) = all["data"].as_array_mut() {
+                data.extend(rows);
+            }
+            next = page["pagination"]["next"].as_str().map(str::to_string);
+        }
+        Ok(all)
+    }
+
     /// One request; returns the JSON body of a 2xx answer, or the error
     /// message of any other.
     pub async fn call(

@@ -1,7 +1,6 @@
 //! `ballast pool …`
 
 use clap::Subcommand;
-use hyper::Method;
 
 use super::output::{cell, list, size};
 use super::{Client, Global};
@@ -14,7 +13,7 @@ pub enum PoolCmd {
 
 pub async fn run(cmd: PoolCmd, client: &Client, global: &Global) -> Result<(), String> {
     let PoolCmd::Ls = cmd;
-    let pools = client.call(Method::GET, "/v1/storagepools", None).await?;
+    let pools = client.list("/v1/storagepools").await?;
     let header =
         ["NAME", "BACKEND", "SCOPE", "STATE", "CAPACITY", "USED", "FREE", "VOLUMES", "PATH"];
     list(global, &pools, &header, |p| {

@@ -48,7 +48,7 @@ pub async fn run(cmd: SnapshotCmd, client: &Client, global: &Global) -> Result<(
                 }
                 None => "/v1/snapshots".into(),
             };
-            print_list(global, &client.call(Method::GET, &url, None).await?);
+            print_list(global, &client.list(&url).await?);
         }
         SnapshotCmd::Rm { snapshot } => {
             let snap = client

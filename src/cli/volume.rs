@@ -82,7 +82,7 @@ pub async fn run(cmd: VolumeCmd, client: &Client, global: &Global) -> Result<(),
     let (resource, verb) = match cmd {
         VolumeCmd::Ls { removed } => {
             let url = if removed { "/v1/volumes?state=removed" } else { "/v1/volumes" };
-            let list = client.call(Method::GET, url, None).await?;
+            let list = client.list(url).await?;
             print_list(global, &list);
             return Ok(());
         }

@@ -55,22 +55,6 @@ impl Action {
         }
     }
 
-    /// `?action=NAME`, the tail of the action's URL.
-    pub fn query(self) -> &'static str {
-        match self {
-            Action::Allocate => "?action=allocate",
-            Action::Activate => "?action=activate",
-            Action::Deactivate => "?action=deactivate",
-            Action::Deallocate => "?action=deallocate",
-            Action::Snapshot => "?action=snapshot",
-            Action::RevertToSnapshot => "?action=reverttosnapshot",
-            Action::RestoreFromBackup => "?action=restorefrombackup",
-            Action::Remove => "?action=remove",
-            Action::Restore => "?action=restore",
-            Action::Purge => "?action=purge",
-        }
-    }
-
     pub fn parse(name: &str) -> Result<Action> {
         Action::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
             let all: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();

@@ -300,7 +300,7 @@ fn every_failure_on_either_socket_is_a_json_error() {
     // The admin socket: Rancher error bodies, whatever failed.
     let cases: [(&str, &str, Vec<u8>, u16, &str); 5] = [
         ("POST", "/v1/volumes", big, 413, "RequestTooLarge"),
-        ("GET", "/v1/volumes/%FF", Vec::new(), 400, "InvalidInput"),
+        ("GET", "/v1/volumes/%FF", Vec::new(), 400, "InvalidFormat"),
         ("PATCH", "/v1/volumes", Vec::new(), 405, "MethodNotAllowed"),
         ("DELETE", "/v1/snapshots", Vec::new(), 405, "MethodNotAllowed"),
         ("GET", "/v1/nothing", Vec::new(), 404, "NotFound"),

@@ -2,7 +2,11 @@
 //! where Docker is involved. One binary so that all tests share one
 //! private engine (see `harness`).
 
-mod admin;
+mod admin_actions;
+mod admin_fidelity;
+mod admin_host_paths;
+mod admin_pools;
+mod admin_rest;
 mod backup;
 mod backup_faults;
 mod backup_pools;

@@ -12,7 +12,7 @@
 use std::sync::LazyLock;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::response::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::resource;
+use super::urls;
 
 /// The largest JSON answer turned into a page. Our largest lists are a
 /// few MB; the page may grow up to six times this when escaped.
@@ -123,14 +123,16 @@ fn from_a_browser(headers: &HeaderMap) -> bool {
 /// The middleware: a GET that wants a page gets its JSON answer as one
 /// (status and headers kept), and `GET /` the dashboard. Everything else
 /// passes untouched. It must sit inside the basic-auth layer, which then
-/// guards the pages as it guards the JSON.
-pub async fn layer(req: Request, next: Next) -> Response {
+/// guards the pages as it guards the JSON. `trust_forwarded` is the
+/// admin configuration's, so that the page finds the schemas where
+/// `X-API-Schemas` (added outside this layer) says they are.
+pub async fn layer(State(trust_forwarded): State<bool>, req: Request, next: Next) -> Response {
     if req.method() != Method::GET || !wants_html(req.headers()) {
         let mut resp = next.run(req).await;
         vary(resp.headers_mut());
         return resp;
     }
-    let base = resource::base(req.headers());
+    let base = urls::base_url(req.headers(), trust_forwarded);
     if req.uri().path() == "/" {
         return dashboard(&base);
     }
@@ -161,22 +163,14 @@ pub async fn layer(req: Request, next: Next) -> Response {
             .unwrap_or_default()
         }
     };
-    let schemas = match parts.headers.get("x-api-schemas").and_then(|v| v.to_str().ok()) {
-        Some(url) => url.to_string(),
-        None => format!("{base}/v1/schemas"),
-    };
-    page_response(parts, &UI_CSP, UI_JS, &json, &schemas)
+    page_response(parts, &UI_CSP, UI_JS, &json, &format!("{base}/v1/schemas"))
 }
 
 /// The dashboard: a page with no data of its own, whose script polls the
 /// collections.
 fn dashboard(base: &str) -> Response {
-    let (mut parts, ()) = Response::new(()).into_parts();
-    let schemas = format!("{base}/v1/schemas");
-    if let Ok(v) = HeaderValue::try_from(&schemas) {
-        parts.headers.insert("x-api-schemas", v);
-    }
-    page_response(parts, &DASHBOARD_CSP, DASHBOARD_JS, b"null", &schemas)
+    let (parts, ()) = Response::new(()).into_parts();
+    page_response(parts, &DASHBOARD_CSP, DASHBOARD_JS, b"null", &format!("{base}/v1/schemas"))
 }
 
 fn page_response(

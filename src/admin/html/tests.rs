@@ -121,7 +121,7 @@ fn the_page_runs_exactly_the_hashed_script() {
 /// answer to one request.
 async fn raw(app: Router, request: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = app.layer(axum::middleware::from_fn(layer));
+    let app = app.layer(axum::middleware::from_fn_with_state(false, layer));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -151,6 +151,7 @@ fn created() -> Router {
                 (header::CONTENT_TYPE, "application/json"),
                 (header::LOCATION, "/v1/things/1"),
                 (header::HeaderName::from_static("x-api-schemas"), "http://h/v1/schemas"),
+                (header::HeaderName::from_static("x-custom"), "kept"),
             ];
             (StatusCode::CREATED, headers, r#"{"type":"thing","name":"</script>"}"#)
         }),
@@ -164,6 +165,7 @@ async fn a_page_keeps_the_status_and_headers_of_its_json() {
     assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
     assert!(head.contains("location: /v1/things/1"), "{head}");
     assert!(head.contains("x-api-schemas: http://h/v1/schemas"), "{head}");
+    assert!(head.contains("x-custom: kept"), "{head}");
     assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
     assert!(head.contains("vary: accept, user-agent"), "{head}");
     assert!(body.contains(r#""name":"\u003c\/script\u003e""#), "{body}");

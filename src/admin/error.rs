@@ -1,0 +1,134 @@
+//! The one place where a failure becomes an HTTP answer: the spec's error
+//! resource (`type`, `status`, `code`, `message`, `detail`, and
+//! `fieldName` when one field of the request is to blame).
+//!
+//! Codes are what a client switches on, so each names one kind of mistake:
+//! `NotFound` 404; `MissingRequired`, `InvalidFormat`, `InvalidOption`,
+//! `InvalidReference` 422; `NotUnique` 409 (a name taken);
+//! `ActionNotAvailable` 409 (not in this state); `InvalidState` 409;
+//! `Unauthorized` 401; `MethodNotAllowed` 405; `RequestTooLarge` 413;
+//! `Internal` 500.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{Error, ErrorKind};
+
+/// A failure on its way to becoming a Rancher error body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), detail: String::new(), field: None }
+    }
+
+    /// The request never reached the core: its method, path, query or
+    /// body could not be taken as they came.
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "RequestTooLarge",
+            StatusCode::NOT_FOUND => "NotFound",
+            s if s.is_server_error() => "Internal",
+            _ => "InvalidFormat",
+        };
+        ApiError::new(status, code, message)
+    }
+
+    /// A 422 that blames one field of the request.
+    pub fn field(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+        e.field = Some(field.to_string());
+        e
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    /// Blames `field` for a domain refusal of the request's input (a bad
+    /// driverOpts value, say); other failures pass unchanged.
+    pub fn on_field(mut self, field: &str) -> Self {
+        if self.status == StatusCode::UNPROCESSABLE_ENTITY && self.field.is_none() {
+            self.field = Some(field.to_string());
+        }
+        self
+    }
+
+    /// A reference in the request's input that names nothing: the 404 of
+    /// the referenced resource becomes a 422 on the field.
+    pub fn as_reference(self, field: &str) -> Self {
+        if self.status != StatusCode::NOT_FOUND {
+            return self;
+        }
+        let mut e = ApiError::field("InvalidReference", field, self.message);
+        e.detail = format!("`{field}` must name an existing resource (by id or name)");
+        e
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = json!({
+            "type": "error",
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "message": self.message,
+            "detail": self.detail,
+        });
+        if let Some(f) = &self.field {
+            body["fieldName"] = json!(f);
+        }
+        body
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code, detail) = match e.kind() {
+            ErrorKind::NotFound => (
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "nothing has this id or name; list the collection to see what exists",
+            ),
+            ErrorKind::InvalidInput => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "InvalidFormat",
+                "the request was refused as a whole and changed nothing",
+            ),
+            ErrorKind::InvalidState => (
+                StatusCode::CONFLICT,
+                "InvalidState",
+                "the resource's current state does not allow this; its `actions` map lists \
+                 what it allows now",
+            ),
+            ErrorKind::Conflict => (
+                StatusCode::CONFLICT,
+                "NotUnique",
+                "another resource already has this name; choose another",
+            ),
+            ErrorKind::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal", "the daemon's log has the details")
+            }
+        };
+        ApiError::new(status, code, e.to_string()).detail(detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(error = %self.message, "admin request failed");
+        }
+        super::reply(self.status, self.body())
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
