@@ -91,6 +91,10 @@ async function api(method, url, body) {
   return { status: res.status, ok: res.ok, json };
 }
 
+// Where the API lives on this origin (under a prefix behind a proxy): the
+// schemas URL the server gave, less its /v1/schemas.
+const API_ROOT = (local(readData('schemas')) || location.origin + '/v1/schemas').replace(/\/v1\/schemas$/, '');
+
 // The schemas, from the URL the server gave, each fetched at most once.
 const Schemas = {
   url: null,
@@ -165,6 +169,6 @@ function errorPanel(e) {
 function navBar() {
   const links = ['volumes', 'snapshots', 'backups', 'storagepools', 'backuptargets', 'schemas'];
   return h('nav', { class: 'top' },
-    h('a', { href: location.origin + '/', class: 'home' }, 'ballast'),
-    links.map((c) => h('a', { href: location.origin + '/v1/' + c }, c)));
+    h('a', { href: API_ROOT + '/', class: 'home' }, 'ballast'),
+    links.map((c) => h('a', { href: API_ROOT + '/v1/' + c }, c)));
 }

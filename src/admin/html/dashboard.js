@@ -26,7 +26,7 @@ function rowsOf(settled) {
 }
 
 async function list(path) {
-  const res = await api('GET', location.origin + path);
+  const res = await api('GET', API_ROOT + path);
   if (!res.ok) throw res.json || { status: res.status };
   return res.json;
 }
@@ -57,7 +57,7 @@ function capacity(p) {
 function drawPools(settled) {
   const pools = rowsOf(settled);
   draw('pools', [settled.status, pools], () => [
-    h('h2', {}, h('a', { href: location.origin + '/v1/storagepools' }, 'Storage pools')),
+    h('h2', {}, h('a', { href: API_ROOT + '/v1/storagepools' }, 'Storage pools')),
     settled.status === 'rejected' ? errorPanel(settled.reason) : null,
     table(['pool', 'backend', 'state', 'capacity', 'volumes'], pools.map((p) => h('tr', { 'data-id': String(p.id ?? '') },
       h('td', {}, nameLink(p)), h('td', {}, cellText('', p.backend)), h('td', {}, cellText('', p.state)),
@@ -70,7 +70,7 @@ function drawVolumes(settled) {
   const page = settled.status === 'fulfilled' && settled.value && settled.value.pagination;
   const total = page && typeof page.total === 'number' && page.total > volumes.length ? ' (first ' + volumes.length + ' of ' + page.total + ')' : '';
   draw('volumes', [settled.status, volumes, total], () => [
-    h('h2', {}, h('a', { href: location.origin + '/v1/volumes' }, 'Volumes'), total),
+    h('h2', {}, h('a', { href: API_ROOT + '/v1/volumes' }, 'Volumes'), total),
     settled.status === 'rejected' ? errorPanel(settled.reason) : null,
     table(['volume', 'state', 'mounts', 'used / size', 'pool'], volumes.map((v) => h('tr', { 'data-id': String(v.id ?? '') },
       h('td', {}, nameLink(v)),

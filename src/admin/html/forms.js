@@ -3,6 +3,11 @@
 
 let fieldSeq = 0;
 
+// The field types a line of text holds. The others that are not numbers,
+// booleans or options (maps, lists, nested types) get a textarea: lines
+// of key=value, lines, or JSON.
+const TEXT_TYPES = ['string', 'password', 'date', 'blob'];
+
 // The input for one field (a schema's resourceFields entry) holding
 // `value`, and what must sit beside it (a reference's suggestions).
 function fieldInput(name, field, value) {
@@ -21,7 +26,8 @@ function fieldInput(name, field, value) {
     input = h('select', {},
       h('option', { value: '' }, ''),
       options.map((o) => h('option', { value: String(o), selected: String(o) === String(initial) }, String(o))));
-  } else if (/^(map|array)\[/.test(type) || type === 'json' || (initial && typeof initial === 'object')) {
+  } else if (!TEXT_TYPES.includes(type) && !referenceTarget(type)) {
+    // map[x], array[x], json, and nested types (a schema of their own).
     input = h('textarea', { rows: 3, value: structuredText(type, initial), placeholder: structuredHint(type) });
   } else {
     input = h('input', { type: type === 'password' ? 'password' : 'text', value: initial ?? '' });
@@ -122,7 +128,10 @@ function emptyValue(field) {
 // in the form, at the field it names. With `changedOnly`, only edited
 // fields are sent (an update).
 function schemaForm({ title, fields, values, submit, send, done, changedOnly }) {
-  const known = fields ? Object.entries(fields) : [['body', { type: 'json', description: 'the JSON body' }]];
+  // Required fields first, then by name.
+  const known = fields
+    ? Object.entries(fields).sort(([a, fa], [b, fb]) => Number(!!(fb && fb.required)) - Number(!!(fa && fa.required)) || a.localeCompare(b))
+    : [['body', { type: 'json', description: 'the JSON body' }]];
   const entries = known.map(([name, field]) => {
     field = field && typeof field === 'object' ? field : {};
     const { input, extra } = fieldInput(name, field, values ? values[name] : undefined);
@@ -183,6 +192,8 @@ function filterForm(c, schema) {
   const filters = (schema && schema.collectionFilters) || {};
   let names = Object.keys(filters);
   if (!names.length) names = Object.keys((c.filters && typeof c.filters === 'object') ? c.filters : {});
+  // The fields one filters by most, first.
+  names = [...new Set(['name', 'state', ...names])].filter((n) => names.includes(n));
   if (!names.length) return null;
   const field = h('select', { name: 'field', 'aria-label': 'field' }, names.map((n) => h('option', { value: n }, n)));
   const modifier = h('select', { name: 'modifier', 'aria-label': 'modifier' });

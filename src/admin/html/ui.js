@@ -63,8 +63,10 @@ async function resourceView(r) {
   const fields = (schema && schema.resourceFields) || {};
   const label = r.name || r.id || '';
   document.title = (r.type || 'resource') + ' ' + label + ' · ballast';
-  const rows = Object.entries(r)
-    .filter(([k]) => k !== 'links' && k !== 'actions')
+  // Who it is and how it is first; the rest as the server ordered it.
+  const keys = [...new Set(['id', 'type', 'name', 'state', ...Object.keys(r)])]
+    .filter((k) => k in r && k !== 'links' && k !== 'actions');
+  const rows = keys.map((k) => [k, r[k]])
     .map(([k, v]) => h('tr', { 'data-field': k }, h('th', {}, k), h('td', {}, valueCell(k, v, fields[k]))));
   const links = Object.entries(r.links && typeof r.links === 'object' ? r.links : {})
     .filter(([, url]) => local(url))
