@@ -159,19 +159,6 @@ fn the_browsable_api_and_dashboard_in_chromium() {
     let addr = format!("127.0.0.1:{port}");
     let config = format!("[admin]\naccess_key = \"{KEY}\"\nsecret_key = \"{SECRET}\"\n");
     let d = Daemon::private_with_args("browser-ui", &config, &["--admin-listen", &addr]);
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:{SECRET}"))
-    );
-    let browser = [("Accept", NAVIGATION), ("User-Agent", CHROME_UA)];
-
-    // A browser without credentials is asked for them, page or not.
-    let (status, head, _) = http(&addr, "/v1/volumes", &browser);
-    assert_eq!(status, 401, "{head}");
-    assert!(head.contains("www-authenticate: basic"), "{head}");
-    let (status, _, _) = http(&addr, "/", &browser);
-    assert_eq!(status, 401);
-
     let hostile = d.admin_ok(
         "POST",
         "/v1/volumes",
@@ -179,129 +166,182 @@ fn the_browsable_api_and_dashboard_in_chromium() {
         201,
     );
     let hostile_id = hostile["id"].as_str().unwrap().to_string();
-    let pool = d.admin_ok("GET", "/v1/storagepools", Value::Null, 200)["data"][0]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    over_http(&addr, &hostile_id);
 
-    // The page's source: the hostile text only as escaped data.
-    let with_auth = |h: &[(&'static str, &'static str)]| authorized(&auth, h);
+    let driver = Driver::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = session(&driver).await;
+        let origin = format!("http://127.0.0.1:{port}");
+        // Logged in through the URL, as a person pasting it would.
+        c.goto(&format!("http://{KEY}:{SECRET}@127.0.0.1:{port}/v1/volumes")).await.unwrap();
+        create_and_snapshot(&c).await;
+        filter_and_edit(&c).await;
+        hostile_text(&c, &origin, &hostile_id).await;
+        let pool = d.admin_ok("GET", "/v1/storagepools", Value::Null, 200)["data"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        c.goto(&format!("{origin}/")).await.unwrap();
+        dashboard(&c, &pool, || {
+            d.admin_ok("POST", "/v1/volumes", json!({ "name": "late-comer" }), 201);
+        })
+        .await;
+        c.close().await.unwrap();
+    });
+}
+
+/// What the browser's requests get, seen raw: 401 without credentials,
+/// the page's source, and JSON for clients that do not ask for a page.
+fn over_http(addr: &str, hostile_id: &str) {
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:{SECRET}"))
+    );
+    let browser = [("Accept", NAVIGATION), ("User-Agent", CHROME_UA)];
+    for path in ["/v1/volumes", "/"] {
+        let (status, head, _) = http(addr, path, &browser);
+        assert_eq!(status, 401, "{path}: {head}");
+        assert!(head.contains("www-authenticate: basic"), "{path}: {head}");
+    }
+
+    // The hostile text is in the page only as escaped data.
     let (status, head, page) =
-        http(&addr, &format!("/v1/volumes/{hostile_id}"), &with_auth(&browser));
+        http(addr, &format!("/v1/volumes/{hostile_id}"), &authorized(&auth, &browser));
     assert_eq!(status, 200, "{page}");
     assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
     assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+    assert!(head.contains("x-api-schemas: http://"), "{head}");
     assert!(!page.contains(HOSTILE) && !page.contains("<img"), "not escaped: {page}");
     assert!(page.contains(r"\u003c\/script\u003e\u003cscript\u003ewindow.pwned=1"), "{page}");
     assert_eq!(page.matches("<script").count(), 3, "schemas, data, code");
 
-    // JSON clients get JSON from the same URLs.
-    for path in ["/v1/volumes", &format!("/v1/volumes/{hostile_id}"), "/v1/snapshots"] {
+    let paths = ["/v1/volumes", &format!("/v1/volumes/{hostile_id}"), "/v1/snapshots", "/"];
+    for path in paths {
         for accept in [None, Some("application/json")] {
             let mut h = vec![("User-Agent", CHROME_UA)];
             h.extend(accept.map(|a| ("Accept", a)));
-            let (status, head, body) = http(&addr, path, &with_auth(&h));
+            let (status, head, body) = http(addr, path, &authorized(&auth, &h));
             assert_eq!(status, 200, "{path}: {body}");
             assert!(head.contains("content-type: application/json"), "{path} {accept:?}: {head}");
             serde_json::from_str::<Value>(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
         }
     }
-    let (_, head, _) = http(&addr, "/", &with_auth(&[("Accept", "application/json")]));
-    assert!(head.contains("content-type: application/json"), "{head}");
+}
 
-    let driver = Driver::start();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        let profile = format!("--user-data-dir={}", driver.profile().display());
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1000", profile],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let c = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("a WebDriver session");
-        let origin = format!("http://127.0.0.1:{port}");
-
-        // The volumes collection, logged in through the URL.
-        c.goto(&format!("http://{KEY}:{SECRET}@127.0.0.1:{port}/v1/volumes")).await.unwrap();
-        until(&c, "the create form", "document.querySelector('section.create input[name=name]')")
-            .await;
-        // The inline style ran too (its hash matched the CSP).
-        until(&c, "the style", "getComputedStyle(document.querySelector('nav.top')).display === 'flex'")
-            .await;
-        fill(&c, "section.create input[name=name]", "web-data").await;
-        click(&c, "section.create button[type=submit]").await;
-        until(&c, "the new volume listed", &format!("{ROWS}.includes('web-data')")).await;
-
-        // Open it and take a snapshot through the action's form.
-        let id = until(
-            &c,
-            "the new volume's row",
-            "[...document.querySelectorAll('table.list tbody tr')]
-                .find(r => r.innerText.includes('web-data'))?.dataset.id",
-        )
-        .await;
-        let id = id.as_str().unwrap().to_string();
-        click(&c, &format!("tr[data-id='{id}'] td a")).await;
-        until(
-            &c,
-            "the volume page",
-            &format!("location.pathname === '/v1/volumes/{id}' && document.querySelector('button[data-action=snapshot]')"),
-        )
-        .await;
-        click(&c, "button[data-action=snapshot]").await;
-        until(&c, "the snapshot form", "document.querySelector('.panel input[name=name]')").await;
-        fill(&c, ".panel input[name=name]", "first-snap").await;
-        click(&c, ".panel button[type=submit]").await;
-        until(&c, "the snapshot's page", "location.pathname.startsWith('/v1/snapshots/')").await;
-        click(&c, "nav.top a[href$='/v1/snapshots']").await;
-        until(&c, "the snapshot listed", &format!("location.pathname === '/v1/snapshots' && {ROWS}.includes('first-snap')")).await;
-
-        // The hostile description, shown as text and never run.
-        c.goto(&format!("{origin}/v1/volumes/{hostile_id}")).await.unwrap();
-        let shown = until(
-            &c,
-            "the description",
-            "document.querySelector('tr[data-field=description] td')?.textContent",
-        )
-        .await;
-        assert_eq!(shown, HOSTILE);
-        let pwned = c.execute("return typeof window.pwned", vec![]).await.unwrap();
-        assert_eq!(pwned, "undefined");
-        let imgs = c.execute("return document.images.length", vec![]).await.unwrap();
-        assert_eq!(imgs, 0);
-
-        // Without credentials, the same browser is refused.
-        let refused = c
-            .execute(
-                "return fetch('/v1/volumes', { credentials: 'omit' }).then(r => r.status)",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(refused, 401);
-
-        // The dashboard: the pool with its capacity bar, the volumes, and
-        // a volume made meanwhile appearing by itself.
-        c.goto(&format!("{origin}/")).await.unwrap();
-        until(&c, "the pool's capacity bar", &format!(
-            "[...document.querySelectorAll('#pools tbody tr')].some(r => r.innerText.includes('{pool}') && r.querySelector('meter.capacity'))"
-        ))
-        .await;
-        until(&c, "the volumes", "['web-data', 'hostile'].every(n => document.querySelector('#volumes').innerText.includes(n))").await;
-        d.admin_ok("POST", "/v1/volumes", json!({ "name": "late-comer" }), 201);
-        until(&c, "the dashboard refreshed", "document.querySelector('#volumes').innerText.includes('late-comer')").await;
-        let pwned = c.execute("return typeof window.pwned", vec![]).await.unwrap();
-        assert_eq!(pwned, "undefined");
-
-        c.close().await.unwrap();
+async fn session(driver: &Driver) -> Client {
+    let profile = format!("--user-data-dir={}", driver.profile().display());
+    let options = json!({
+        "binary": CHROMIUM,
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-crash-reporter", "--window-size=1280,1000", profile],
     });
+    let caps = serde_json::Map::from_iter([("goog:chromeOptions".to_string(), options)]);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a WebDriver session")
+}
+
+/// On the volumes page: a refused name, then a volume made with the
+/// Create form; on its page, a snapshot through the action's form; the
+/// snapshot in its collection.
+async fn create_and_snapshot(c: &Client) {
+    let name = "section.create input[name=name]";
+    until(c, "the create form", &format!("document.querySelector('{name}')")).await;
+    // The inline style applied too: its hash matched the CSP.
+    let styled = "getComputedStyle(document.querySelector('nav.top')).display === 'flex'";
+    until(c, "the style", styled).await;
+
+    fill(c, name, "bad name!").await;
+    click(c, "section.create button[type=submit]").await;
+    let code = "document.querySelector('section.create .error .err-code')?.textContent";
+    assert_eq!(until(c, "the error shown", code).await, "InvalidFormat");
+    until(c, "the field marked", &format!("document.querySelector('{name}[aria-invalid=true]')"))
+        .await;
+    c.find(Locator::Css(name)).await.unwrap().clear().await.unwrap();
+    fill(c, name, "web-data").await;
+    click(c, "section.create button[type=submit]").await;
+    until(c, "the new volume listed", &format!("{ROWS}.includes('web-data')")).await;
+
+    let row = "[...document.querySelectorAll('table.list tbody tr')]
+        .find(r => r.innerText.includes('web-data'))?.dataset.id";
+    let id = until(c, "the new volume's row", row).await;
+    let id = id.as_str().unwrap();
+    click(c, &format!("tr[data-id='{id}'] td a")).await;
+    let page = format!(
+        "location.pathname === '/v1/volumes/{id}'
+         && document.querySelector('button[data-action=snapshot]')"
+    );
+    until(c, "the volume page", &page).await;
+    click(c, "button[data-action=snapshot]").await;
+    until(c, "the snapshot form", "document.querySelector('.panel input[name=name]')").await;
+    fill(c, ".panel input[name=name]", "first-snap").await;
+    click(c, ".panel button[type=submit]").await;
+    until(c, "the snapshot's page", "location.pathname.startsWith('/v1/snapshots/')").await;
+    click(c, "nav.top a[href$='/v1/snapshots']").await;
+    let listed = format!("location.pathname === '/v1/snapshots' && {ROWS}.includes('first-snap')");
+    until(c, "the snapshot listed", &listed).await;
+}
+
+/// The filter bar narrows the volumes to one; its Edit form changes the
+/// description.
+async fn filter_and_edit(c: &Client) {
+    click(c, "nav.top a[href$='/v1/volumes']").await;
+    let bar = "location.pathname === '/v1/volumes'
+        && document.querySelector('form.filter select[name=field]')";
+    until(c, "the volumes' filter bar", bar).await;
+    let field = c.find(Locator::Css("form.filter select[name=field]")).await.unwrap();
+    field.select_by_value("name").await.unwrap();
+    let modifier = c.find(Locator::Css("form.filter select[name=modifier]")).await.unwrap();
+    modifier.select_by_value("prefix").await.unwrap();
+    fill(c, "form.filter input[name=value]", "web").await;
+    click(c, "form.filter button[type=submit]").await;
+    let narrowed = format!(
+        "location.search === '?name_prefix=web'
+         && {ROWS}.includes('web-data') && !{ROWS}.includes('hostile')"
+    );
+    until(c, "the filtered list", &narrowed).await;
+
+    click(c, "table.list tbody tr td a").await;
+    until(c, "the Edit button", "document.querySelector('button[data-action=edit]')").await;
+    click(c, "button[data-action=edit]").await;
+    until(c, "the Edit form", "document.querySelector('.panel input[name=description]')").await;
+    fill(c, ".panel input[name=description]", "made in a browser").await;
+    click(c, ".panel button[type=submit]").await;
+    let saved = "document.querySelector('tr[data-field=description] td')?.textContent
+        === 'made in a browser'";
+    until(c, "the description saved", saved).await;
+}
+
+/// A description written to break out of the page is shown as text and
+/// runs nothing.
+async fn hostile_text(c: &Client, origin: &str, id: &str) {
+    c.goto(&format!("{origin}/v1/volumes/{id}")).await.unwrap();
+    let cell = "document.querySelector('tr[data-field=description] td')?.textContent";
+    assert_eq!(until(c, "the description", cell).await, HOSTILE);
+    assert_eq!(c.execute("return typeof window.pwned", vec![]).await.unwrap(), "undefined");
+    assert_eq!(c.execute("return document.images.length", vec![]).await.unwrap(), 0);
+
+    // The same browser without credentials is refused.
+    let fetch = "return fetch('/v1/volumes', { credentials: 'omit' }).then(r => r.status)";
+    assert_eq!(c.execute(fetch, vec![]).await.unwrap(), 401);
+}
+
+/// The dashboard: the pool with its capacity bar, the volumes, and a
+/// volume that `meanwhile` makes appearing by itself.
+async fn dashboard(c: &Client, pool: &str, meanwhile: impl FnOnce()) {
+    let bar = format!(
+        "[...document.querySelectorAll('#pools tbody tr')]
+            .some(r => r.innerText.includes('{pool}') && r.querySelector('meter.capacity'))"
+    );
+    until(c, "the pool's capacity bar", &bar).await;
+    let volumes = "document.querySelector('#volumes').innerText";
+    until(c, "the volumes", &format!("['web-data', 'hostile'].every(n => {volumes}.includes(n))"))
+        .await;
+    meanwhile();
+    until(c, "the dashboard refreshed", &format!("{volumes}.includes('late-comer')")).await;
+    assert_eq!(c.execute("return typeof window.pwned", vec![]).await.unwrap(), "undefined");
 }
