@@ -27,7 +27,12 @@
 //!   keep metadata, disk usage.
 //! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).
 //! - [`admin`]: the admin endpoint (admin socket, optional TCP with basic
-//!   auth): Rancher v1 REST, `/metrics`, `/v1/openapi.json`.
+//!   auth): Rancher's API spec over the core, one file per collection;
+//!   `admin/schema/`: every type described once (`/v1/schemas`, request
+//!   checks, filters, the OpenAPI types); `admin/query.rs`: filters, sorts
+//!   and pages; `admin/urls.rs`: canonical paths and absolute links;
+//!   `admin/error.rs`: the one mapping of failures to error bodies;
+//!   `/metrics`, `/v1/openapi.json`.
 //! - [`cli`]: the client subcommands of the `ballast` binary.
 //! - [`metrics`]: Prometheus metrics for both sockets.
 //! - [`snapshot`]: the snapshot record.

@@ -82,6 +82,11 @@ impl Cell<'_> {
 /// A row of a collection: its cells by field name.
 pub trait Row {
     fn cell(&self, field: &str) -> Cell<'_>;
+
+    /// The id as an order (ties are broken by it).
+    fn id_key(&self) -> Cell<'_> {
+        id_key(self.cell("id"))
+    }
 }
 
 /// Rendered resources (the small collections) are rows as they are.
@@ -355,8 +360,8 @@ impl Query {
     }
 
     fn key<'r>(&self, row: &'r impl Row) -> (Cell<'r>, Cell<'r>) {
-        let sort = if self.sort == "id" { id_key(row.cell("id")) } else { row.cell(self.sort) };
-        (sort, id_key(row.cell("id")))
+        let sort = if self.sort == "id" { row.id_key() } else { row.cell(self.sort) };
+        (sort, row.id_key())
     }
 
     /// Filters, sorts and cuts `rows` to the page asked for.
@@ -481,7 +486,11 @@ fn parse_filter(schema: &'static Schema, key: &str, value: &str) -> Result<Filte
         }
     };
     let modifier = Modifier::parse(modifier_name).expect("the schema lists known modifiers");
-    let want = want(field, modifier, value)?;
+    // A bad value is blamed on the query key the client sent.
+    let want = want(field, modifier, value).map_err(|mut e| {
+        e.field = Some(key.to_string());
+        e
+    })?;
     Ok(Filter { field: field.name, modifier, modifier_name, want, raw: value.to_string() })
 }
 

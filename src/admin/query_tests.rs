@@ -60,7 +60,7 @@ fn bad_filters_name_the_problem() {
     assert!(e.message.contains("filterable fields: id, name"), "{}", e.message);
     assert_eq!(err("name_bigger=x").code, "InvalidFilter");
     assert_eq!(err("isHostPath_like=x").code, "InvalidFilter", "no like on a boolean");
-    assert_eq!(err("usedBytes_gt=ten").field.as_deref(), Some("usedBytes"));
+    assert_eq!(err("usedBytes_gt=ten").field.as_deref(), Some("usedBytes_gt"));
     assert_eq!(err("state=actve").code, "InvalidOption");
     assert_eq!(err("sort=colour").field.as_deref(), Some("sort"));
     assert_eq!(err("order=up").field.as_deref(), Some("order"));

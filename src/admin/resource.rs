@@ -186,6 +186,10 @@ pub struct VolumeRow<'a> {
 }
 
 impl Row for VolumeRow<'_> {
+    fn id_key(&self) -> Cell<'_> {
+        Cell::Int(self.v.id)
+    }
+
     fn cell(&self, field: &str) -> Cell<'_> {
         let v = self.v;
         fn s(s: &str) -> Cell<'_> {

@@ -7,6 +7,7 @@ mod admin_fidelity;
 mod admin_host_paths;
 mod admin_pools;
 mod admin_rest;
+mod admin_schemas;
 mod backup;
 mod backup_faults;
 mod backup_pools;
