@@ -32,6 +32,8 @@
 //!   checks, filters, the OpenAPI types); `admin/query.rs`: filters, sorts
 //!   and pages; `admin/urls.rs`: canonical paths and absolute links;
 //!   `admin/error.rs`: the one mapping of failures to error bodies;
+//!   `admin/html/`: the same answers as pages for browsers, and the
+//!   dashboard (one layer around the routes);
 //!   `/metrics`, `/v1/openapi.json`.
 //! - [`cli`]: the client subcommands of the `ballast` binary.
 //! - [`metrics`]: Prometheus metrics for both sockets.
