@@ -148,7 +148,7 @@ pub async fn layer(State(trust_forwarded): State<bool>, req: Request, next: Next
     }
     let (mut parts, body) = resp.into_parts();
     let json = match axum::body::to_bytes(body, MAX_JSON).await {
-        Ok(json) => json.to_vec(),
+        Ok(json) => json,
         Err(e) => {
             parts.status = StatusCode::INTERNAL_SERVER_ERROR;
             tracing::error!(error = %e, "admin answer too large for a page");
@@ -157,10 +157,10 @@ pub async fn layer(State(trust_forwarded): State<bool>, req: Request, next: Next
                  ask for it with \"Accept: application/json\"",
                 MAX_JSON >> 20
             );
-            serde_json::to_vec(&serde_json::json!({
+            let error = serde_json::json!({
                 "type": "error", "status": 500, "code": "Internal", "message": message,
-            }))
-            .unwrap_or_default()
+            });
+            serde_json::to_vec(&error).unwrap_or_default().into()
         }
     };
     page_response(parts, &UI_CSP, UI_JS, &json, &format!("{base}/v1/schemas"))
