@@ -41,14 +41,14 @@ struct CreateInput {
 }
 
 /// A backup target named in a request must exist.
-fn check_target(a: &Admin, target: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn check_target(a: &Admin, target: Option<&str>) -> Result<(), ApiError> {
     match target {
         Some(t) if !a.ballast.backup_targets().iter().any(|x| x.name == t) => {
             let all: Vec<String> = a.ballast.backup_targets().into_iter().map(|t| t.name).collect();
             Err(ApiError::field(
                 "InvalidReference",
                 "backupTargetId",
-                format!("no backup target {t:?}; configured: {}", all.join(", ")),
+                format!("no backup target {t:?}; configured targets: {}", all.join(", ")),
             ))
         }
         _ => Ok(()),

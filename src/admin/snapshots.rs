@@ -7,7 +7,7 @@ use super::extract::{Body, Pairs, Path};
 use super::schema::Mode;
 use super::schema::types::{SNAPSHOT, SNAPSHOT_BACKUP_INPUT};
 use super::urls::Base;
-use super::{Admin, ApiError, ApiResult, accept, action_of, query, reply, resource};
+use super::{Admin, ApiResult, accept, action_of, query, reply, resource};
 
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -51,15 +51,7 @@ pub async fn action(
         "backup" => {
             let input: BackupInput = accept(&a, &SNAPSHOT_BACKUP_INPUT, &body, Mode::Input)?;
             let target = input.backup_target_id;
-            if let Some(t) = &target
-                && !a.ballast.backup_targets().iter().any(|x| &x.name == t)
-            {
-                return Err(ApiError::field(
-                    "InvalidReference",
-                    "backupTargetId",
-                    format!("no backup target {t:?}"),
-                ));
-            }
+            super::backups::check_target(&a, target.as_deref())?;
             let b = a.ballast.create_backup(None, Some(&id), target.as_deref()).await?;
             Ok(reply(StatusCode::ACCEPTED, resource::backup(&base, &b)))
         }

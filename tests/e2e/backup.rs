@@ -254,6 +254,10 @@ fn bad_targets_and_references_are_refused_with_reasons() {
         d.admin("POST", "/v1/backups", json!({ "volumeId": "v", "backupTargetId": "tape" }));
     assert_eq!(status, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("targets: nas"), "{body}");
+    assert_eq!(
+        (body["code"].as_str(), body["fieldName"].as_str()),
+        (Some("InvalidReference"), Some("backupTargetId"))
+    );
     let out = d.cli(&["volume", "create", "w", "-o", "from-backup=1b999"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
