@@ -78,3 +78,7 @@ pub mod units;
 pub mod volume;
 
 pub use error::{Error, Result};
+
+/// The version `--version` shows: the crate's, and the git revision built.
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("BALLAST_GIT_REV"), ")");

@@ -1,12 +1,16 @@
 //! The `ballast` binary: `serve` runs the daemon; every other subcommand
-//! is a client of its admin endpoint.
+//! is a client of its admin endpoint. Installed as `docker-ballast` in a
+//! Docker CLI plugin directory, the same binary is `docker ballast …`.
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "ballast",
-    version,
+    version = ballast::VERSION,
     about = "A Docker volume plugin with pools, snapshots and backups"
 )]
 struct Cli {
@@ -22,16 +26,74 @@ enum Command {
     Serve(ballast::serve::ServeArgs),
     #[command(flatten)]
     Client(ballast::cli::Command),
+    /// Print a shell completion script: ballast completions bash|zsh|fish
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ballast.1 and one per subcommand) into DIR
+    Man { dir: PathBuf },
 }
 
+/// What Docker's CLI asks a plugin before listing or running it.
+const CLI_PLUGIN_METADATA: &str = "docker-cli-plugin-metadata";
+
 fn main() {
-    let cli = Cli::parse();
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let as_docker_plugin = args
+        .first()
+        .and_then(|a| PathBuf::from(a).file_name().map(|n| n == "docker-ballast"))
+        .unwrap_or(false);
+    if args.get(1).is_some_and(|a| a == CLI_PLUGIN_METADATA) {
+        println!(
+            "{}",
+            serde_json::json!({
+                "SchemaVersion": "0.1.0",
+                "Vendor": "ballast",
+                "Version": ballast::VERSION,
+                "ShortDescription": "Volumes with pools, snapshots and backups (ballast)",
+            })
+        );
+        return;
+    }
+    // Docker runs `docker-ballast ballast volume ls` for `docker ballast
+    // volume ls`: the plugin's own name comes first.
+    if as_docker_plugin && args.get(1).is_some_and(|a| a == "ballast") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Serve(args) => ballast::serve::run(args),
         Command::Client(command) => ballast::cli::run(command, cli.global),
+        Command::Completions { shell } => {
+            // Into memory first: clap_complete panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ballast", &mut script);
+            use std::io::Write;
+            std::io::stdout().write_all(&script).map_err(|e| format!("writing: {e}"))
+        }
+        Command::Man { dir } => man_pages(&dir),
     };
     if let Err(e) = result {
         eprintln!("ballast: {e}");
         std::process::exit(1);
     }
+}
+
+/// `ballast.1`, and `ballast-volume.1`, `ballast-volume-create.1`… for
+/// every subcommand, as `man ballast-volume-create` expects.
+fn man_pages(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut todo = vec![(String::from("ballast"), Cli::command().version(ballast::VERSION))];
+    while let Some((name, cmd)) = todo.pop() {
+        let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            todo.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+        }
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page).map_err(|e| e.to_string())?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }

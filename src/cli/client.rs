@@ -79,9 +79,7 @@ impl Client {
                     .uri(uri)
                     .body(Full::new(Bytes::from(body)))
                     .map_err(|e| e.to_string())?;
-                http.request(req)
-                    .await
-                    .map_err(|e| format!("cannot reach ballast at unix://{socket}: {e}"))
+                http.request(req).await.map_err(|e| unreachable(&format!("unix://{socket}"), &e))
             }
             Client::Tcp { base, auth, http } => {
                 let mut builder = builder.uri(format!("{base}{path}"));
@@ -89,7 +87,7 @@ impl Client {
                     builder = builder.header("authorization", auth);
                 }
                 let req = builder.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-                http.request(req).await.map_err(|e| format!("cannot reach ballast at {base}: {e}"))
+                http.request(req).await.map_err(|e| unreachable(base, &e))
             }
         };
         let resp = result?;
@@ -106,6 +104,33 @@ impl Client {
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("{status}: {value}")))
         }
+    }
+}
+
+/// Why the daemon could not be reached, and what to do about it.
+fn unreachable(admin: &str, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = Some(e);
+    let mut io = None;
+    while let Some(err) = source {
+        if let Some(found) = err.downcast_ref::<std::io::Error>() {
+            io = Some(found.kind());
+        }
+        source = err.source();
+    }
+    let start = "start the daemon with `ballast serve` (or `systemctl start ballast`), or point \
+                 --admin / BALLAST_ADMIN at the one that runs";
+    match io {
+        Some(std::io::ErrorKind::NotFound) => {
+            format!("no ballast daemon at {admin}: the socket does not exist; {start}")
+        }
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            format!("nothing answers at {admin}: the daemon is not running; {start}")
+        }
+        Some(std::io::ErrorKind::PermissionDenied) => format!(
+            "not allowed to use {admin}: run as root, or as a member of the group named by \
+             [admin] socket_group in the daemon's config"
+        ),
+        _ => format!("cannot reach ballast at {admin}: {e}"),
     }
 }
 

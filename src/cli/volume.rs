@@ -67,6 +67,12 @@ pub enum VolumeCmd {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Take a snapshot of a volume (the same as `snapshot create`)
+    Snapshot {
+        volume: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Free a volume's storage (it becomes requested)
     Deallocate {
         volume: String,
@@ -85,6 +91,10 @@ pub async fn run(cmd: VolumeCmd, client: &Client, global: &Global) -> Result<(),
             let list = client.list(url).await?;
             print_list(global, &list);
             return Ok(());
+        }
+        VolumeCmd::Snapshot { volume, name } => {
+            let cmd = super::snapshot::SnapshotCmd::Create { volume, name };
+            return super::snapshot::run(cmd, client, global).await;
         }
         VolumeCmd::Inspect { volume } => {
             let v = client.call(Method::GET, &path(&volume), None).await?;

@@ -14,6 +14,7 @@ mod backup_pools;
 mod browser;
 mod btrfs;
 mod cli;
+mod cli_install;
 mod crash;
 mod diskfull;
 mod docker;

@@ -1,0 +1,116 @@
+//! The CLI as installed: `--version` with the git revision, shell
+//! completions and man pages generated from the commands, `docker ballast`
+//! through Docker's CLI-plugin protocol, and errors that say what to do.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{Daemon, engine, root_or_skip};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ballast");
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).env_remove("BALLAST_ADMIN").output().unwrap()
+}
+
+#[test]
+fn version_completions_and_man_pages() {
+    let v = String::from_utf8(run(&["--version"]).stdout).unwrap();
+    assert!(v.starts_with(&format!("ballast {} (git ", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert!(!v.contains("git unknown"), "built from a git checkout: {v}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["volume", "snapshot", "backup", "schedule", "admin"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("ballast.bash");
+            std::fs::write(&file, &script).unwrap();
+            // The script parses, and completes a subcommand.
+            let check = format!(
+                "source {}; COMP_WORDS=(ballast vol); COMP_CWORD=1; _ballast ballast vol ballast; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                file.display()
+            );
+            let out = Command::new("bash").arg("-c").arg(check).output().unwrap();
+            let words = String::from_utf8_lossy(&out.stdout);
+            assert!(words.lines().any(|w| w == "volume"), "bash completes `vol`: {words:?}");
+        }
+    }
+    assert!(!run(&["completions", "tcsh-ish"]).status.success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["man", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in
+        ["ballast.1", "ballast-serve.1", "ballast-volume-create.1", "ballast-backup-restore.1"]
+    {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        let name = page.trim_end_matches(".1");
+        assert!(text.contains(&format!(".TH {name}")), "{page}: {}", &text[..200.min(text.len())]);
+    }
+    let create = std::fs::read_to_string(dir.path().join("ballast-volume-create.1")).unwrap();
+    assert!(create.contains("ballast volume create"), "the synopsis names the full command");
+}
+
+#[test]
+fn a_missing_daemon_gets_an_error_that_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("admin.sock");
+    let out = run(&["--admin", &format!("unix://{}", sock.display()), "volume", "ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the socket does not exist") && err.contains("ballast serve"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    // A socket file nobody listens on any more.
+    std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = run(&["--admin", &format!("unix://{}", sock.display()), "volume", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn docker_ballast_is_the_cli_as_a_docker_plugin() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(engine) = engine() else { return };
+    let d = Daemon::private("cli-docker-plugin");
+    let config = tempfile::tempdir().unwrap();
+    let plugins = config.path().join("cli-plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::os::unix::fs::symlink(BIN, plugins.join("docker-ballast")).unwrap();
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", config.path())
+            .env("DOCKER_HOST", &engine.host)
+            .env("BALLAST_ADMIN", format!("unix://{}", d.admin_socket.display()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success(), text, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, help, _) = docker(&["--help"]);
+    assert!(
+        ok && help.contains("ballast*") || help.contains("ballast "),
+        "docker lists it: {help}"
+    );
+    let (ok, out, err) = docker(&["ballast", "volume", "create", "db"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = docker(&["ballast", "volume", "snapshot", "db", "--name", "first"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = docker(&["ballast", "--json", "snapshot", "ls"]);
+    assert!(ok);
+    let snaps: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(snaps[0]["name"], "first", "{snaps}");
+    let (ok, out, _) = docker(&["ballast", "--version"]);
+    assert!(ok && out.contains("(git "), "{out}");
+    let (ok, _, err) = docker(&["ballast", "volume", "inspect", "nope"]);
+    assert!(!ok && err.contains("nope"), "{err}");
+}
