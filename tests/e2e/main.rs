@@ -24,3 +24,4 @@ mod load;
 mod loopback;
 mod protocol;
 mod races;
+mod rancher_seeds;
