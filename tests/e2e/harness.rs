@@ -11,8 +11,8 @@
 //! the parent-death signal); and each run starts with a freshly started
 //! private engine that has forgotten the drivers of earlier runs.
 
-use std::io::{Read, Write};
-
+use std::io::{BufRead, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -440,6 +440,8 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                // Nothing left for Drop to stop.
+                self.child = None;
                 panic!("ballast exited at start ({status}): {}", self.log());
             }
             if UnixStream::connect(&self.plugin_socket).is_ok()
@@ -755,7 +757,6 @@ impl Conn {
 
     /// Sends one request and reads one response: status, headers, body.
     pub fn request(&mut self, verb: &str, path: &str, body: &str) -> (u16, String, String) {
-        use std::io::BufRead;
         write!(
             self.stream.get_mut(),
             "{verb} {path} HTTP/1.1\r\nHost: plugin\r\nUser-Agent: Go-http-client/1.1\r\n\
@@ -763,29 +764,8 @@ impl Conn {
             body.len()
         )
         .unwrap();
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stream.read_line(&mut line).unwrap() > 0,
-                "connection closed mid-response"
-            );
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .expect("a Content-Length");
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body).unwrap();
+        let (status, head, body) =
+            read_response(&mut self.stream).expect("connection closed mid-response");
         (status, head, String::from_utf8(body).unwrap())
     }
 
@@ -808,6 +788,219 @@ impl Conn {
 /// One plugin-protocol call on a fresh connection.
 pub fn call(socket: &Path, method: &str, body: &str) -> (u16, Value) {
     Conn::new(socket).call(method, body)
+}
+
+/// Reads one HTTP/1.1 response that has a Content-Length: status, head
+/// and body; `None` when the connection ends before the response begins.
+fn read_response(r: &mut impl BufRead) -> Option<(u16, String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            assert!(head.is_empty(), "connection closed mid-response: {head}");
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    Some((status, head, body))
+}
+
+/// The access key and secret key of [`Daemon::private_with_tcp`].
+pub const ACCESS_KEY: &str = "ops";
+pub const SECRET_KEY: &str = "s3cr3t-key";
+
+impl Daemon {
+    /// A private daemon that also serves the admin API on a free loopback
+    /// TCP port, with basic auth by [`ACCESS_KEY`] and [`SECRET_KEY`];
+    /// `config` is the rest of its configuration. Returns it and a client
+    /// of that port.
+    pub fn private_with_tcp(name: &str, config: &str) -> (Daemon, Http) {
+        let config = format!(
+            "{config}\n[admin]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n"
+        );
+        let d = Daemon::private_with_args(name, &config, &["--admin-listen", "127.0.0.1:0"]);
+        let http = Http::new(d.tcp_admin_addr(), ACCESS_KEY, SECRET_KEY);
+        (d, http)
+    }
+
+    /// Where the TCP admin listener is (from the log: it may have been
+    /// asked for port 0).
+    pub fn tcp_admin_addr(&self) -> SocketAddr {
+        let find = |log: &str| -> Option<SocketAddr> {
+            let line = log.lines().find(|l| l.contains("admin endpoint on TCP"))?;
+            line.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok()
+        };
+        wait_until("the TCP admin listener", || find(&self.log()).is_some());
+        find(&self.log()).unwrap()
+    }
+}
+
+/// An answer over TCP: status, head and body.
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name` (compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A keep-alive HTTP/1.1 client of the TCP admin listener, talking as
+/// curl or a Rancher client library does: basic auth on every request,
+/// absolute URLs (links are followed as given, and each must lead back
+/// to the listener), and every answer checked against the spec.
+pub struct Http {
+    addr: SocketAddr,
+    authorization: String,
+    conn: Option<std::io::BufReader<TcpStream>>,
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr, access_key: &str, secret_key: &str) -> Http {
+        use base64::Engine;
+        let pair = format!("{access_key}:{secret_key}");
+        let authorization =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        Http { addr, authorization, conn: None }
+    }
+
+    /// What every link of this listener starts with.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends one request to the absolute `url` with `headers` and `body`
+    /// (a Content-Length when there is a body or the method takes one, as
+    /// curl does); returns the answer unchecked.
+    pub fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let base = self.base();
+        let target = url.strip_prefix(&base).unwrap_or_else(|| panic!("{url} is not on {base}"));
+        let target = if target.is_empty() { "/" } else { target };
+        assert!(target.starts_with('/'), "{url} is not on {base}");
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\
+             User-Agent: ballast-e2e\r\nAccept: */*\r\n",
+            self.addr, self.authorization
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || matches!(method, "POST" | "PUT") {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        // A kept-alive connection that the server closed meanwhile ends
+        // before any answer: then once more, on a new connection.
+        for _ in 0..2 {
+            let reused = self.conn.is_some();
+            let conn = self.conn.get_or_insert_with(|| {
+                let s = TcpStream::connect(self.addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                std::io::BufReader::new(s)
+            });
+            let answer = conn.get_mut().write_all(&request).ok().and_then(|()| read_response(conn));
+            let Some((status, head, body)) = answer else {
+                self.conn = None;
+                assert!(reused, "{method} {url}: the connection closed without an answer");
+                continue;
+            };
+            let answer = Answer { status, head, body: String::from_utf8(body).unwrap() };
+            if answer.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+                self.conn = None;
+            }
+            return answer;
+        }
+        panic!("{method} {url}: no answer on a new connection either");
+    }
+
+    /// Checks an answer against the spec: JSON, `X-API-Schemas` naming
+    /// this listener's schemas, and on a failure an error resource with
+    /// `type`, `status`, `code`, `message` and `detail`. Returns the body.
+    pub fn spec_body(&self, what: &str, a: &Answer) -> Value {
+        let schemas = format!("{}/v1/schemas", self.base());
+        assert_eq!(a.header("x-api-schemas"), Some(schemas.as_str()), "{what}: {}", a.head);
+        let json = a.header("content-type").is_some_and(|t| t.starts_with("application/json"));
+        assert!(json, "{what}: not JSON: {}", a.head);
+        let v: Value = serde_json::from_str(&a.body)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", a.body));
+        if a.status >= 400 {
+            assert_eq!(
+                (v["type"].as_str(), v["status"].as_u64()),
+                (Some("error"), Some(a.status.into())),
+                "{what}: {v}"
+            );
+            for key in ["code", "message"] {
+                assert!(v[key].as_str().is_some_and(|s| !s.is_empty()), "{what}: no {key}: {v}");
+            }
+            assert!(v["detail"].is_string(), "{what}: no detail: {v}");
+        }
+        v
+    }
+
+    /// A request with a JSON body (or none), its answer checked by
+    /// [`Http::spec_body`]: the status and the body.
+    pub fn call(&mut self, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let json = [("Content-Type", "application/json")];
+        let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
+        let a = self.send(method, url, headers, body.as_bytes());
+        let v = self.spec_body(&format!("{method} {url}"), &a);
+        (a.status, v)
+    }
+
+    /// A call that must answer `status`; the body.
+    pub fn ok(&mut self, method: &str, url: &str, body: Option<&Value>, status: u16) -> Value {
+        let (got, v) = self.call(method, url, body);
+        assert_eq!(got, status, "{method} {url}: {v}");
+        v
+    }
+
+    pub fn get(&mut self, url: &str) -> Value {
+        self.ok("GET", url, None, 200)
+    }
+
+    /// Polls the resource at `url` until it is no longer transitioning;
+    /// returns it.
+    pub fn settle(&mut self, url: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.get(url);
+            if v["transitioning"] != "yes" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{url} still transitioning: {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// A scratch filesystem made for one test: an image file, formatted and

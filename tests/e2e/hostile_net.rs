@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::Value;
 
-use crate::harness::{Conn, Daemon, root_or_skip, wait_until};
+use crate::harness::{Conn, Daemon, root_or_skip};
 
 /// How long an answer may take on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -25,12 +25,7 @@ const CREDENTIALS: &str = "[admin]\naccess_key = \"ops\"\nsecret_key = \"s3cr3t-
 fn with_tcp(name: &str, soft_nofile: Option<u64>) -> (Daemon, SocketAddr) {
     let args = ["--admin-listen", "127.0.0.1:0"];
     let d = Daemon::private_with_args_and_nofile(name, CREDENTIALS, &args, soft_nofile);
-    let find = |log: &str| -> Option<SocketAddr> {
-        let line = log.lines().find(|l| l.contains("admin endpoint on TCP"))?;
-        line.split("addr=").nth(1)?.split_whitespace().next()?.parse().ok()
-    };
-    wait_until("the TCP admin listener", || find(&d.log()).is_some());
-    let addr = find(&d.log()).unwrap();
+    let addr = d.tcp_admin_addr();
     (d, addr)
 }
 

@@ -27,3 +27,5 @@ mod load;
 mod loopback;
 mod protocol;
 mod races;
+mod rancher_client;
+mod rancher_seeds;
