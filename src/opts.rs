@@ -64,7 +64,10 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
                     FsKind::parse(value).ok_or_else(|| bad(key, value, "expected ext4 or xfs"))?,
                 )
             }
-            "description" => opts.description = value.clone(),
+            "description" => {
+                crate::volume::validate_description(value)?;
+                opts.description = value.clone()
+            }
             "uid" => opts.uid = Some(parse_id(key, value)?),
             "gid" => opts.gid = Some(parse_id(key, value)?),
             "mode" => opts.mode = Some(parse_mode(value)?),

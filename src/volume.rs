@@ -193,6 +193,18 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// snapshot: also refuses names that read as public ids (`1v7`, `1s7`,
 /// `1b7`), which the admin API and the CLI would take for another
 /// resource's id.
+/// The longest description a volume keeps.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+pub fn validate_description(d: &str) -> Result<()> {
+    if d.chars().count() > MAX_DESCRIPTION {
+        return Err(Error::InvalidInput(format!(
+            "a description is at most {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(())
+}
+
 pub fn validate_new_name(name: &str) -> Result<()> {
     validate_name(name)?;
     let looks_like_id = ["1v", "1s", "1b"].iter().any(|p| {

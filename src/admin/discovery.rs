@@ -27,6 +27,7 @@ fn version(base: &str) -> Value {
     let mut links = collection_links(base);
     links.insert("self".into(), json!(format!("{base}/v1")));
     links.insert("openapi".into(), json!(format!("{base}/v1/openapi.json")));
+    links.insert("schemas".into(), json!(format!("{base}/v1/schemas")));
     json!({ "id": "v1", "type": "apiVersion", "deprecated": false, "links": links })
 }
 

@@ -50,6 +50,12 @@ impl ApiError {
         e
     }
 
+    /// The same error as a 409 (a name taken).
+    pub fn conflict(mut self) -> Self {
+        self.status = StatusCode::CONFLICT;
+        self
+    }
+
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self
@@ -76,17 +82,37 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
+        let detail = if self.detail.is_empty() { default_detail(self.code) } else { &self.detail };
         let mut body = json!({
             "type": "error",
             "status": self.status.as_u16(),
             "code": self.code,
             "message": self.message,
-            "detail": self.detail,
+            "detail": detail,
         });
         if let Some(f) = &self.field {
             body["fieldName"] = json!(f);
         }
         body
+    }
+}
+
+/// What to do about an error of this code, when nothing more precise is
+/// known.
+fn default_detail(code: &str) -> &'static str {
+    match code {
+        "MissingRequired" | "InvalidFormat" | "InvalidOption" => {
+            "/v1/schemas lists each field's type, options and rules"
+        }
+        "InvalidFilter" => "/v1/schemas lists each type's collectionFilters and their modifiers",
+        "InvalidReference" => "the field must name an existing resource, by id or name",
+        "NotUnique" => "another resource has this name; choose another",
+        "ActionNotAvailable" => "the resource's `actions` map lists what it allows now",
+        "NotFound" => "list the collection to see what exists",
+        "MethodNotAllowed" => "the Allow header lists the methods this URL takes",
+        "RequestTooLarge" => "request bodies are at most 2 MiB",
+        "Unauthorized" => "send HTTP basic auth with the configured access and secret key",
+        _ => "the daemon's log has more",
     }
 }
 

@@ -120,6 +120,9 @@ fn property(f: &Field, driver: &str) -> Value {
     if let Some(n) = f.min {
         p["minimum"] = json!(n);
     }
+    if let Some(n) = f.max {
+        p["maximum"] = json!(n);
+    }
     if let Some(c) = f.valid_chars {
         p["pattern"] = json!(format!("^[{c}]*$"));
     }
@@ -147,6 +150,8 @@ fn parameters(s: &Schema, driver: &str) -> Vec<Value> {
         for m in f.ty.modifiers() {
             let name = if *m == "eq" { f.name.to_string() } else { format!("{}_{m}", f.name) };
             let schema = match f.ty {
+                // `null` and `notnull` take any value (usually none).
+                _ if matches!(*m, "null" | "notnull") => json!({ "type": "string" }),
                 Ty::Int => json!({ "type": "integer" }),
                 Ty::Boolean => json!({ "type": "boolean" }),
                 _ => {

@@ -104,17 +104,16 @@ impl Row for Value {
     }
 }
 
-/// The id as an order: `1v9` before `1v10`; names as they are.
+/// The id as an order: `1v9` before `1v10` (volume, snapshot and backup
+/// ids, which are `1v`, `1s` or `1b` and a number); names (pools,
+/// targets) as they are, so that no two ids share a key.
 fn id_key<'a>(id: Cell<'a>) -> Cell<'a> {
     if let Cell::Str(s) = &id
-        && let Some(rest) = s.strip_prefix('1')
+        && let Some(digits) = ["1v", "1s", "1b"].iter().find_map(|p| s.strip_prefix(p))
+        && !digits.starts_with('0')
+        && let Ok(n) = digits.parse::<i64>()
     {
-        let digits = rest.trim_start_matches(|c: char| c.is_ascii_lowercase());
-        if digits.len() < rest.len()
-            && let Ok(n) = digits.parse::<i64>()
-        {
-            return Cell::Int(n);
-        }
+        return Cell::Int(n);
     }
     id
 }
@@ -168,25 +167,35 @@ struct Filter {
     modifier: Modifier,
     modifier_name: &'static str,
     want: Want,
+    /// The LIKE pattern, compiled once.
+    pattern: Vec<P>,
     raw: String,
 }
 
 impl Filter {
-    fn matches(&self, cell: &Cell) -> bool {
+    /// As in SQL, a null field matches no comparison but `null`: `ne` and
+    /// `notlike` leave null rows out too.
+    fn matches(&self, cell: &Cell, budget: &std::cell::Cell<u64>) -> bool {
         use Modifier::*;
         match self.modifier {
             Null => is_null(cell),
             NotNull => !is_null(cell),
-            Ne => !self.compare(cell, Eq),
-            NotLike => !self.compare(cell, Like),
-            m => self.compare(cell, m),
+            _ if matches!(cell, Cell::Null) => false,
+            Ne => !self.compare(cell, Eq, budget),
+            NotLike => !self.compare(cell, Like, budget),
+            m if self.field == "id" && matches!(m, Lt | Lte | Gt | Gte) => {
+                // Ids order as `sort=id` does: 1v9 before 1v10.
+                let want = id_key(Cell::Str(Cow::Borrowed(self.raw.as_str())));
+                ordered(id_key(cell.clone()).cmp(&want), m)
+            }
+            m => self.compare(cell, m, budget),
         }
     }
 
-    fn compare(&self, cell: &Cell, m: Modifier) -> bool {
+    fn compare(&self, cell: &Cell, m: Modifier, budget: &std::cell::Cell<u64>) -> bool {
         match cell {
             Cell::List(items) => {
-                items.iter().any(|i| self.compare(&Cell::Str(Cow::Borrowed(i.as_ref())), m))
+                items.iter().any(|i| self.compare(&Cell::Str(Cow::Borrowed(i.as_ref())), m, budget))
             }
             Cell::Null => false,
             Cell::Bool(b) => matches!(self.want, Want::Bool(w) if m == Modifier::Eq && *b == w),
@@ -197,7 +206,7 @@ impl Filter {
             Cell::Str(s) => match &self.want {
                 Want::Str(w) => match m {
                     Modifier::Prefix => s.starts_with(w.as_str()),
-                    Modifier::Like => like(w, s),
+                    Modifier::Like => like_in(&self.pattern, s, budget),
                     m => ordered(s.as_ref().cmp(w.as_str()), m),
                 },
                 _ => false,
@@ -225,16 +234,17 @@ fn ordered(o: Ordering, m: Modifier) -> bool {
     }
 }
 
-/// SQL's LIKE: `%` any run, `_` one character, `\%` `\_` `\\` themselves.
-/// The classic two-pointer match with one backtrack point: linear space,
-/// at worst pattern × text steps, whatever the input.
-pub fn like(pattern: &str, text: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum P {
-        Any,
-        One,
-        Lit(char),
-    }
+/// One element of a LIKE pattern.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum P {
+    Any,
+    One,
+    Lit(char),
+}
+
+/// SQL's LIKE pattern: `%` any run, `_` one character, `\%` `\_` `\\`
+/// themselves.
+fn compile(pattern: &str) -> Vec<P> {
     let mut pat = Vec::new();
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
@@ -245,10 +255,24 @@ pub fn like(pattern: &str, text: &str) -> bool {
             c => P::Lit(c),
         });
     }
+    pat
+}
+
+/// Whether `text` matches `pat`: the classic two-pointer match with one
+/// backtrack point, linear in space. Each step spends one unit of
+/// `budget`; when it runs out the answer is false and the budget stays at
+/// zero, which the caller reports, so that no pattern can make a request
+/// run for long.
+fn like_in(pat: &[P], text: &str, budget: &std::cell::Cell<u64>) -> bool {
     let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);
     let mut back: Option<(usize, usize)> = None;
     while t < text.len() {
+        let left = budget.get();
+        if left == 0 {
+            return false;
+        }
+        budget.set(left - 1);
         match pat.get(p) {
             Some(P::Any) => {
                 back = Some((p, t));
@@ -275,6 +299,18 @@ pub fn like(pattern: &str, text: &str) -> bool {
     pat[p..].iter().all(|x| *x == P::Any)
 }
 
+#[cfg(test)]
+pub fn like(pattern: &str, text: &str) -> bool {
+    like_in(&compile(pattern), text, &std::cell::Cell::new(u64::MAX))
+}
+
+/// Steps of LIKE matching one request may take (tens of milliseconds).
+const LIKE_BUDGET: u64 = 20_000_000;
+/// At most this many filters, each value at most this long: a query's
+/// cost stays bounded whatever the URL holds.
+const MAX_FILTERS: usize = 32;
+const MAX_FILTER_VALUE: usize = 1024;
+
 /// A parsed `?…` of a collection request.
 #[derive(Debug)]
 pub struct Query {
@@ -285,6 +321,8 @@ pub struct Query {
     sort_given: bool,
     limit: usize,
     marker: Option<(Cell<'static>, Cell<'static>)>,
+    marker_raw: Option<String>,
+    budget: std::cell::Cell<u64>,
 }
 
 fn bad(field: &str, message: String) -> ApiError {
@@ -292,7 +330,13 @@ fn bad(field: &str, message: String) -> ApiError {
 }
 
 impl Query {
-    pub fn parse(schema: &'static Schema, pairs: &[(String, String)]) -> Result<Query, ApiError> {
+    /// `driver` is the driver name this endpoint serves (the one option
+    /// of the volume's `driver` field).
+    pub fn parse(
+        schema: &'static Schema,
+        pairs: &[(String, String)],
+        driver: &str,
+    ) -> Result<Query, ApiError> {
         let mut q = Query {
             schema,
             filters: Vec::new(),
@@ -301,6 +345,8 @@ impl Query {
             sort_given: false,
             limit: DEFAULT_LIMIT,
             marker: None,
+            marker_raw: None,
+            budget: std::cell::Cell::new(LIKE_BUDGET),
         };
         let mut marker = None;
         for (key, value) in pairs {
@@ -329,13 +375,27 @@ impl Query {
                     q.limit = n.min(MAX_LIMIT);
                 }
                 "marker" => marker = Some(value.clone()),
-                // The action of a POST travels in the query too.
+                // The action of a POST travels in the query too; the
+                // spec reserves `_format`, `_method`… for itself.
                 "action" => {}
-                _ => q.filters.push(parse_filter(schema, key, value)?),
+                k if k.starts_with('_') => {}
+                _ => {
+                    if q.filters.len() == MAX_FILTERS || value.chars().count() > MAX_FILTER_VALUE {
+                        return Err(bad(
+                            key,
+                            format!(
+                                "at most {MAX_FILTERS} filters of at most {MAX_FILTER_VALUE} \
+                                 characters each"
+                            ),
+                        ));
+                    }
+                    q.filters.push(parse_filter(schema, key, value, driver)?)
+                }
             }
         }
         if let Some(m) = marker {
             q.marker = Some(q.decode_marker(&m)?);
+            q.marker_raw = Some(m);
         }
         Ok(q)
     }
@@ -351,7 +411,7 @@ impl Query {
     }
 
     fn keep(&self, row: &impl Row) -> bool {
-        self.filters.iter().all(|f| f.matches(&row.cell(f.field)))
+        self.filters.iter().all(|f| f.matches(&row.cell(f.field), &self.budget))
     }
 
     fn order(&self, a: (&Cell, &Cell), b: (&Cell, &Cell)) -> Ordering {
@@ -365,11 +425,18 @@ impl Query {
     }
 
     /// Filters, sorts and cuts `rows` to the page asked for.
-    pub fn page<R: Row>(&self, rows: Vec<R>) -> Page<R> {
+    pub fn page<R: Row>(&self, rows: Vec<R>) -> Result<Page<R>, ApiError> {
         let mut rows: Vec<Option<R>> =
             rows.into_iter().filter(|r| self.keep(r)).map(Some).collect();
+        if self.budget.get() == 0 {
+            return Err(ApiError::field(
+                "InvalidFilter",
+                "like",
+                "these LIKE filters take too long to match; use fewer `%` or a longer prefix",
+            ));
+        }
         let total = rows.len();
-        let (order, start, prev, next) = {
+        let (order, prev, next) = {
             let mut keyed: Vec<(Cell, Cell, usize)> = rows
                 .iter()
                 .enumerate()
@@ -387,16 +454,17 @@ impl Query {
             };
             let end = (start + self.limit).min(total);
             let marker_at = |i: usize| self.encode_marker(&keyed[i].0, &keyed[i].1);
-            let prev = (start > 0).then(|| {
-                let p = start.saturating_sub(self.limit.max(1));
+            let prev = (start > 0 && self.limit > 0).then(|| {
+                let p = start.saturating_sub(self.limit);
                 (p > 0).then(|| marker_at(p - 1))
             });
             let next = (end < total && end > start).then(|| marker_at(end - 1));
             let order: Vec<usize> = keyed[start..end].iter().map(|k| k.2).collect();
-            (order, start, prev, next)
+            (order, prev, next)
         };
-        let rows = order.into_iter().filter_map(|i| rows[i].take()).collect();
-        Page { rows, total, start, prev, next }
+        let rows: Vec<R> = order.into_iter().filter_map(|i| rows[i].take()).collect();
+        let partial = rows.len() < total;
+        Ok(Page { rows, total, prev, next, partial })
     }
 
     fn encode_marker(&self, sort: &Cell, id: &Cell) -> String {
@@ -472,7 +540,12 @@ fn names(schema: &Schema) -> String {
     schema.queryable().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
 
-fn parse_filter(schema: &'static Schema, key: &str, value: &str) -> Result<Filter, ApiError> {
+fn parse_filter(
+    schema: &'static Schema,
+    key: &str,
+    value: &str,
+    driver: &str,
+) -> Result<Filter, ApiError> {
     let (field, modifier_name) = match schema.queryable().find(|f| f.name == key) {
         Some(f) => (f, "eq"),
         None => {
@@ -487,11 +560,16 @@ fn parse_filter(schema: &'static Schema, key: &str, value: &str) -> Result<Filte
     };
     let modifier = Modifier::parse(modifier_name).expect("the schema lists known modifiers");
     // A bad value is blamed on the query key the client sent.
-    let want = want(field, modifier, value).map_err(|mut e| {
+    let want = want(field, modifier, value, driver).map_err(|mut e| {
         e.field = Some(key.to_string());
         e
     })?;
-    Ok(Filter { field: field.name, modifier, modifier_name, want, raw: value.to_string() })
+    let pattern = if matches!(modifier, Modifier::Like | Modifier::NotLike) {
+        compile(value)
+    } else {
+        Vec::new()
+    };
+    Ok(Filter { field: field.name, modifier, modifier_name, want, pattern, raw: value.to_string() })
 }
 
 fn unknown_filter(schema: &Schema, key: &str) -> ApiError {
@@ -509,7 +587,7 @@ fn unknown_filter(schema: &Schema, key: &str) -> ApiError {
     e
 }
 
-fn want(f: &Field, m: Modifier, value: &str) -> Result<Want, ApiError> {
+fn want(f: &Field, m: Modifier, value: &str, driver: &str) -> Result<Want, ApiError> {
     if matches!(m, Modifier::Null | Modifier::NotNull) {
         return Ok(Want::None);
     }
@@ -530,7 +608,7 @@ fn want(f: &Field, m: Modifier, value: &str) -> Result<Want, ApiError> {
             }
         }),
         _ => {
-            let options = f.option_values("");
+            let options = f.option_values(driver);
             if matches!(m, Modifier::Eq | Modifier::Ne)
                 && !options.is_empty()
                 && !options.iter().any(|o| o == value)
@@ -550,10 +628,11 @@ fn want(f: &Field, m: Modifier, value: &str) -> Result<Want, ApiError> {
 pub struct Page<R> {
     pub rows: Vec<R>,
     pub total: usize,
-    start: usize,
     /// `Some(None)`: the previous page is the first.
     prev: Option<Option<String>>,
     next: Option<String>,
+    /// Rows were left out (before or after this page).
+    partial: bool,
 }
 
 /// A collection as the spec has it.
@@ -583,14 +662,14 @@ pub fn collection<T: Serialize, R>(
 ) -> Collection<T> {
     let schema = q.schema;
     let path = format!("{base}/v1/{}", schema.collection.unwrap_or(schema.id));
-    let sort = q.sort_given.then_some((q.sort, q.desc));
+    let sort = (q.sort_given || q.desc).then_some((q.sort, q.desc));
     let here = |marker: Option<&str>| format!("{path}{}", q.query_string(sort, true, marker));
     let mut links = Map::new();
-    links.insert("self".into(), json!(here(None)));
+    links.insert("self".into(), json!(here(q.marker_raw.as_deref())));
     let mut pagination = json!({
         "limit": q.limit,
         "total": page.total,
-        "partial": page.start > 0 || page.next.is_some(),
+        "partial": page.partial,
     });
     if let Some(prev) = &page.prev {
         pagination["first"] = json!(here(None));
@@ -598,9 +677,6 @@ pub fn collection<T: Serialize, R>(
     }
     if let Some(next) = &page.next {
         pagination["next"] = json!(here(Some(next)));
-    }
-    if page.start > 0 {
-        links["self"] = json!(here(None));
     }
     let sort_links = schema
         .queryable()
@@ -653,8 +729,8 @@ pub fn of_values(
     pairs: &[(String, String)],
     values: Vec<Value>,
 ) -> Result<Collection<Value>, ApiError> {
-    let q = Query::parse(schema, pairs)?;
-    let mut page = q.page(values);
+    let q = Query::parse(schema, pairs, "")?;
+    let mut page = q.page(values)?;
     let data = std::mem::take(&mut page.rows);
     Ok(collection(base, &q, &page, data))
 }

@@ -25,8 +25,8 @@ fn pairs(q: &str) -> Vec<(String, String)> {
 }
 
 fn ids(q: &str) -> Vec<String> {
-    let query = Query::parse(&VOLUME, &pairs(q)).unwrap();
-    query.page(rows()).rows.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    let query = Query::parse(&VOLUME, &pairs(q), "ballast").unwrap();
+    query.page(rows()).unwrap().rows.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -43,6 +43,14 @@ fn every_modifier_filters_as_the_spec_says() {
     assert_eq!(ids("description_like=100\\%\\_%"), ["1v4"]);
     assert_eq!(ids("description_like=p_a%"), ids("description=plain"));
     assert_eq!(ids("description_notlike=%sure&limit=1000").len(), 24);
+    assert_eq!(ids("uri_ne=x&limit=1000").len(), 24, "as in SQL, ne leaves nulls out");
+    assert_eq!(ids("uri_notlike=x&limit=1000").len(), 24);
+    assert_eq!(
+        ids("id_gt=1v9&sort=id&limit=3"),
+        ["1v10", "1v11", "1v12"],
+        "ids compare as they sort"
+    );
+    assert_eq!(ids("driver=ballast&limit=1000").len(), 0, "the driver is a known option");
     assert_eq!(ids("uri_null="), ["1v2"]);
     assert_eq!(ids("uri_notnull=&limit=1000").len(), 24);
     assert_eq!(ids("instanceId=c2"), ["1v5"]);
@@ -54,7 +62,7 @@ fn every_modifier_filters_as_the_spec_says() {
 
 #[test]
 fn bad_filters_name_the_problem() {
-    let err = |q: &str| Query::parse(&VOLUME, &pairs(q)).unwrap_err();
+    let err = |q: &str| Query::parse(&VOLUME, &pairs(q), "ballast").unwrap_err();
     let e = err("colour=red");
     assert_eq!((e.code, e.field.as_deref()), ("InvalidFilter", Some("colour")));
     assert!(e.message.contains("filterable fields: id, name"), "{}", e.message);
@@ -95,8 +103,8 @@ fn markers_walk_every_row_once_in_both_directions() {
             if let Some(m) = &marker {
                 p.push(("marker".into(), m.clone()));
             }
-            let query = Query::parse(schema, &p).unwrap();
-            let page = query.page(rows());
+            let query = Query::parse(schema, &p, "ballast").unwrap();
+            let page = query.page(rows()).unwrap();
             assert_eq!(page.total, 25);
             if pages > 0 {
                 assert!(page.prev.is_some(), "{q}: a later page has a previous one");
@@ -116,19 +124,32 @@ fn markers_walk_every_row_once_in_both_directions() {
     }
     // A marker survives its row going away: the next page starts after
     // where that row was.
-    let first = Query::parse(&VOLUME, &pairs("limit=5&sort=id")).unwrap();
-    let next = first.page(rows()).next.unwrap();
+    let first = Query::parse(&VOLUME, &pairs("limit=5&sort=id"), "ballast").unwrap();
+    let next = first.page(rows()).unwrap().next.unwrap();
     let mut fewer = rows();
     fewer.retain(|r| r["id"] != "1v5" && r["id"] != "1v6");
     let mut p = pairs("limit=5&sort=id");
     p.push(("marker".into(), next));
-    let page = Query::parse(&VOLUME, &p).unwrap().page(fewer);
+    let page = Query::parse(&VOLUME, &p, "ballast").unwrap().page(fewer).unwrap();
     let got: Vec<&str> = page.rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(got, ["1v7", "1v8", "1v9", "1v10", "1v11"]);
     // A marker of another sort is refused, not misread.
     let mut p = pairs("limit=5&sort=name");
-    p.push(("marker".into(), first.page(rows()).next.unwrap()));
-    assert_eq!(Query::parse(&VOLUME, &p).unwrap_err().field.as_deref(), Some("marker"));
+    p.push(("marker".into(), first.page(rows()).unwrap().next.unwrap()));
+    assert_eq!(Query::parse(&VOLUME, &p, "ballast").unwrap_err().field.as_deref(), Some("marker"));
+}
+
+#[test]
+fn a_costly_like_is_cut_short_not_run_for_long() {
+    let long = vec![json!({ "id": "1v1", "description": "a".repeat(200_000) }); 50];
+    let q = format!("description_like=%25{}b", "a".repeat(1000));
+    let query = Query::parse(&VOLUME, &pairs(&q), "ballast").unwrap();
+    let t = std::time::Instant::now();
+    let e = query.page(long).err().expect("refused");
+    assert_eq!(e.code, "InvalidFilter");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    let many = "name_ne=x&".repeat(40);
+    assert!(Query::parse(&VOLUME, &pairs(&many), "ballast").is_err(), "at most 32 filters");
 }
 
 #[test]
@@ -147,8 +168,8 @@ fn like_is_linear_and_exact() {
 
 #[test]
 fn the_collection_carries_links_for_every_sort_filter_and_page() {
-    let q = Query::parse(&VOLUME, &pairs("state=inactive&limit=5&sort=name")).unwrap();
-    let page = q.page(rows());
+    let q = Query::parse(&VOLUME, &pairs("state=inactive&limit=5&sort=name"), "ballast").unwrap();
+    let page = q.page(rows()).unwrap();
     let c = serde_json::to_value(collection("http://h", &q, &page, vec![0; 5])).unwrap();
     assert_eq!(c["type"], "collection");
     assert_eq!(c["resourceType"], "volume");
@@ -167,8 +188,15 @@ fn the_collection_carries_links_for_every_sort_filter_and_page() {
     assert_eq!(c["filters"]["state"], json!([{ "modifier": "eq", "value": "inactive" }]));
     assert_eq!(c["filters"]["name"], Value::Null);
     assert_eq!(c["createTypes"]["volume"], "http://h/v1/volumes");
-    let meta = Query::parse(&VOLUME, &pairs("limit=0")).unwrap();
-    let page = meta.page(rows());
+    let meta = Query::parse(&VOLUME, &pairs("limit=0"), "ballast").unwrap();
+    let page = meta.page(rows()).unwrap();
     assert!(page.rows.is_empty());
     assert_eq!(page.total, 25);
+    assert!(page.partial, "limit=0 leaves every row out");
+    // Desc order without a sort keeps its order in the links a page gives.
+    let q = Query::parse(&VOLUME, &pairs("order=desc&limit=3"), "ballast").unwrap();
+    let page = q.page(rows()).unwrap();
+    let c = serde_json::to_value(collection("http://h", &q, &page, vec![0; 3])).unwrap();
+    let next = c["pagination"]["next"].as_str().unwrap();
+    assert!(next.contains("order=desc"), "{next}");
 }

@@ -115,12 +115,7 @@ pub fn base_url(headers: &HeaderMap, trust_forwarded: bool) -> String {
             host = h.to_string();
         }
         if let Some(port) = first("x-forwarded-port").and_then(|p| p.parse::<u16>().ok()) {
-            let bare = match host.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || p.is_empty() => {
-                    if h.contains(':') && !h.ends_with(']') { host.clone() } else { h.to_string() }
-                }
-                _ => host.clone(),
-            };
+            let bare = without_port(&host).to_string();
             let default = (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
             host = if default { bare } else { format!("{bare}:{port}") };
         }
@@ -133,6 +128,18 @@ pub fn base_url(headers: &HeaderMap, trust_forwarded: bool) -> String {
         }
     }
     format!("{scheme}://{host}{prefix}")
+}
+
+/// `host:port` → `host`, `[::1]:80` → `[::1]`; a bare IPv6 literal or a
+/// host without a port stays as it is.
+fn without_port(host: &str) -> &str {
+    if let Some(end) = host.find(']') {
+        return &host[..=end];
+    }
+    match host.split_once(':') {
+        Some((h, p)) if !p.contains(':') => h,
+        _ => host,
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +182,10 @@ mod tests {
         h.insert("x-forwarded-host", "evil\"><script>".parse().unwrap());
         h.insert("x-forwarded-prefix", "/a<b".parse().unwrap());
         assert_eq!(base_url(&h, true), "https://127.0.0.1:8443");
+        let mut v6 = HeaderMap::new();
+        v6.insert("host", "[::1]:8080".parse().unwrap());
+        v6.insert("x-forwarded-port", "8443".parse().unwrap());
+        assert_eq!(base_url(&v6, true), "http://[::1]:8443");
         let mut bad = HeaderMap::new();
         bad.insert("host", "a b".parse().unwrap());
         assert_eq!(base_url(&bad, false), "http://localhost");

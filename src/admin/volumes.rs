@@ -15,26 +15,41 @@ use super::urls::Base;
 use super::{Admin, ApiError, ApiResult, accept, reply};
 use crate::core::Action;
 use crate::schedule::Schedule;
+use crate::volume::State as VolState;
+
+/// The `id` a request body names, if any.
+fn body_id(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("id")?.as_str().map(str::to_string)
+}
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
-    let q = Query::parse(&schema::types::VOLUME, &pairs)?;
-    // The trash is listed only to a query about it: `state=removed`,
-    // `removed_notnull`, `state_ne=active`…
+    // Filtering and sorting 10,000 rows is CPU work: off the runtime's
+    // threads, so that Docker's calls never wait behind it.
+    tokio::task::spawn_blocking(move || list_now(&a, &base, &pairs))
+        .await
+        .map_err(|e| ApiError::from(crate::Error::internal("listing volumes", e)))?
+}
+
+fn list_now(a: &Admin, base: &str, pairs: &[(String, String)]) -> ApiResult {
+    let q = Query::parse(&schema::types::VOLUME, pairs, &a.driver)?;
+    // The trash and the tombstones are listed only to a query about
+    // them: `state=removed`, `removed_notnull`, `state_ne=active`…
     let mut volumes = a.ballast.list();
     if q.filters_on("state") || q.filters_on("removed") {
-        volumes.extend(a.ballast.removed()?);
+        volumes.extend(a.ballast.removed_and_purged()?);
     }
-    let ctx = Context::new(&a);
-    let rows = volumes.iter().map(|v| VolumeRow { a: &a, ctx: &ctx, v }).collect();
-    let page = q.page(rows);
+    let ctx = Context::new(a);
+    let rows = volumes.iter().map(|v| VolumeRow { a, ctx: &ctx, v }).collect();
+    let page = q.page(rows)?;
     let ids: Vec<String> = page.rows.iter().map(|r| r.v.public_id()).collect();
     let views: Vec<_> = page
         .rows
         .iter()
         .zip(&ids)
-        .map(|(r, id)| resource::volume(&a, &base, r.v, &ctx, id))
+        .map(|(r, id)| resource::volume(a, base, r.v, &ctx, id))
         .collect();
-    Ok(reply(StatusCode::OK, query::collection(&base, &q, &page, views)))
+    Ok(reply(StatusCode::OK, query::collection(base, &q, &page, views)))
 }
 
 #[derive(Deserialize)]
@@ -48,6 +63,18 @@ struct CreateBody {
 
 pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) -> ApiResult {
     let req: CreateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Create)?;
+    // Docker's Create of an existing volume succeeds (it is how Docker
+    // asks); a create through this API of a name taken is a mistake.
+    if let Ok(v) = a.ballast.find(&req.name)
+        && v.state.is_live()
+    {
+        return Err(ApiError::field(
+            "NotUnique",
+            "name",
+            format!("the name {:?} is taken by volume {}", req.name, v.public_id()),
+        )
+        .conflict());
+    }
     let v = a
         .ballast
         .create_volume(
@@ -59,7 +86,10 @@ pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) 
         .await
         // The schema has checked the name and the driver: what the core
         // still refuses is in the driverOpts.
-        .map_err(|e| ApiError::from(e).on_field("driverOpts"))?;
+        .map_err(|e| {
+            let e = ApiError::from(e);
+            if e.code == "NotUnique" { e.on_field("name") } else { e.on_field("driverOpts") }
+        })?;
     let value = resource::volume_value(&a, &base, &v);
     let location = value["links"]["self"].as_str().unwrap_or_default().to_string();
     let mut resp = reply(StatusCode::CREATED, value);
@@ -77,8 +107,7 @@ pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<Strin
 /// The updatable fields; `schedule: null` clears the schedule.
 #[derive(Deserialize)]
 struct UpdateBody {
-    #[serde(default, deserialize_with = "present")]
-    description: Option<Option<String>>,
+    description: Option<String>,
     #[serde(default, deserialize_with = "present")]
     schedule: Option<Option<ScheduleBody>>,
 }
@@ -109,8 +138,25 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult {
-    let req: UpdateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Update)?;
     let mut v = a.ballast.find(&id)?;
+    let req: UpdateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Update)?;
+    // The whole resource may come back, but not another one's.
+    if let Some(given) = body_id(&body)
+        && given != v.public_id()
+    {
+        return Err(ApiError::field(
+            "InvalidFormat",
+            "id",
+            format!("the body is resource {given:?}, not {}", v.public_id()),
+        ));
+    }
+    if v.state == VolState::Purged {
+        return Err(super::not_available(
+            "update",
+            Ok(()),
+            format!("volume {} is purged: its record is a tombstone", v.public_id()),
+        ));
+    }
     if let Some(s) = req.schedule {
         let s = s.unwrap_or_default();
         let keep = |n: Option<u32>| n.map(|n| n.to_string());
@@ -123,11 +169,15 @@ pub async fn update(
             s.backup_target.as_deref(),
         )
         .map_err(|e| ApiError::from(e).on_field("schedule"))?;
+        if let Some(t) = &s.backup_target {
+            super::backups::check_target(&a, Some(t))
+                .map_err(|e| ApiError { field: Some("schedule.backupTarget".into()), ..e })?;
+        }
         if !schedule.same_settings(&v.schedule) {
             v = a.ballast.set_schedule(&id, schedule).await?;
         }
     }
-    if let Some(description) = req.description.map(Option::unwrap_or_default)
+    if let Some(description) = req.description
         && description != v.description
     {
         v = a.ballast.set_description(&id, description).await?;
@@ -136,6 +186,10 @@ pub async fn update(
 }
 
 pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
+    let v = a.ballast.find(&id)?;
+    if let Err(e) = Action::Remove.check(&v) {
+        return Err(super::not_available("remove", Err(e), String::new()));
+    }
     let v = a.ballast.remove_volume(&id).await?;
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
@@ -161,6 +215,8 @@ pub async fn action(
 ) -> ApiResult {
     let action = super::action_of(&schema::types::VOLUME, &pairs)?;
     let action = Action::parse(action.name)?;
+    let b = &a.ballast;
+    let v = b.find(&id)?;
     let input: ActionInput = match schema::types::VOLUME.action(action.name()).and_then(|d| d.input)
     {
         Some(input) => {
@@ -168,8 +224,6 @@ pub async fn action(
         }
         None => ActionInput::default(),
     };
-    let b = &a.ballast;
-    let v = b.find(&id)?;
     let (_, snapshotting) = b.snapshot_summary();
     if !b.actions(&v, snapshotting.contains(&v.id)).contains(&action) {
         let busy = format!("volume {:?} is busy: a snapshot of it is being taken", v.name);
@@ -189,7 +243,21 @@ pub async fn action(
         }
         Action::RevertToSnapshot => {
             let snap = input.snapshot_id.unwrap_or_default();
-            b.find_snapshot(&snap).map_err(|e| ApiError::from(e).as_reference("snapshotId"))?;
+            let found = b.find_snapshot(&snap).map_err(|e| {
+                let e = ApiError::from(e).as_reference("snapshotId");
+                e.on_field("snapshotId")
+            })?;
+            if found.volume_id != v.id {
+                return Err(ApiError::field(
+                    "InvalidReference",
+                    "snapshotId",
+                    format!(
+                        "snapshot {} is another volume's, not {:?}'s",
+                        found.public_id(),
+                        v.name
+                    ),
+                ));
+            }
             let v = b.revert(&id, &snap).await?;
             return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
@@ -200,7 +268,14 @@ pub async fn action(
             return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
         Action::Remove => b.remove_volume(&id).await?,
-        Action::Restore => b.restore(&id, input.name).await?,
+        Action::Restore => b.restore(&id, input.name).await.map_err(|e| {
+            let e = ApiError::from(e);
+            if e.code == "NotUnique" {
+                ApiError { field: Some("name".into()), ..e }
+            } else {
+                e.on_field("name")
+            }
+        })?,
         Action::Purge => b.purge(&id).await?,
     };
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))

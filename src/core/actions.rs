@@ -280,6 +280,7 @@ impl Ballast {
         reference: &str,
         description: String,
     ) -> Result<Arc<Volume>> {
+        crate::volume::validate_description(&description)?;
         let (_guard, current) = self.lock_ref(reference).await?;
         let mut v = (*current).clone();
         v.description = description;

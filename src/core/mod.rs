@@ -241,6 +241,14 @@ impl Ballast {
             .ok_or_else(|| Error::NotFound(format!("no volume with id 1v{id}")))
     }
 
+    /// Volumes in the trash and the tombstones of purged ones.
+    pub fn removed_and_purged(&self) -> Result<Vec<Arc<Volume>>> {
+        let mut all = self.removed()?;
+        let purged = self.inner.store.in_state(State::Purged)?;
+        all.extend(purged.into_iter().map(Arc::new));
+        Ok(all)
+    }
+
     /// Volumes in the trash (removed, not yet purged), newest first.
     pub fn removed(&self) -> Result<Vec<Arc<Volume>>> {
         Ok(self.inner.store.in_state(State::Removed)?.into_iter().map(Arc::new).collect())
@@ -594,14 +602,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = config();
         c.pools[0].path = dir.path().join("pool");
-        c.trash_retention = Duration::from_millis(300);
+        // Long enough that a loaded machine cannot age it between the
+        // remove and the first purge.
+        c.trash_retention = Duration::from_secs(2);
         let b = Ballast::open(&c, dir.path()).unwrap();
         let v = b.create("tmp", BTreeMap::new()).await.unwrap();
         let data = b.mountpoint(&v).unwrap();
         b.remove("tmp").await.unwrap();
         assert_eq!(b.purge_expired().await.unwrap(), 0, "too young to purge");
         assert!(data.exists());
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
         assert_eq!(b.purge_expired().await.unwrap(), 1);
         assert!(!data.exists());
         assert_eq!(b.purge_expired().await.unwrap(), 0, "purged once");

@@ -111,6 +111,6 @@ fn errors_exit_non_zero_with_one_line() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach ballast"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ballast daemon at"));
     assert!(d.names().is_empty());
 }

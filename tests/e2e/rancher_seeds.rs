@@ -285,7 +285,7 @@ fn the_seed_pages_examples_work_as_written() {
     let real11 = [real_driver[0], ("\"key\": \"value-pairs\"", "\"mode\": \"0700\"")];
     for url in [&at_v11, &at_project] {
         let (_, v) = create11.send(&mut http, url, &real11);
-        assert_error(&v, 409, "NotUnique", None);
+        assert_error(&v, 409, "NotUnique", Some("name"));
         assert!(v["message"].as_str().unwrap().contains("\"string\""), "{v}");
     }
 

@@ -44,11 +44,15 @@ fn accept_at(
         Value::Null => &empty,
         _ => {
             let what = if path.is_empty() { "the request body".to_string() } else { quote(path) };
-            return Err(ApiError::field(
+            let mut e = ApiError::field(
                 "InvalidFormat",
                 path.trim_end_matches('.'),
                 format!("{what} must be a JSON object"),
-            ));
+            );
+            if path.is_empty() {
+                e.field = None;
+            }
+            return Err(e);
         }
     };
     let mut out = Map::new();
@@ -118,6 +122,11 @@ fn check(f: &Field, v: &Value, mode: Mode, driver: &str, name: &str) -> Result<V
                 && n < min
             {
                 return Err(wrong(&format!("at least {min}")));
+            }
+            if let Some(max) = f.max
+                && n > max
+            {
+                return Err(wrong(&format!("at most {max}")));
             }
         }
         Ty::Boolean => {

@@ -97,6 +97,7 @@ pub struct Field {
     pub min_length: Option<u32>,
     pub max_length: Option<u32>,
     pub min: Option<i64>,
+    pub max: Option<i64>,
     /// Collections can be filtered and sorted on it.
     pub query: bool,
     /// The real rule, when characters and length do not say it all (a
@@ -119,6 +120,7 @@ pub const fn field(name: &'static str, ty: Ty, description: &'static str) -> Fie
         min_length: None,
         max_length: None,
         min: None,
+        max: None,
         query: false,
         rule: None,
         description,
@@ -163,8 +165,9 @@ impl Field {
         self.valid_chars = Some(valid);
         self
     }
-    pub const fn min(mut self, min: i64) -> Self {
+    pub const fn range(mut self, min: i64, max: i64) -> Self {
         self.min = Some(min);
+        self.max = Some(max);
         self
     }
     pub const fn rule(mut self, rule: fn(&str) -> crate::Result<()>) -> Self {
@@ -218,6 +221,9 @@ impl Field {
         }
         if let Some(n) = self.min {
             f.insert("min".into(), json!(n));
+        }
+        if let Some(n) = self.max {
+            f.insert("max".into(), json!(n));
         }
         if !self.description.is_empty() {
             f.insert("description".into(), json!(self.description));

@@ -3,7 +3,7 @@
 //! filtered and sorted on.
 
 use super::{ActionDef, Default, Field, Options, Schema, Ty, field};
-use crate::volume::{MAX_NAME_LEN, validate_name};
+use crate::volume::{MAX_DESCRIPTION, MAX_NAME_LEN, validate_new_name};
 
 pub static SCHEMAS: &[&Schema] = &[
     &API_VERSION,
@@ -38,6 +38,8 @@ const CREATED: Field = field("created", Ty::Date, "RFC 3339, UTC").query();
 const CREATED_TS: Field = field("createdTS", Ty::Int, "milliseconds since the epoch").query();
 
 const GET: &[&str] = &["GET"];
+/// Retention counts are kept as 32-bit numbers.
+const KEEP_MAX: i64 = u32::MAX as i64;
 const NO_ACTIONS: &[ActionDef] = &[];
 
 const fn action(
@@ -49,7 +51,7 @@ const fn action(
 }
 
 fn name_rule(name: &str) -> crate::Result<()> {
-    validate_name(name)
+    validate_new_name(name)
 }
 
 pub static API_VERSION: Schema = Schema {
@@ -89,7 +91,11 @@ pub static VOLUME: Schema = Schema {
             .length(1, MAX_NAME_LEN as u32)
             .rule(name_rule)
             .query(),
-        field("description", Ty::String, "").create().update().nullable().query(),
+        field("description", Ty::String, "")
+            .create()
+            .update()
+            .length(0, MAX_DESCRIPTION as u32)
+            .query(),
         field("driver", Ty::String, "the plugin's driver name; the only valid value is this one")
             .create()
             .required()
@@ -288,9 +294,9 @@ pub static VOLUME_SCHEDULE: Schema = input(
     "a volume's scheduled snapshots and backups; a setting left out or null is unset",
     &[
         field("snapshotEvery", Ty::String, "an interval, e.g. 1h").create().update().nullable(),
-        field("snapshotKeep", Ty::Int, "").create().update().nullable().min(1),
+        field("snapshotKeep", Ty::Int, "").create().update().nullable().range(1, KEEP_MAX),
         field("backupEvery", Ty::String, "an interval, e.g. 1d").create().update().nullable(),
-        field("backupKeep", Ty::Int, "").create().update().nullable().min(1),
+        field("backupKeep", Ty::Int, "").create().update().nullable().range(1, KEEP_MAX),
         field("backupTarget", Ty::Reference("backupTarget"), "").create().update().nullable(),
         field("lastSnapshot", Ty::Date, "").nullable(),
         field("lastBackup", Ty::Date, "").nullable(),
@@ -302,7 +308,10 @@ pub static VOLUME_SNAPSHOT_INPUT: Schema = input(
     "",
     &[field("name", Ty::String, "a name for the snapshot; one is made up when left out")
         .create()
-        .nullable()],
+        .nullable()
+        .chars(NAME_CHARS)
+        .length(1, MAX_NAME_LEN as u32)
+        .rule(name_rule)],
 );
 
 pub static REVERT_TO_SNAPSHOT_INPUT: Schema = input(
