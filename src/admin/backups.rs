@@ -100,14 +100,7 @@ pub async fn action(
 ) -> ApiResult {
     let action = action_of(&BACKUP, &pairs)?.name;
     let found = a.ballast.find_backup(&id)?;
-    if resource::backup(&base, &found)["actions"].get(action).is_none() {
-        let why = format!(
-            "backup {} is {}: {action} is not possible now",
-            found.public_id(),
-            found.state.as_str()
-        );
-        return Err(super::not_available(action, Ok(()), why));
-    }
+    super::require_listed(&resource::backup(&base, &found), action)?;
     match action {
         "verify" => {
             let b = a.ballast.verify_backup(&id).await?;

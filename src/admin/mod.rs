@@ -190,6 +190,21 @@ fn not_available(action: &str, why: Result<(), Error>, fallback: String) -> ApiE
         .detail(format!("`{action}` is not in the resource's `actions` map now"))
 }
 
+/// Refuses an action absent from the resource's `actions` map now.
+fn require_listed(resource: &Value, action: &str) -> Result<(), ApiError> {
+    if resource["actions"].get(action).is_some() {
+        return Ok(());
+    }
+    let text = |k: &str| resource[k].as_str().unwrap_or_default().to_string();
+    let why = format!(
+        "{} {} is {}: {action} is not possible now",
+        text("type"),
+        text("id"),
+        text("state")
+    );
+    Err(not_available(action, Ok(()), why))
+}
+
 /// A JSON body of any Content-Type; an empty body is `{}`.
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -39,14 +39,7 @@ pub async fn action(
 ) -> ApiResult {
     let action = action_of(&SNAPSHOT, &pairs)?.name;
     let s = a.ballast.find_snapshot(&id)?;
-    if resource::snapshot(&base, &s)["actions"].get(action).is_none() {
-        let why = format!(
-            "snapshot {} is {}: {action} is not possible now",
-            s.public_id(),
-            s.state.as_str()
-        );
-        return Err(super::not_available(action, Ok(()), why));
-    }
+    super::require_listed(&resource::snapshot(&base, &s), action)?;
     match action {
         "backup" => {
             let input: BackupInput = accept(&a, &SNAPSHOT_BACKUP_INPUT, &body, Mode::Input)?;
