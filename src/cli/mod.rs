@@ -4,6 +4,7 @@
 
 mod backup;
 mod client;
+mod doctor;
 mod output;
 mod pool;
 mod snapshot;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Storage pools
     #[command(subcommand)]
     Pool(pool::PoolCmd),
+    /// Check this host for what the daemon and its pools need, and say
+    /// what to fix
+    Doctor,
 }
 
 /// Runs one client command.
@@ -61,6 +65,7 @@ pub fn run(command: Command, global: Global) -> Result<(), String> {
             Command::Snapshot(cmd) => snapshot::run(cmd, &client, &global).await,
             Command::Backup(cmd) => backup::run(cmd, &client, &global).await,
             Command::Pool(cmd) => pool::run(cmd, &client, &global).await,
+            Command::Doctor => doctor::run(&client, &global.admin).await,
         }
     })
 }

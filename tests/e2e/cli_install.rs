@@ -114,3 +114,56 @@ fn docker_ballast_is_the_cli_as_a_docker_plugin() {
     let (ok, _, err) = docker(&["ballast", "volume", "inspect", "nope"]);
     assert!(!ok && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn doctor_checks_the_pools_sockets_and_docker_and_says_what_to_fix() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(engine) = engine() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("extra");
+    let config =
+        format!("[[pool]]\nname = \"extra\"\nbackend = \"dir\"\npath = \"{}\"\n", extra.display());
+    let mut d = Daemon::for_docker_with("doctor-plugin", engine, Some(&config));
+    let admin = format!("unix://{}", d.admin_socket.display());
+    let doctor = || {
+        let out = Command::new(BIN)
+            .args(["--admin", &admin, "doctor"])
+            .env("DOCKER_HOST", &engine.host)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, report) = doctor();
+    assert!(ok, "{report}");
+    for line in [
+        "ok    the daemon answers",
+        "ok    pool extra (dir)",
+        "ok    plugin socket /run/docker/plugins/doctor-plugin.sock",
+        "ok    Docker reaches driver doctor-plugin (0 volumes)",
+    ] {
+        assert!(report.contains(line), "{line:?} in\n{report}");
+    }
+    // The pool's disk is not mounted at the next start (its marker is
+    // missing): doctor fails, names the pool and says what to do.
+    d.admin_ok(
+        "POST",
+        "/v1/volumes",
+        serde_json::json!({ "name": "kept",
+        "driverOpts": { "pool": "extra" } }),
+        201,
+    );
+    assert!(d.terminate());
+    let marker = extra.join("ballast-pool");
+    std::fs::rename(&marker, dir.path().join("marker")).unwrap();
+    d.start_again();
+    let (ok, report) = doctor();
+    assert!(!ok, "{report}");
+    assert!(report.contains("FAIL  pool extra (dir) is unavailable"), "{report}");
+    assert!(report.contains("→ mount the pool's disk"), "{report}");
+    assert!(d.terminate());
+    std::fs::rename(dir.path().join("marker"), &marker).unwrap();
+    d.start_again();
+    d.admin_ok("DELETE", "/v1/volumes/kept", Value::Null, 200);
+}
