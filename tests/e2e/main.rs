@@ -15,6 +15,7 @@ mod browser;
 mod btrfs;
 mod cli;
 mod cli_install;
+mod compose_examples;
 mod crash;
 mod diskfull;
 mod docker;
