@@ -26,6 +26,7 @@ mod hostile_net;
 mod inputs;
 mod load;
 mod loopback;
+mod managed_plugin;
 mod protocol;
 mod races;
 mod rancher_client;
