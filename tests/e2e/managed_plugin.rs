@@ -62,6 +62,13 @@ impl Drop for Registry {
     }
 }
 
+/// `docker ARGS` on the engine at `host`, which must succeed; its stdout.
+fn docker_on(host: &str, args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).env("DOCKER_HOST", host).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 #[test]
 fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
     if !root_or_skip() {
@@ -70,11 +77,7 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
     let Some(registry) = Registry::start() else { return };
     let mut own = OwnEngine::start("plugin", &[]);
     let host = own.engine.host.clone();
-    let docker = |args: &[&str]| -> String {
-        let out = Command::new("docker").args(args).env("DOCKER_HOST", &host).output().unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let docker = |args: &[&str]| docker_on(&host, args);
     // What an interrupted earlier run may have left on this engine.
     for leftover in [&["volume", "rm", "-f", "db"][..], &["plugin", "rm", "-f", "ballast-managed"]]
     {
@@ -190,11 +193,7 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
     // comes back enabled and its volumes are listed again.
     own.restart();
     let host = own.engine.host.clone();
-    let after = |args: &[&str]| -> String {
-        let out = Command::new("docker").args(args).env("DOCKER_HOST", &host).output().unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let after = |args: &[&str]| docker_on(&host, args);
     wait_until("the plugin after the restart", || {
         Command::new("docker")
             .args(["volume", "ls", "-q"])
