@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::docker::run;
 use crate::harness::{Daemon, Engine, IMAGE, ScratchFs, engine, skip, wait_until};
 
 fn example(name: &str) -> PathBuf {
@@ -116,35 +117,13 @@ fn the_compose_examples_come_up_keep_their_data_and_go_down() {
 
     // A staging volume made as a copy of an existing one.
     e.ok(&["volume", "create", "--driver", "ballast", "site-data"]);
-    e.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        "site-data:/data",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo production > /data/page",
-    ]);
+    run(e, "site-data", "echo production > /data/page");
     let file = example("copy-from-volume");
     let over = override_file(dir.path(), &[("staging", "echo edited > /data/page")]);
     compose(e, "exstage", &file, &over, &["up", "-d"]);
     let copy = e.inspect("exstage_staging-data")["Mountpoint"].as_str().unwrap().to_string();
     wait_until("the staging edit", || file_in(&copy, "page").as_deref() == Some("edited\n"));
-    let src = e.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        "site-data:/data",
-        IMAGE,
-        "cat",
-        "/data/page",
-    ]);
-    assert_eq!(src, "production", "the source is untouched");
+    assert_eq!(run(e, "site-data", "cat /data/page"), "production", "the source is untouched");
     assert_eq!(volume("exstage_staging-data")["description"], "staging copy of site-data");
     compose(e, "exstage", &file, &over, &["down", "-v"]);
     e.ok(&["volume", "rm", "site-data"]);
