@@ -62,9 +62,10 @@ impl ApiError {
     }
 
     /// Blames `field` for a domain refusal of the request's input (a bad
-    /// driverOpts value, say); other failures pass unchanged.
+    /// driverOpts value, a name taken); other failures pass unchanged.
     pub fn on_field(mut self, field: &str) -> Self {
-        if self.status == StatusCode::UNPROCESSABLE_ENTITY && self.field.is_none() {
+        let input = self.status == StatusCode::UNPROCESSABLE_ENTITY || self.code == "NotUnique";
+        if input && self.field.is_none() {
             self.field = Some(field.to_string());
         }
         self

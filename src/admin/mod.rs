@@ -182,11 +182,9 @@ fn action_of(
     })
 }
 
-/// An action absent from the resource's `actions` map now: why, in the
-/// core's words when it has them.
-fn not_available(action: &str, why: Result<(), Error>, fallback: String) -> ApiError {
-    let message = why.err().map_or(fallback, |e| e.to_string());
-    ApiError::new(StatusCode::CONFLICT, "ActionNotAvailable", message)
+/// An action absent from the resource's `actions` map now, and why.
+fn not_available(action: &str, why: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "ActionNotAvailable", why)
         .detail(format!("`{action}` is not in the resource's `actions` map now"))
 }
 
@@ -202,7 +200,7 @@ fn require_listed(resource: &Value, action: &str) -> Result<(), ApiError> {
         text("id"),
         text("state")
     );
-    Err(not_available(action, Ok(()), why))
+    Err(not_available(action, why))
 }
 
 /// A JSON body of any Content-Type; an empty body is `{}`.
@@ -224,7 +222,17 @@ fn accept<T: serde::de::DeserializeOwned>(
     body: &Bytes,
     mode: schema::Mode,
 ) -> Result<T, ApiError> {
-    let fields = schema::accept(schema, &body_json(body)?, mode, &a.driver)?;
+    accept_json(a, schema, &body_json(body)?, mode)
+}
+
+/// [`accept`] of a body already parsed.
+fn accept_json<T: serde::de::DeserializeOwned>(
+    a: &Admin,
+    schema: &schema::Schema,
+    body: &Value,
+    mode: schema::Mode,
+) -> Result<T, ApiError> {
+    let fields = schema::accept(schema, body, mode, &a.driver)?;
     serde_json::from_value(Value::Object(fields)).map_err(|e| {
         ApiError::rejected(StatusCode::UNPROCESSABLE_ENTITY, format!("request body: {e}"))
     })

@@ -12,15 +12,24 @@ use super::query::{self, Query};
 use super::resource::{self, Context, VolumeRow};
 use super::schema::{self, Mode};
 use super::urls::Base;
-use super::{Admin, ApiError, ApiResult, accept, reply};
+use super::{Admin, ApiError, ApiResult, accept, accept_json, body_json, reply};
 use crate::core::Action;
 use crate::schedule::Schedule;
-use crate::volume::State as VolState;
+use crate::volume::{State as VolState, Volume};
 
-/// The `id` a request body names, if any.
-fn body_id(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.get("id")?.as_str().map(str::to_string)
+/// Refuses an action absent from the volume's `actions` map now (the
+/// state table, and no snapshot being taken for the actions that need
+/// none), in the core's words when it has them.
+fn require_available(a: &Admin, v: &Volume, action: Action) -> Result<(), ApiError> {
+    let (_, snapshotting) = a.ballast.snapshot_summary();
+    if a.ballast.actions(v, snapshotting.contains(&v.id)).contains(&action) {
+        return Ok(());
+    }
+    let why = match action.check(v) {
+        Err(e) => e.to_string(),
+        Ok(()) => format!("volume {:?} is busy: a snapshot of it is being taken", v.name),
+    };
+    Err(super::not_available(action.name(), why))
 }
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
@@ -88,7 +97,8 @@ pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) 
         // still refuses is in the driverOpts.
         .map_err(|e| {
             let e = ApiError::from(e);
-            if e.code == "NotUnique" { e.on_field("name") } else { e.on_field("driverOpts") }
+            let field = if e.code == "NotUnique" { "name" } else { "driverOpts" };
+            e.on_field(field)
         })?;
     let value = resource::volume_value(&a, &base, &v);
     let location = value["links"]["self"].as_str().unwrap_or_default().to_string();
@@ -139,9 +149,10 @@ pub async fn update(
     Body(body): Body,
 ) -> ApiResult {
     let mut v = a.ballast.find(&id)?;
-    let req: UpdateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Update)?;
+    let body = body_json(&body)?;
+    let req: UpdateBody = accept_json(&a, &schema::types::VOLUME, &body, Mode::Update)?;
     // The whole resource may come back, but not another one's.
-    if let Some(given) = body_id(&body)
+    if let Some(given) = body.get("id").and_then(|i| i.as_str())
         && given != v.public_id()
     {
         return Err(ApiError::field(
@@ -153,7 +164,6 @@ pub async fn update(
     if v.state == VolState::Purged {
         return Err(super::not_available(
             "update",
-            Ok(()),
             format!("volume {} is purged: its record is a tombstone", v.public_id()),
         ));
     }
@@ -186,10 +196,7 @@ pub async fn update(
 }
 
 pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
-    let v = a.ballast.find(&id)?;
-    if let Err(e) = Action::Remove.check(&v) {
-        return Err(super::not_available("remove", Err(e), String::new()));
-    }
+    require_available(&a, &*a.ballast.find(&id)?, Action::Remove)?;
     let v = a.ballast.remove_volume(&id).await?;
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
@@ -224,11 +231,7 @@ pub async fn action(
         }
         None => ActionInput::default(),
     };
-    let (_, snapshotting) = b.snapshot_summary();
-    if !b.actions(&v, snapshotting.contains(&v.id)).contains(&action) {
-        let busy = format!("volume {:?} is busy: a snapshot of it is being taken", v.name);
-        return Err(super::not_available(action.name(), action.check(&v), busy));
-    }
+    require_available(&a, &v, action)?;
     let v = match action {
         Action::Allocate => b.allocate(&id).await?,
         Action::Activate => b.activate(&id).await?,
@@ -268,14 +271,9 @@ pub async fn action(
             return Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)));
         }
         Action::Remove => b.remove_volume(&id).await?,
-        Action::Restore => b.restore(&id, input.name).await.map_err(|e| {
-            let e = ApiError::from(e);
-            if e.code == "NotUnique" {
-                ApiError { field: Some("name".into()), ..e }
-            } else {
-                e.on_field("name")
-            }
-        })?,
+        Action::Restore => {
+            b.restore(&id, input.name).await.map_err(|e| ApiError::from(e).on_field("name"))?
+        }
         Action::Purge => b.purge(&id).await?,
     };
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
