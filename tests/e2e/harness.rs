@@ -34,7 +34,7 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-fn have(cmd: &str) -> bool {
+pub fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {cmd}"))

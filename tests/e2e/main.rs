@@ -31,3 +31,4 @@ mod protocol;
 mod races;
 mod rancher_client;
 mod rancher_seeds;
+mod readme_tour;
