@@ -246,7 +246,7 @@ pub async fn action(
         }
         Action::RevertToSnapshot => {
             let snap = input.snapshot_id.unwrap_or_default();
-            let found = b.find_snapshot(&snap).map_err(|e| {
+            let found = b.find_snapshot_of(v.id, &snap).map_err(|e| {
                 let e = ApiError::from(e).as_reference("snapshotId");
                 e.on_field("snapshotId")
             })?;

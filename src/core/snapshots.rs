@@ -50,6 +50,30 @@ impl Ballast {
 
     /// A snapshot by id (`1s7`) or by name (when that name is unique).
     pub fn find_snapshot(&self, reference: &str) -> Result<Arc<Snapshot>> {
+        self.find_snapshot_among(reference, |_| true)
+    }
+
+    /// A snapshot of volume `volume_id` by id, or by a name unique among
+    /// that volume's snapshots: names are not unique across volumes (each
+    /// may have its own `before`), and a caller that names the volume
+    /// means its snapshot. A name the volume has none of is looked up
+    /// among all, so that another volume's is reported as such.
+    pub fn find_snapshot_of(&self, volume_id: i64, reference: &str) -> Result<Arc<Snapshot>> {
+        let own = |s: &Snapshot| s.volume_id == volume_id;
+        let has_own = self.snaps_read().values().any(|s| own(s) && s.name == reference);
+        if has_own {
+            self.find_snapshot_among(reference, own)
+        } else {
+            self.find_snapshot(reference)
+        }
+    }
+
+    /// A snapshot by id, or by a name unique among those `among` keeps.
+    fn find_snapshot_among(
+        &self,
+        reference: &str,
+        among: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Arc<Snapshot>> {
         let snaps = self.snaps_read();
         if let Some(id) = parse_public_id("1s", reference) {
             return snaps
@@ -57,7 +81,7 @@ impl Ballast {
                 .cloned()
                 .ok_or_else(|| Error::NotFound(format!("no snapshot with id {reference:?}")));
         }
-        let named: Vec<_> = snaps.values().filter(|s| s.name == reference).collect();
+        let named: Vec<_> = snaps.values().filter(|s| s.name == reference && among(s)).collect();
         match named.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Error::NotFound(format!("no snapshot named or with id {reference:?}"))),
@@ -209,7 +233,7 @@ impl Ballast {
         let (guard, current) = self.lock_ref(reference).await?;
         let mut v = (*current).clone();
         self.check(Action::RevertToSnapshot, &v)?;
-        let snap = self.find_snapshot(snapshot)?;
+        let snap = self.find_snapshot_of(v.id, snapshot)?;
         if snap.volume_id != v.id {
             return Err(Error::InvalidInput(format!(
                 "snapshot {} belongs to another volume, not to {:?}",

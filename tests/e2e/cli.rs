@@ -85,6 +85,40 @@ fn snapshot_commands_and_revert() {
     );
 }
 
+/// Snapshot names are not unique across volumes (each volume may have
+/// its own `before`): a revert, which names the volume, finds the name
+/// among that volume's snapshots.
+#[test]
+fn a_revert_by_name_takes_the_volumes_own_snapshot() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("cli-revert-name");
+    for vol in ["db", "web"] {
+        d.cli_ok(&["volume", "create", vol]);
+        let mp = d.get(vol)["Mountpoint"].as_str().unwrap().to_string();
+        std::fs::write(format!("{mp}/f"), format!("{vol} v1")).unwrap();
+        d.cli_ok(&["snapshot", "create", vol, "--name", "before"]);
+        std::fs::write(format!("{mp}/f"), format!("{vol} v2")).unwrap();
+    }
+    for vol in ["web", "db"] {
+        let out = d.cli_ok(&["snapshot", "revert", vol, "before"]);
+        assert!(out.contains(&format!("reverted {vol} to before")), "{out}");
+        let mp = d.get(vol)["Mountpoint"].as_str().unwrap().to_string();
+        assert_eq!(std::fs::read_to_string(format!("{mp}/f")).unwrap(), format!("{vol} v1"));
+    }
+    // Where the volume has none of that name, another volume's is still
+    // refused as before, and an ambiguous name still asks for an id.
+    d.cli_ok(&["volume", "create", "spare"]);
+    d.cli_ok(&["snapshot", "create", "spare", "--name", "only-spare"]);
+    let out = d.cli(&["snapshot", "revert", "db", "only-spare"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("another volume"), "{err}");
+    let out = d.cli(&["snapshot", "rm", "before"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("use an id"), "{err}");
+}
+
 #[test]
 fn errors_exit_non_zero_with_one_line() {
     if !root_or_skip() {
