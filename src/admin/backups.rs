@@ -58,11 +58,16 @@ pub(super) fn check_target(a: &Admin, target: Option<&str>) -> Result<(), ApiErr
 /// POST /v1/backups: back up a volume (from a new snapshot) or a snapshot.
 pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) -> ApiResult {
     let input: CreateInput = accept(&a, &BACKUP, &body, Mode::Create)?;
-    if let Some(v) = &input.volume_id {
-        a.ballast.find(v).map_err(|e| ApiError::from(e).as_reference("volumeId"))?;
-    }
+    let volume = match &input.volume_id {
+        Some(v) => Some(a.ballast.find(v).map_err(|e| ApiError::from(e).as_reference("volumeId"))?),
+        None => None,
+    };
     if let Some(s) = &input.snapshot_id {
-        a.ballast.find_snapshot(s).map_err(|e| ApiError::from(e).as_reference("snapshotId"))?;
+        match &volume {
+            Some(v) => a.ballast.find_snapshot_of(v.id, s),
+            None => a.ballast.find_snapshot(s),
+        }
+        .map_err(|e| ApiError::from(e).as_reference("snapshotId"))?;
     }
     if input.volume_id.is_none() && input.snapshot_id.is_none() {
         return Err(ApiError::field(

@@ -149,7 +149,13 @@ impl Ballast {
         target: Option<&str>,
     ) -> Result<Arc<Backup>> {
         let target = self.target(target)?.config.name.clone();
-        let snap = snapshot.map(|s| self.find_snapshot(s)).transpose()?;
+        // A snapshot named along with its volume is that volume's: names
+        // are only unique per volume.
+        let snap = match (volume, snapshot) {
+            (Some(v), Some(s)) => Some(self.find_snapshot_of(self.find(v)?.id, s)?),
+            (None, Some(s)) => Some(self.find_snapshot(s)?),
+            (_, None) => None,
+        };
         let reference = match (volume, &snap) {
             (Some(v), _) => v.to_string(),
             (None, Some(s)) => format!("1v{}", s.volume_id),

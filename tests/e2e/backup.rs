@@ -198,6 +198,30 @@ fn a_volume_is_backed_up_restored_and_read_back_by_restic() {
 }
 
 #[test]
+fn a_backup_of_a_named_snapshot_takes_the_volumes_own() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = repo_in(dir.path());
+    let d = Daemon::private_with("backup-snap-name", &target("nas", &repo, &key, ""));
+    // Both volumes have a snapshot named `nightly`: names are per volume.
+    for vol in ["db", "web"] {
+        d.cli_ok(&["volume", "create", vol]);
+        std::fs::write(files_of(&d, vol).join("f"), vol).unwrap();
+        deactivate(&d, vol);
+        d.cli_ok(&["snapshot", "create", vol, "--name", "nightly"]);
+    }
+    let web = d.id_of("web");
+    let snaps = d.admin_ok("GET", &format!("/v1/snapshots?volumeId={web}"), Value::Null, 200);
+    let web_snap = snaps["data"][0]["id"].clone();
+    let b = backup(&d, &["web", "--snapshot", "nightly"]);
+    assert_eq!((&b["volumeName"], &b["snapshotId"]), (&json!("web"), &web_snap), "{b}");
+    d.cli_ok(&["backup", "restore", b["id"].as_str().unwrap(), "--name", "copy"]);
+    assert_eq!(std::fs::read_to_string(files_of(&d, "copy").join("f")).unwrap(), "web");
+}
+
+#[test]
 fn a_second_host_lists_and_restores_the_first_hosts_backups() {
     if !root_or_skip() {
         return;
