@@ -42,11 +42,18 @@
 //! - [`backup`]: restic repositories behind the `Repository` trait
 //!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`), and the
 //!   backup record.
-//! - [`serve`]: the daemon: configuration, sockets, signals, the janitor.
+//! - [`serve`]: the daemon: configuration, sockets, signals, the janitor;
+//!   `serve/reference.rs`: the configuration reference, the config file's
+//!   keys with `serve`'s own flags read from clap.
 //! - [`listen`]: the one HTTP accept loop under every listener: connection
 //!   budgets, header, body and write timeouts, accept-error back-off,
 //!   graceful stop.
-//! - [`config`]: the TOML configuration and its validation.
+//! - [`config`]: the TOML configuration and its validation;
+//!   `config/reference.rs`: every key described once (type, default,
+//!   meaning, example), which `config/render.rs` renders as the README's
+//!   reference and the commented example file, and tests hold to the
+//!   parser; `config/summary.rs`: what a file sets up (`ballast config
+//!   check`).
 //! - [`units`]: sizes and durations, parsed and formatted (a leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.

@@ -1,6 +1,7 @@
-//! The `ballast` binary: `serve` runs the daemon; every other subcommand
-//! is a client of its admin endpoint. Installed as `docker-ballast` in a
-//! Docker CLI plugin directory, the same binary is `docker ballast …`.
+//! The `ballast` binary: `serve` runs the daemon; `config` works on its
+//! configuration file without it; every other subcommand is a client of
+//! its admin endpoint. Installed as `docker-ballast` in a Docker CLI
+//! plugin directory, the same binary is `docker ballast …`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the daemon (plugin socket + admin endpoint)
     Serve(ballast::serve::ServeArgs),
+    /// The configuration file: check one, print an example or the reference
+    #[command(subcommand)]
+    Config(ConfigCommand),
     #[command(flatten)]
     Client(ballast::cli::Command),
     /// Print a shell completion script: ballast completions bash|zsh|fish
@@ -33,6 +37,19 @@ enum Command {
     },
     /// Write the man pages (ballast.1 and one per subcommand) into DIR
     Man { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file as `serve` would, and print what it sets
+    /// up (exit status 1, naming the key and the problem, when it is bad)
+    Check(ballast::serve::ConfigFiles),
+    /// Print a commented configuration file with every key, all commented
+    /// out so that the built-in defaults apply
+    Example,
+    /// Print the configuration reference (Markdown): every key of the
+    /// file and the flags of `serve`
+    Reference,
 }
 
 /// What Docker's CLI asks a plugin before listing or running it.
@@ -64,13 +81,17 @@ fn main() {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Serve(args) => ballast::serve::run(args),
+        Command::Config(ConfigCommand::Check(files)) => config_check(&files),
+        Command::Config(ConfigCommand::Example) => print(ballast::config::example_file()),
+        Command::Config(ConfigCommand::Reference) => {
+            print(ballast::serve::configuration_reference())
+        }
         Command::Client(command) => ballast::cli::run(command, cli.global),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a closed pipe.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ballast", &mut script);
-            use std::io::Write;
-            std::io::stdout().write_all(&script).map_err(|e| format!("writing: {e}"))
+            print(script)
         }
         Command::Man { dir } => man_pages(&dir),
     };
@@ -78,6 +99,26 @@ fn main() {
         eprintln!("ballast: {e}");
         std::process::exit(1);
     }
+}
+
+/// Writes to stdout; an error (a closed pipe) is returned, not a panic
+/// as from `print!`.
+fn print(text: impl AsRef<[u8]>) -> Result<(), String> {
+    use std::io::Write;
+    std::io::stdout().write_all(text.as_ref()).map_err(|e| format!("writing: {e}"))
+}
+
+/// `ballast config check`: the file loaded as `serve` loads it, and a
+/// summary of what it sets up.
+fn config_check(files: &ballast::serve::ConfigFiles) -> Result<(), String> {
+    let (path, explicit) = files.path();
+    let config = files.load()?;
+    let what = if !explicit && !path.exists() {
+        "not found: the built-in defaults apply"
+    } else {
+        "valid"
+    };
+    print(format!("config {}: {what}\n{}", path.display(), config.summary()))
 }
 
 /// `ballast.1`, and `ballast-volume.1`, `ballast-volume-create.1`… for

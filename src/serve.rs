@@ -2,6 +2,10 @@
 //! plugin and admin sockets (or takes them from systemd), and runs until
 //! SIGTERM/SIGINT. Shutdown stops accepting, lets requests in flight
 //! finish, leaves volume mounts in place and removes the socket files.
+//! `serve/reference.rs`: the configuration reference, the config file's
+//! keys with these flags.
+
+mod reference;
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -17,21 +21,49 @@ use crate::listen::{self, Limits};
 use crate::sys::{self, Inherited};
 use crate::{admin, docker};
 
+pub use reference::configuration_reference;
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Flags of `ballast serve` (SPEC §1).
+/// Where the configuration and the state are: flags of `ballast serve`,
+/// and of `ballast config check`, which so reads the file the daemon will.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Configuration file [default: /etc/ballast/ballast.toml, if present]
+pub struct ConfigFiles {
+    /// Configuration file; the default one may be missing (built-in
+    /// defaults then) [default: /etc/ballast/ballast.toml]
     #[arg(long, env = "BALLAST_CONFIG")]
     pub config: Option<PathBuf>,
     /// Metadata store and the default pool
     #[arg(long, env = "BALLAST_STATE_DIR", default_value = "/var/lib/ballast")]
     pub state_dir: PathBuf,
+}
+
+impl ConfigFiles {
+    /// The file to read, and whether the user named it (a named file must
+    /// exist).
+    pub fn path(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(config::DEFAULT_CONFIG), false),
+        }
+    }
+
+    /// Reads and validates the configuration.
+    pub fn load(&self) -> Result<Config, String> {
+        let (path, explicit) = self.path();
+        Config::load(&path, explicit, &self.state_dir)
+    }
+}
+
+/// Flags of `ballast serve` (SPEC §1).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub files: ConfigFiles,
     /// Docker plugin socket; the driver name is its file stem
     #[arg(long, env = "BALLAST_PLUGIN_SOCKET", default_value = "/run/docker/plugins/ballast.sock")]
     pub plugin_socket: PathBuf,
@@ -51,11 +83,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let inherited = sys::take_inherited_listeners();
     init_logging(args.log_format);
-    let (config_path, explicit) = match &args.config {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from(config::DEFAULT_CONFIG), false),
-    };
-    let config = Config::load(&config_path, explicit, &args.state_dir)?;
+    let config = args.files.load()?;
     let tcp_credentials =
         match (&args.admin_listen, &config.admin.access_key, &config.admin.secret_key) {
             (None, _, _) => None,
@@ -74,9 +102,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         &[Limits::PLUGIN, Limits::ADMIN][..]
     };
     listen::check_fd_budget(fd_limit, listeners);
-    make_private_dir(&args.state_dir)?;
+    make_private_dir(&args.files.state_dir)?;
     // Home of the pools that the config does not place elsewhere.
-    make_private_dir(&args.state_dir.join("pools"))?;
+    make_private_dir(&args.files.state_dir.join("pools"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,7 +118,7 @@ async fn serve(
     mut inherited: Vec<Inherited>,
     tcp_credentials: Option<admin::Credentials>,
 ) -> Result<(), String> {
-    let ballast = Ballast::open(&config, &args.state_dir)?;
+    let ballast = Ballast::open(&config, &args.files.state_dir)?;
     let metrics = crate::metrics::Metrics::new(ballast.clone());
     let admin_state = admin::Admin {
         ballast: ballast.clone(),

@@ -28,7 +28,7 @@ pub enum Scope {
     Global,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub name: String,
     pub backend: BackendKind,

@@ -16,6 +16,7 @@ mod btrfs;
 mod cli;
 mod cli_install;
 mod compose_examples;
+mod config_file;
 mod crash;
 mod diskfull;
 mod docker;

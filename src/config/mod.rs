@@ -1,6 +1,17 @@
 //! The TOML configuration (SPEC §2), validated as a whole before anything
 //! starts: a bad file stops start-up with a message naming the file, the
 //! key and the problem.
+//!
+//! This file parses and validates. `reference.rs` describes every key
+//! (type, default, meaning, example) as data beside it, `render.rs`
+//! renders that description as the README's reference and the commented
+//! example file, and `summary.rs` says what a valid file sets up.
+
+pub mod reference;
+mod render;
+mod summary;
+
+pub use render::{Flag, example_file, markdown};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,7 +78,7 @@ struct RawAdmin {
 
 /// Where backups go. Credentials stay here; they are never shown (the
 /// `Debug` output hides them too).
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct BackupTarget {
     pub name: String,
     /// `file:///path` or `s3://bucket/prefix`.
@@ -96,7 +107,7 @@ impl std::fmt::Debug for BackupTarget {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AdminConfig {
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
@@ -107,7 +118,7 @@ pub struct AdminConfig {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub trash_retention: Duration,
     pub host_path_roots: Vec<PathBuf>,
@@ -326,51 +337,6 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(text, Path::new("/var/lib/ballast"))
-    }
-
-    #[test]
-    fn empty_config_is_one_default_dir_pool() {
-        let c = parse("").unwrap();
-        assert_eq!(c.pools.len(), 1);
-        assert_eq!(c.default_pool().name, "default");
-        assert_eq!(c.default_pool().path, Path::new("/var/lib/ballast/pools/default"));
-        assert_eq!(c.trash_retention, Duration::from_secs(86400));
-    }
-
-    #[test]
-    fn errors_name_the_key_and_problem() {
-        let cases = [
-            ("trash_retention = \"soon\"", "trash_retention"),
-            ("[[pool]]\nname = \"a\"\nbackend = \"zfs\"", "unknown backend \"zfs\""),
-            (
-                "[[pool]]\nname = \"a\"\nbackend = \"dir\"\n[[pool]]\nname = \"a\"\nbackend = \"dir\"",
-                "already named",
-            ),
-            (
-                "[[pool]]\nname = \"a\"\nbackend = \"dir\"\ndefault = true\n[[pool]]\nname = \"b\"\nbackend = \"dir\"\ndefault = true",
-                "more than one pool",
-            ),
-            ("[[pool]]\nname = \"../x\"\nbackend = \"dir\"", "key `name`"),
-            ("[[pool]]\nname = \"a\"\nbackend = \"dir\"\npath = \"rel\"", "absolute"),
-            ("colour = 1", "colour"),
-            ("[admin]\naccess_key = \"k\"", "set together"),
-            ("[admin]\naccess_key = \"\"\nsecret_key = \"s\"", "key `access_key` is empty"),
-            ("[admin]\naccess_key = \"k\"\nsecret_key = \"\"", "key `secret_key` is empty"),
-            ("[admin]\naccess_key = \" \"\nsecret_key = \"s\"", "key `access_key` is empty"),
-            ("[[backup_target]]\nname = \"nas\"\nurl = \"ftp://x\"", "key `url`"),
-            (
-                "[[backup_target]]\nname = \"nas\"\nurl = \"file:///b\"\nkeep_last = 0",
-                "key `keep_last`: 0 would forget every backup",
-            ),
-        ];
-        for (text, needle) in cases {
-            let err = parse(text).unwrap_err();
-            assert!(err.contains(needle), "{text:?}: {err}");
-        }
-    }
-}
+mod reference_tests;
+#[cfg(test)]
+mod tests;
