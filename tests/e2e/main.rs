@@ -17,6 +17,7 @@ mod cli;
 mod cli_install;
 mod compose_examples;
 mod crash;
+mod deb_package;
 mod diskfull;
 mod docker;
 mod engine;
