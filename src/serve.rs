@@ -148,6 +148,9 @@ async fn serve(
         driver = %args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy(),
         "ballast serving"
     );
+    if let Err(e) = sys::notify_systemd("READY=1") {
+        tracing::warn!(error = %e, "could not tell systemd that ballast is ready");
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let janitor = tokio::spawn(janitor(ballast.clone(), stop_rx.clone()));
@@ -179,6 +182,7 @@ async fn serve(
 
     wait_for_signal().await;
     tracing::info!("shutting down: finishing requests in flight; volume mounts stay in place");
+    let _ = sys::notify_systemd("STOPPING=1");
     let _ = stop_tx.send(true);
     for srv in [Some(plugin_srv), Some(admin_srv), tcp_srv].into_iter().flatten() {
         if let Err(e) = srv.await {

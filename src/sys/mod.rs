@@ -9,6 +9,30 @@ pub mod loopdev;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
+/// Tells systemd how the service is doing (`READY=1`, `STOPPING=1`) when
+/// it started us as `Type=notify`; does nothing otherwise. systemd times
+/// out a start that never says READY, so a failure here is only reported.
+pub fn notify_systemd(state: &str) -> std::io::Result<()> {
+    match std::env::var_os("NOTIFY_SOCKET") {
+        Some(socket) => notify_at(&socket, state),
+        None => Ok(()),
+    }
+}
+
+/// Sends `state` to the notification socket `socket`: a path, or an
+/// abstract name written `@name`.
+fn notify_at(socket: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let sock = UnixDatagram::unbound()?;
+    let addr = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(socket)?,
+    };
+    sock.send_to_addr(state.as_bytes(), &addr).map(drop)
+}
+
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
@@ -53,4 +77,32 @@ pub fn take_inherited_listeners() -> Vec<Inherited> {
             Inherited { listener: UnixListener::from(owned), name: names.get(i as usize).cloned() }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    #[test]
+    fn notifications_reach_path_and_abstract_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        super::notify_at(path.as_os_str(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+
+        let name = format!("ballast-notify-test-{}", std::process::id());
+        let abstract_listener =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+        super::notify_at(format!("@{name}").as_ref(), "STOPPING=1").unwrap();
+        let n = abstract_listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
+
+        let gone = dir.path().join("gone");
+        assert!(super::notify_at(gone.as_os_str(), "READY=1").is_err());
+    }
 }

@@ -18,6 +18,7 @@ mod cli_install;
 mod compose_examples;
 mod config_file;
 mod crash;
+mod deb_package;
 mod diskfull;
 mod docker;
 mod engine;
