@@ -40,11 +40,8 @@ fn build_package() -> PathBuf {
 fn exec(script: &str) -> (bool, String) {
     let e = engine().unwrap();
     let out = e.docker(&["exec", CONTAINER, "sh", "-c", script]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -170,7 +167,7 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
     );
     // The shipped config is all comments: the daemon runs on its defaults.
     let check = exec_ok("ballast config check");
-    assert!(check.contains("default"), "{check}");
+    assert!(check.contains("valid") && check.contains("default pool: default"), "{check}");
 
     // The operator adds a pool Docker can reach, and restarts.
     exec_ok(&format!(
@@ -179,6 +176,7 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
          && systemctl restart ballast.service",
         pool.display()
     ));
+    assert!(exec_ok("ballast config check").contains("default pool: shared"));
 
     // Used from Docker, through the socket systemd holds.
     e.ok(&["volume", "create", "--driver", DRIVER, "web"]);
