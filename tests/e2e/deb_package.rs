@@ -196,6 +196,15 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
     assert_eq!(e.inspect("web")["Driver"], DRIVER);
     assert!(active("ballast.service"), "Docker's call did not start the daemon");
 
+    // Upgraded (dpkg -i over itself runs the upgrade scripts): the daemon
+    // restarts on the new binary and the volume stays in use.
+    let pid = || exec_ok("systemctl show -p MainPID --value ballast.service").trim().to_string();
+    let before = pid();
+    install(&package);
+    assert!(active("ballast.service"));
+    assert_ne!(pid(), before, "the upgrade did not restart the daemon");
+    assert_eq!(run("cat /data/f"), "hello");
+
     // Removed: gone from systemd and Docker's socket directory, and
     // every volume kept, as the message says.
     let removed = exec_ok("dpkg -r ballast");
