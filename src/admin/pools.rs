@@ -28,6 +28,7 @@ fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
         "capacityBytes": capacity,
         "usedBytes": capacity.saturating_sub(free),
         "freeBytes": free,
+        "copiesShareData": p.backend().is_ok_and(|b| b.copies_share_data()),
         "volumeCount": a.ballast.pool_volume_count(p.name()),
         "links": {
             "self": format!("{base}/v1/storagepools/{}", p.name()),

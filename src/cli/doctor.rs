@@ -193,6 +193,26 @@ fn check_pool(r: &mut Report, p: &Value) {
         }
         _ => r.say(Level::Ok, format!("pool {name} ({backend}) at {path}"), None),
     }
+    // btrfs pools snapshot subvolumes; the others copy files or images,
+    // which costs nothing only where the filesystem shares extents.
+    if backend != "btrfs" {
+        if p["copiesShareData"] == true {
+            r.say(
+                Level::Ok,
+                format!("pool {name}: snapshots and clones share data (reflinks)"),
+                None,
+            );
+        } else {
+            r.say(
+                Level::Warn,
+                format!(
+                    "pool {name}: the filesystem at {path} cannot share data between files \
+                     (no reflinks), so snapshots and clones copy every byte"
+                ),
+                Some("for fast snapshots put the pool on xfs (mkfs.xfs makes reflinks by default) or use a btrfs pool"),
+            );
+        }
+    }
 }
 
 /// Docker finds a plugin by its socket in /run/docker/plugins (or a

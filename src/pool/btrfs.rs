@@ -128,6 +128,10 @@ impl Backend for BtrfsBackend {
         true
     }
 
+    fn copies_share_data(&self) -> bool {
+        true
+    }
+
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {
         ioc::subvol_create(self.volumes.fd(), key)?;
         let fd = self.volumes.open_dir(key)?;

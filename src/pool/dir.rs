@@ -21,6 +21,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
@@ -32,6 +33,8 @@ pub struct DirBackend {
     snapshots: Root,
     staging: Root,
     trash: Root,
+    /// Whether the filesystem shares extents, found out on first ask.
+    reflinks: OnceLock<bool>,
 }
 
 /// A name no earlier entry of `trash/` has: a clock reading.
@@ -67,6 +70,7 @@ impl DirBackend {
             snapshots: Root::open(&path.join("snapshots"))?,
             staging: Root::open(&path.join("staging"))?,
             trash: Root::open(&path.join("trash"))?,
+            reflinks: OnceLock::new(),
         })
     }
 
@@ -133,6 +137,10 @@ impl Backend for DirBackend {
 
     fn enforces_size(&self) -> bool {
         false
+    }
+
+    fn copies_share_data(&self) -> bool {
+        *self.reflinks.get_or_init(|| self.staging.shares_extents())
     }
 
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {

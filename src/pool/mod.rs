@@ -75,6 +75,12 @@ pub trait Backend: Send + Sync + Debug {
     fn kind(&self) -> BackendKind;
     /// Whether `size` limits are enforced by this backend.
     fn enforces_size(&self) -> bool;
+    /// Whether snapshots and copies share data with their source instead
+    /// of copying it (btrfs subvolumes; reflinks where the filesystem
+    /// has them).
+    fn copies_share_data(&self) -> bool {
+        false
+    }
     /// Creates empty storage for a volume.
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()>;
     /// Copies the content of volume `src` into the new volume `dst`.

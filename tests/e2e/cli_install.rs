@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Daemon, engine, root_or_skip};
+use crate::harness::{Daemon, ScratchFs, engine, root_or_skip};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ballast");
 
@@ -121,10 +121,17 @@ fn doctor_checks_the_pools_sockets_and_docker_and_says_what_to_fix() {
         return;
     }
     let Some(engine) = engine() else { return };
+    let Some(xfs) = ScratchFs::xfs(320) else { return };
     let dir = tempfile::tempdir().unwrap();
     let extra = dir.path().join("extra");
-    let config =
-        format!("[[pool]]\nname = \"extra\"\nbackend = \"dir\"\npath = \"{}\"\n", extra.display());
+    // `extra` on the suite's temporary directory, which shares no
+    // extents here (ext4); `fast` on xfs, which does.
+    let config = format!(
+        "[[pool]]\nname = \"extra\"\nbackend = \"dir\"\npath = \"{}\"\n\
+         [[pool]]\nname = \"fast\"\nbackend = \"loop\"\nfs = \"ext4\"\npath = \"{}\"\n",
+        extra.display(),
+        xfs.mnt.join("pool").display()
+    );
     let mut d = Daemon::for_docker_with("doctor-plugin", engine, Some(&config));
     let admin = format!("unix://{}", d.admin_socket.display());
     let doctor = || {
@@ -137,9 +144,14 @@ fn doctor_checks_the_pools_sockets_and_docker_and_says_what_to_fix() {
     };
     let (ok, report) = doctor();
     assert!(ok, "{report}");
+    if !fs_shares_extents(dir.path()) {
+        assert!(report.contains("warn  pool extra: the filesystem at"), "{report}");
+        assert!(report.contains("(no reflinks)"), "{report}");
+    }
     for line in [
         "ok    the daemon answers",
         "ok    pool extra (dir)",
+        "ok    pool fast: snapshots and clones share data (reflinks)",
         "ok    plugin socket /run/docker/plugins/doctor-plugin.sock",
         "ok    Docker reaches driver doctor-plugin (0 volumes)",
     ] {
@@ -166,4 +178,14 @@ fn doctor_checks_the_pools_sockets_and_docker_and_says_what_to_fix() {
     std::fs::rename(dir.path().join("marker"), &marker).unwrap();
     d.start_again();
     d.admin_ok("DELETE", "/v1/volumes/kept", Value::Null, 200);
+}
+
+/// Whether `dir`'s filesystem shares extents, asked the way cp does:
+/// `cp --reflink=always` succeeds only where it can.
+fn fs_shares_extents(dir: &std::path::Path) -> bool {
+    let (a, b) = (dir.join("reflink-a"), dir.join("reflink-b"));
+    std::fs::write(&a, [1u8; 4096]).unwrap();
+    let ok = Command::new("cp").arg("--reflink=always").arg(&a).arg(&b).status().unwrap().success();
+    let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
+    ok
 }

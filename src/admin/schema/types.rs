@@ -228,6 +228,13 @@ pub static STORAGE_POOL: Schema = Schema {
         field("capacityBytes", Ty::Int, "").query(),
         field("usedBytes", Ty::Int, "").query(),
         field("freeBytes", Ty::Int, "").query(),
+        field(
+            "copiesShareData",
+            Ty::Boolean,
+            "snapshots and clones share data with their source (btrfs, or reflinks on xfs) \
+             instead of copying it",
+        )
+        .query(),
         field("volumeCount", Ty::Int, "").query(),
     ],
     resource_methods: GET,

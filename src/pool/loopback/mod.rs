@@ -23,6 +23,7 @@ pub(super) use img::mkfs;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::{Backend, BackendKind, Fill, FsKind, OnBytes, SnapshotView, Space, Spec};
 use crate::sys::loopdev;
@@ -35,6 +36,9 @@ pub struct LoopBackend {
     snapshots: Root,
     staging: Root,
     fs: FsKind,
+    /// Whether the images' filesystem shares extents (snapshots and
+    /// clones of images then cost no data), found out on first ask.
+    reflinks: OnceLock<bool>,
 }
 
 /// How long a snapshot, copy or revert of an unmounted volume waits for
@@ -55,6 +59,7 @@ impl LoopBackend {
             snapshots: Root::open(&path.join("snapshots"))?,
             staging: Root::open(&path.join("staging"))?,
             fs,
+            reflinks: OnceLock::new(),
         })
     }
 
@@ -218,6 +223,10 @@ impl Backend for LoopBackend {
 
     fn enforces_size(&self) -> bool {
         true
+    }
+
+    fn copies_share_data(&self) -> bool {
+        *self.reflinks.get_or_init(|| self.staging.shares_extents())
     }
 
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {
