@@ -16,6 +16,7 @@ use super::urls::Base;
 use super::{Admin, ApiError, ApiResult, accept, action_of, query, reply, resource};
 use crate::Error;
 use crate::config::BackupTarget;
+use crate::core::IfTaken;
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
     let data = a.ballast.backups(None).iter().map(|b| resource::backup(&base, b)).collect();
@@ -128,7 +129,8 @@ pub async fn action(
             if let Some(pool) = input.storage_pool_id {
                 opts.insert("pool".into(), pool);
             }
-            let v = a.ballast.create_volume(&name, opts, true, None).await?;
+            // A new volume, like a POST to /v1/volumes: a name taken is refused.
+            let v = a.ballast.create_volume(&name, opts, true, None, IfTaken::Refuse).await?;
             Ok(reply(StatusCode::ACCEPTED, resource::volume_value(&a, &base, &v)))
         }
         _ => remove(State(a), Base(base), Path(id)).await,

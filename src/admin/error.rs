@@ -50,12 +50,6 @@ impl ApiError {
         e
     }
 
-    /// The same error as a 409 (a name taken).
-    pub fn conflict(mut self) -> Self {
-        self.status = StatusCode::CONFLICT;
-        self
-    }
-
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self

@@ -233,15 +233,16 @@ pub fn volume_value(a: &Admin, base: &str, v: &Volume) -> Value {
     serde_json::to_value(volume(a, base, v, &Context::new(a), &id)).unwrap_or(Value::Null)
 }
 
-/// A snapshot resource.
-pub fn snapshot(base: &str, s: &Snapshot) -> Value {
+/// A snapshot resource. `backup` is offered only where a target is
+/// configured: without one it could never succeed.
+pub fn snapshot(a: &Admin, base: &str, s: &Snapshot) -> Value {
     let id = s.public_id();
     let self_link = format!("{base}/v1/snapshots/{id}");
     let mut actions = Map::new();
     if matches!(s.state, SnapState::Created | SnapState::Error) {
         actions.insert("remove".into(), json!(format!("{self_link}?action=remove")));
     }
-    if s.state == SnapState::Created {
+    if s.state == SnapState::Created && a.ballast.has_backup_target() {
         actions.insert("backup".into(), json!(format!("{self_link}?action=backup")));
     }
     json!({

@@ -7,7 +7,7 @@ use super::extract::{Body, Pairs, Path};
 use super::schema::Mode;
 use super::schema::types::{SNAPSHOT, SNAPSHOT_BACKUP_INPUT};
 use super::urls::Base;
-use super::{Admin, ApiResult, accept, action_of, query, reply, resource};
+use super::{Admin, ApiResult, accept, action_of, not_available, query, reply, resource};
 
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -16,18 +16,18 @@ struct BackupInput {
 }
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
-    let data = a.ballast.snapshots(None).iter().map(|s| resource::snapshot(&base, s)).collect();
+    let data = a.ballast.snapshots(None).iter().map(|s| resource::snapshot(&a, &base, s)).collect();
     Ok(reply(StatusCode::OK, query::of_values(&base, &SNAPSHOT, &pairs, data)?))
 }
 
 pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let s = a.ballast.find_snapshot(&id)?;
-    Ok(reply(StatusCode::OK, resource::snapshot(&base, &s)))
+    Ok(reply(StatusCode::OK, resource::snapshot(&a, &base, &s)))
 }
 
 pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let s = a.ballast.remove_snapshot(&id).await?;
-    Ok(reply(StatusCode::OK, resource::snapshot(&base, &s)))
+    Ok(reply(StatusCode::OK, resource::snapshot(&a, &base, &s)))
 }
 
 pub async fn action(
@@ -39,7 +39,11 @@ pub async fn action(
 ) -> ApiResult {
     let action = action_of(&SNAPSHOT, &pairs)?.name;
     let s = a.ballast.find_snapshot(&id)?;
-    super::require_listed(&resource::snapshot(&base, &s), action)?;
+    if action == "backup" {
+        // Not listed without a target: say so, and how to add one.
+        a.ballast.require_backup_target().map_err(|e| not_available(action, e.to_string()))?;
+    }
+    super::require_listed(&resource::snapshot(&a, &base, &s), action)?;
     match action {
         "backup" => {
             let input: BackupInput = accept(&a, &SNAPSHOT_BACKUP_INPUT, &body, Mode::Input)?;

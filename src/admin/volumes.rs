@@ -13,23 +13,17 @@ use super::resource::{self, Context, VolumeRow};
 use super::schema::{self, Mode};
 use super::urls::Base;
 use super::{Admin, ApiError, ApiResult, accept, accept_json, body_json, reply};
-use crate::core::Action;
+use crate::core::{Action, IfTaken};
 use crate::schedule::Schedule;
 use crate::volume::{State as VolState, Volume};
 
-/// Refuses an action absent from the volume's `actions` map now (the
-/// state table, and no snapshot being taken for the actions that need
-/// none), in the core's words when it has them.
+/// Refuses an action absent from the volume's `actions` map now, in the
+/// core's words.
 fn require_available(a: &Admin, v: &Volume, action: Action) -> Result<(), ApiError> {
     let (_, snapshotting) = a.ballast.snapshot_summary();
-    if a.ballast.actions(v, snapshotting.contains(&v.id)).contains(&action) {
-        return Ok(());
-    }
-    let why = match action.check(v) {
-        Err(e) => e.to_string(),
-        Ok(()) => format!("volume {:?} is busy: a snapshot of it is being taken", v.name),
-    };
-    Err(super::not_available(action.name(), why))
+    a.ballast
+        .available(action, v, snapshotting.contains(&v.id))
+        .map_err(|e| super::not_available(action.name(), e.to_string()))
 }
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
@@ -73,17 +67,9 @@ struct CreateBody {
 pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) -> ApiResult {
     let req: CreateBody = accept(&a, &schema::types::VOLUME, &body, Mode::Create)?;
     // Docker's Create of an existing volume succeeds (it is how Docker
-    // asks); a create through this API of a name taken is a mistake.
-    if let Ok(v) = a.ballast.find(&req.name)
-        && v.state.is_live()
-    {
-        return Err(ApiError::field(
-            "NotUnique",
-            "name",
-            format!("the name {:?} is taken by volume {}", req.name, v.public_id()),
-        )
-        .conflict());
-    }
+    // asks); a create through this API of a name taken is a mistake, which
+    // the core tells under the name's lock, where two at once cannot both
+    // pass.
     let v = a
         .ballast
         .create_volume(
@@ -91,6 +77,7 @@ pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) 
             req.driver_opts.unwrap_or_default(),
             req.allocate,
             req.description,
+            IfTaken::Refuse,
         )
         .await
         // The schema has checked the name and the driver: what the core
@@ -242,7 +229,7 @@ pub async fn action(
                 .snapshot(&id, input.name)
                 .await
                 .map_err(|e| ApiError::from(e).on_field("name"))?;
-            return Ok(reply(StatusCode::ACCEPTED, resource::snapshot(&base, &s)));
+            return Ok(reply(StatusCode::ACCEPTED, resource::snapshot(&a, &base, &s)));
         }
         Action::RevertToSnapshot => {
             let snap = input.snapshot_id.unwrap_or_default();

@@ -109,8 +109,12 @@ impl Action {
 
     /// [`Action::refusal`], with the reason in words.
     pub fn check(self, v: &Volume) -> Result<()> {
-        let Some(refusal) = self.refusal(v) else { return Ok(()) };
-        Err(match refusal {
+        self.refusal(v).map_or(Ok(()), |r| Err(self.refused(r, v)))
+    }
+
+    /// A refusal of the action on `v`, in words.
+    fn refused(self, refusal: Refusal, v: &Volume) -> Error {
+        match refusal {
             // Containers hold it: say which, whatever the state table says.
             Refusal::Mounted => Ballast::in_use(&v.name, v),
             Refusal::State => {
@@ -137,7 +141,17 @@ impl Action {
                 "volume {:?} was never filled completely ({}); remove it and create it again",
                 v.name, v.transitioning_message
             )),
-        })
+            Refusal::Snapshotting => Error::InvalidState(format!(
+                "volume {:?} is busy: a snapshot of it is being taken",
+                v.name
+            )),
+            Refusal::NoBackupTarget => Error::InvalidState(super::backups::NO_TARGET.into()),
+        }
+    }
+
+    /// Actions that read a backup, which only a configured target holds.
+    fn needs_backup_target(self) -> bool {
+        self == Action::RestoreFromBackup
     }
 
     /// Actions that take the data away from under a snapshot in progress.
@@ -160,6 +174,10 @@ enum Refusal {
     Busy,
     Purging,
     Unfilled,
+    /// A snapshot of the volume is being taken.
+    Snapshotting,
+    /// No backup target is configured.
+    NoBackupTarget,
 }
 
 impl Ballast {
@@ -168,6 +186,9 @@ impl Ballast {
     /// from under it.
     pub(super) fn check(&self, action: Action, v: &Volume) -> Result<()> {
         action.check(v)?;
+        if action.needs_backup_target() && !self.has_backup_target() {
+            return Err(action.refused(Refusal::NoBackupTarget, v));
+        }
         if !action.needs_no_snapshot_running() {
             return Ok(());
         }
@@ -202,12 +223,27 @@ impl Ballast {
 
     /// The actions `v` offers now (a resource's `actions` map).
     /// `snapshotting` says whether a snapshot of it is being taken (see
-    /// [`Ballast::snapshotting`]).
+    /// [`Ballast::snapshot_summary`]).
     pub fn actions(&self, v: &Volume, snapshotting: bool) -> Vec<Action> {
-        Action::ALL
-            .into_iter()
-            .filter(|a| a.refusal(v).is_none() && !(snapshotting && a.needs_no_snapshot_running()))
-            .collect()
+        Action::ALL.into_iter().filter(|a| self.offer(*a, v, snapshotting).is_none()).collect()
+    }
+
+    /// Whether `action` is among [`Ballast::actions`] now; if not, why,
+    /// in words.
+    pub fn available(&self, action: Action, v: &Volume, snapshotting: bool) -> Result<()> {
+        self.offer(action, v, snapshotting).map_or(Ok(()), |r| Err(action.refused(r, v)))
+    }
+
+    /// Why `action` is not offered on `v` now, if it is not. Cheap: asked
+    /// for every action of every rendered volume.
+    fn offer(&self, action: Action, v: &Volume, snapshotting: bool) -> Option<Refusal> {
+        action.refusal(v).or(if snapshotting && action.needs_no_snapshot_running() {
+            Some(Refusal::Snapshotting)
+        } else if action.needs_backup_target() && !self.has_backup_target() {
+            Some(Refusal::NoBackupTarget)
+        } else {
+            None
+        })
     }
 
     /// requested → inactive: creates the backing storage.

@@ -25,6 +25,10 @@ use crate::units::human_size;
 use crate::volume::{State, Transitioning, Volume, now_ms};
 use crate::{Error, Result};
 
+/// Why nothing can be backed up or restored, and what to do about it.
+pub(super) const NO_TARGET: &str =
+    "no backup target is configured: add a [[backup_target]] to the config";
+
 /// A configured target and its repository, opened on first use.
 pub(super) struct Target {
     pub(super) config: BackupTarget,
@@ -61,6 +65,20 @@ impl Ballast {
         self.inner.targets.values().map(|t| t.config.clone()).collect()
     }
 
+    /// Whether any target is configured: without one nothing can be
+    /// backed up or restored, and the actions that would are not offered.
+    pub fn has_backup_target(&self) -> bool {
+        !self.inner.targets.is_empty()
+    }
+
+    /// Refuses, naming the fix, when no target is configured.
+    pub fn require_backup_target(&self) -> Result<()> {
+        if self.has_backup_target() {
+            return Ok(());
+        }
+        Err(Error::InvalidState(NO_TARGET.into()))
+    }
+
     /// The target `name`, or the only one when none is named.
     pub(super) fn target(&self, name: Option<&str>) -> Result<&Target> {
         let targets = &self.inner.targets;
@@ -74,9 +92,7 @@ impl Ballast {
                 })
             }),
             None if targets.len() == 1 => Ok(targets.values().next().expect("one target")),
-            None if targets.is_empty() => Err(Error::InvalidState(
-                "no backup target is configured: add a [[backup_target]] to the config".into(),
-            )),
+            None if targets.is_empty() => Err(Error::InvalidState(NO_TARGET.into())),
             None => Err(Error::InvalidInput(format!(
                 "several backup targets are configured; name one: {}",
                 names()

@@ -44,38 +44,54 @@ impl Source {
     }
 }
 
+/// What a create answers when a live volume has the name already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfTaken {
+    /// That volume, when its options are the same (Docker's Create: Docker
+    /// repeats it and expects success); other options are a conflict.
+    Reuse,
+    /// A conflict whatever the options: the caller asked for a new volume
+    /// (the admin API), and of simultaneous creates of one name exactly
+    /// one must say it made it.
+    Refuse,
+}
+
 impl Ballast {
-    /// Docker's Create: allocates storage at once.
+    /// Docker's Create: allocates storage at once; idempotent.
     pub async fn create(&self, name: &str, raw: BTreeMap<String, String>) -> Result<Arc<Volume>> {
-        self.create_volume(name, raw, true, None).await
+        self.create_volume(name, raw, true, None, IfTaken::Reuse).await
     }
 
-    /// Creates a volume. Idempotent for the same name and options; the
-    /// same name with other options is a conflict. Without `allocate` the
-    /// volume stays `requested` and has no storage yet. `description`
-    /// (the admin API's field) overrides the driverOpt of that name.
+    /// Creates a volume; `if_taken` says what a name in use answers.
+    /// Without `allocate` the volume stays `requested` and has no storage
+    /// yet. `description` (the admin API's field) overrides the driverOpt
+    /// of that name.
     pub async fn create_volume(
         &self,
         name: &str,
         raw: BTreeMap<String, String>,
         allocate: bool,
         description: Option<String>,
+        if_taken: IfTaken,
     ) -> Result<Arc<Volume>> {
         validate_name(name)?;
+        // Docker repeats Creates: answered from memory, never behind a
+        // job or another request. Before the options are read, so that a
+        // name taken is what the admin API hears first.
+        if let Some(existing) = self.live_read().get(name).cloned() {
+            return taken(existing, &raw, if_taken);
+        }
         let parsed = opts::parse(&raw)?;
         if parsed.schedule.backup_every.is_some() {
             self.target(parsed.schedule.backup_target.as_deref())
                 .map_err(|e| Error::InvalidInput(format!("option backup-target: {e}")))?;
         }
-        // Docker repeats Creates: answered from memory, never behind a
-        // job or another request.
-        if let Some(existing) = self.live_read().get(name).cloned() {
-            return same_options(name, existing, &raw);
-        }
         validate_new_name(name)?;
+        // Held until the new volume is published: creates of one name run
+        // one after the other from here, and each later one finds it.
         let _claim = self.inner.locks.lock(Key::Name(name.to_string())).await;
         if let Some(existing) = self.live_read().get(name).cloned() {
-            return same_options(name, existing, &raw);
+            return taken(existing, &raw, if_taken);
         }
         if let Some(id) = &parsed.from_backup
             && self.find_backup(id).is_err()
@@ -559,21 +575,25 @@ fn fit_to_copy(v: &Volume) -> Result<()> {
     Err(Error::InvalidState(format!("option from-volume={:?}: {why}", v.name)))
 }
 
-/// The answer to a Create of a name that exists: the volume itself for
-/// the same options (Docker repeats Creates), else a conflict.
-fn same_options(
-    name: &str,
+/// The answer to a create of a name that `existing` has.
+fn taken(
     existing: Arc<Volume>,
     raw: &BTreeMap<String, String>,
+    if_taken: IfTaken,
 ) -> Result<Arc<Volume>> {
-    if existing.driver_opts == *raw {
-        return Ok(existing);
+    let name = &existing.name;
+    match if_taken {
+        IfTaken::Reuse if existing.driver_opts == *raw => Ok(existing),
+        IfTaken::Reuse => Err(Error::Conflict(format!(
+            "volume {name:?} already exists with different options (existing: {}, requested: {})",
+            show_opts(&existing.driver_opts),
+            show_opts(raw)
+        ))),
+        IfTaken::Refuse => Err(Error::Conflict(format!(
+            "the name {name:?} is taken by volume {}",
+            existing.public_id()
+        ))),
     }
-    Err(Error::Conflict(format!(
-        "volume {name:?} already exists with different options (existing: {}, requested: {})",
-        show_opts(&existing.driver_opts),
-        show_opts(raw)
-    )))
 }
 
 fn show_opts(opts: &BTreeMap<String, String>) -> String {

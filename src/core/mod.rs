@@ -16,6 +16,7 @@ mod schedule;
 mod snapshots;
 
 pub use actions::Action;
+pub use create::IfTaken;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

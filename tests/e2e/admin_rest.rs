@@ -94,8 +94,8 @@ fn collections_filters_updates_and_errors() {
         ),
         (
             "POST",
-            "/v1/volumes/a?action=restorefrombackup",
-            json!({ "backupId": "1b1" }),
+            "/v1/volumes/a?action=reverttosnapshot",
+            json!({ "snapshotId": "1s999" }),
             422,
             "InvalidReference",
         ),

@@ -258,6 +258,65 @@ fn a_second_host_lists_and_restores_the_first_hosts_backups() {
     first.cli_ok(&["volume", "rm", "site"]);
 }
 
+/// The names in a resource's `actions` map.
+fn actions(r: &Value) -> Vec<&str> {
+    r["actions"].as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn backup_actions_are_offered_only_where_a_target_is_configured() {
+    if !root_or_skip() {
+        return;
+    }
+    // Without a target: neither the snapshot's `backup` nor the volume's
+    // `restorefrombackup` is offered, and each, asked anyway, names the fix.
+    let none = Daemon::private("backup-offer-none");
+    let id = none.admin_ok("POST", "/v1/volumes", json!({ "name": "v" }), 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snap = none.snapshot(&id, "s");
+    let s = none.admin_ok("GET", &format!("/v1/snapshots/{snap}"), Value::Null, 200);
+    assert_eq!(actions(&s), ["remove"], "{s}");
+    let v = none.admin_ok("GET", &format!("/v1/volumes/{id}"), Value::Null, 200);
+    assert!(!actions(&v).contains(&"restorefrombackup"), "{v}");
+    for (path, body) in [
+        (format!("/v1/snapshots/{snap}?action=backup"), json!({})),
+        (format!("/v1/volumes/{id}?action=restorefrombackup"), json!({ "backupId": "1b1" })),
+    ] {
+        let (status, e) = none.admin("POST", &path, body);
+        assert_eq!((status, e["code"].as_str()), (409, Some("ActionNotAvailable")), "{path}: {e}");
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains("no backup target is configured"), "{path}: {e}");
+        assert!(message.contains("add a [[backup_target]]"), "{path}: {e}");
+    }
+    assert_eq!(none.admin_ok("GET", "/v1/backups", Value::Null, 200)["data"], json!([]));
+
+    // With one: both offered, and the snapshot's backs it up.
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = repo_in(dir.path());
+    let d = Daemon::private_with("backup-offer", &target("nas", &repo, &key, ""));
+    let id = d.admin_ok("POST", "/v1/volumes", json!({ "name": "v" }), 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snap = d.snapshot(&id, "s");
+    let s = d.admin_ok("GET", &format!("/v1/snapshots/{snap}"), Value::Null, 200);
+    assert_eq!(actions(&s), ["backup", "remove"], "{s}");
+    let v = d.admin_ok("GET", &format!("/v1/volumes/{id}"), Value::Null, 200);
+    assert!(actions(&v).contains(&"restorefrombackup"), "{v}");
+    let b = d.admin_ok("POST", &format!("/v1/snapshots/{snap}?action=backup"), json!({}), 202);
+    let b = d.settle(&format!("/v1/backups/{}", b["id"].as_str().unwrap()));
+    assert_eq!((b["state"].as_str(), b["snapshotId"].as_str()), (Some("created"), Some(&*snap)));
+    // A restore makes a new volume: the same one asked again finds the
+    // name taken, like a second POST to /v1/volumes.
+    let restore = format!("/v1/backups/{}?action=restore", b["id"].as_str().unwrap());
+    d.admin_ok("POST", &restore, json!({ "name": "copy" }), 202);
+    let (status, e) = d.admin("POST", &restore, json!({ "name": "copy" }));
+    assert_eq!((status, e["code"].as_str()), (409, Some("NotUnique")), "{e}");
+    assert_eq!(d.settle("/v1/volumes/copy")["transitioning"], "no");
+}
+
 #[test]
 fn bad_targets_and_references_are_refused_with_reasons() {
     if !root_or_skip() {

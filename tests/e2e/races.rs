@@ -3,11 +3,12 @@
 //! which outcome is allowed and checks that nothing else happened, also
 //! after a restart.
 
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, Tmpfs, root_or_skip, wait_until};
+use crate::harness::{Conn, Daemon, Tmpfs, root_or_skip, wait_until};
 
 /// A dir volume with `n` × 100 files of `content`; returns its id and
 /// mountpoint.
@@ -54,6 +55,51 @@ fn two_docker_removes_of_one_name_both_succeed() {
         }
         assert!(!d.names().contains(&name));
     }
+}
+
+#[test]
+fn simultaneous_admin_creates_of_one_name_make_one_volume() {
+    if !root_or_skip() {
+        return;
+    }
+    const N: usize = 16;
+    let d = Daemon::private("race-create");
+    for round in 0..4 {
+        let name = format!("once{round}");
+        // The same body every time: Docker's Create would take each as a
+        // repeat, but each asks this API for a new volume.
+        let body = json!({ "name": name, "driverOpts": { "mode": "0750" } }).to_string();
+        let start = Barrier::new(N);
+        let results: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..N)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut conn = Conn::new(&d.admin_socket);
+                        start.wait();
+                        let (status, _, text) = conn.request("POST", "/v1/volumes", &body);
+                        (status, serde_json::from_str(&text).unwrap())
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let statuses: Vec<u16> = results.iter().map(|(status, _)| *status).collect();
+        let created = statuses.iter().filter(|status| **status == 201).count();
+        assert_eq!(created, 1, "round {round}: exactly one create wins: {statuses:?}");
+        for (status, v) in results.iter().filter(|(status, _)| *status != 201) {
+            assert_eq!(
+                (*status, v["code"].as_str(), v["fieldName"].as_str()),
+                (409, Some("NotUnique"), Some("name")),
+                "round {round}: {v}"
+            );
+        }
+        let listed = d.admin_ok("GET", &format!("/v1/volumes?name={name}"), Value::Null, 200);
+        assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+        // Docker's Create of the volume that exists still succeeds.
+        let docker = json!({ "Name": name, "Opts": { "mode": "0750" } }).to_string();
+        d.call_ok("VolumeDriver.Create", &docker);
+    }
+    assert_eq!(d.names().len(), 4, "{:?}", d.names());
 }
 
 #[test]
