@@ -19,18 +19,23 @@ use crate::config::BackupTarget;
 use crate::core::IfTaken;
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
-    let data = a.ballast.backups(None).iter().map(|b| resource::backup(&base, b)).collect();
+    let data = a
+        .ballast
+        .backups(None)
+        .iter()
+        .map(|b| resource::backup(&base, b, a.ballast.has_target(&b.target)))
+        .collect();
     Ok(reply(StatusCode::OK, query::of_values(&base, &BACKUP, &pairs, data)?))
 }
 
 pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let b = a.ballast.find_backup(&id)?;
-    Ok(reply(StatusCode::OK, resource::backup(&base, &b)))
+    Ok(reply(StatusCode::OK, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
 }
 
 pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let b = a.ballast.remove_backup(&id).await?;
-    Ok(reply(StatusCode::OK, resource::backup(&base, &b)))
+    Ok(reply(StatusCode::OK, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
 }
 
 #[derive(Deserialize, Default)]
@@ -86,7 +91,7 @@ pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) 
             input.backup_target_id.as_deref(),
         )
         .await?;
-    Ok(reply(StatusCode::ACCEPTED, resource::backup(&base, &b)))
+    Ok(reply(StatusCode::ACCEPTED, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
 }
 
 #[derive(Deserialize, Default)]
@@ -106,11 +111,23 @@ pub async fn action(
 ) -> ApiResult {
     let action = action_of(&BACKUP, &pairs)?.name;
     let found = a.ballast.find_backup(&id)?;
-    super::require_listed(&resource::backup(&base, &found), action)?;
+    let reachable = a.ballast.has_target(&found.target);
+    if !reachable {
+        return Err(super::not_available(
+            action,
+            format!(
+                "backup {} is in target {:?}, which is not configured: add its \
+                 [[backup_target]] back to the config to {action} it",
+                found.public_id(),
+                found.target
+            ),
+        ));
+    }
+    super::require_listed(&resource::backup(&base, &found, reachable), action)?;
     match action {
         "verify" => {
             let b = a.ballast.verify_backup(&id).await?;
-            Ok(reply(StatusCode::OK, resource::backup(&base, &b)))
+            Ok(reply(StatusCode::OK, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
         }
         "restore" => {
             let input: RestoreInput = accept(&a, &BACKUP_RESTORE_INPUT, &body, Mode::Input)?;

@@ -269,14 +269,16 @@ pub fn snapshot(a: &Admin, base: &str, s: &Snapshot) -> Value {
     })
 }
 
-pub fn backup(base: &str, b: &Backup) -> Value {
+/// A backup resource; `reachable` says whether its target is configured,
+/// without which nothing can be done with it.
+pub fn backup(base: &str, b: &Backup, reachable: bool) -> Value {
     let id = b.public_id();
     let self_link = format!("{base}/v1/backups/{id}");
     let mut actions = Map::new();
-    if b.state != BackupState::Creating {
+    if reachable && b.state != BackupState::Creating {
         actions.insert("remove".into(), json!(format!("{self_link}?action=remove")));
     }
-    if b.state == BackupState::Created {
+    if reachable && b.state == BackupState::Created {
         for action in ["verify", "restore"] {
             actions.insert(action.into(), json!(format!("{self_link}?action={action}")));
         }

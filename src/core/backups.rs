@@ -71,6 +71,12 @@ impl Ballast {
         !self.inner.targets.is_empty()
     }
 
+    /// Whether the target `name` is configured (a backup listed from the
+    /// store may name one that was removed from the config since).
+    pub fn has_target(&self, name: &str) -> bool {
+        self.inner.targets.contains_key(name)
+    }
+
     /// Refuses, naming the fix, when no target is configured.
     pub fn require_backup_target(&self) -> Result<()> {
         if self.has_backup_target() {

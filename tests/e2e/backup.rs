@@ -318,6 +318,37 @@ fn backup_actions_are_offered_only_where_a_target_is_configured() {
 }
 
 #[test]
+fn a_backup_whose_target_left_the_config_offers_nothing_and_says_why() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = repo_in(dir.path());
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    let (other, other_key) = repo_in(&dir.path().join("other"));
+    let both =
+        format!("{}{}", target("nas", &repo, &key, ""), target("spare", &other, &other_key, ""));
+    let mut d = Daemon::private_with("backup-target-gone", &both);
+    d.cli_ok(&["volume", "create", "v"]);
+    let b = backup(&d, &["v", "--target", "nas"]);
+    let id = b["id"].as_str().unwrap().to_string();
+    assert_eq!(actions(&b), ["remove", "restore", "verify"], "{b}");
+
+    // The operator drops `nas` from the config: the backup is still
+    // listed, but nothing is offered, and asking names the target.
+    std::fs::write(d.dir.path().join("ballast.toml"), target("spare", &other, &other_key, ""))
+        .unwrap();
+    d.restart();
+    let b = d.admin_ok("GET", &format!("/v1/backups/{id}"), Value::Null, 200);
+    assert_eq!(actions(&b), Vec::<&str>::new(), "{b}");
+    for action in ["verify", "restore", "remove"] {
+        let (status, e) = d.admin("POST", &format!("/v1/backups/{id}?action={action}"), json!({}));
+        assert_eq!((status, e["code"].as_str()), (409, Some("ActionNotAvailable")), "{e}");
+        assert!(e["message"].as_str().unwrap().contains("target \"nas\", which is not configured"));
+    }
+}
+
+#[test]
 fn bad_targets_and_references_are_refused_with_reasons() {
     if !root_or_skip() {
         return;
