@@ -137,10 +137,33 @@ async fn serve(
     };
     let plugin = listen(&args.plugin_socket, "plugin", &mut inherited)?;
     let admin_sock = listen(&args.admin_socket, "admin", &mut inherited)?;
-    if let Some(group) = &config.admin.socket_group
-        && admin_sock.bound
-    {
-        share_with_group(&args.admin_socket, group)?;
+    // A socket systemd opened that no flag names would be one nobody
+    // serves: Docker would wait on it forever.
+    if let Some(stray) = inherited.first() {
+        for (sock, bound) in
+            [(&args.plugin_socket, plugin.bound), (&args.admin_socket, admin_sock.bound)]
+        {
+            if bound {
+                let _ = std::fs::remove_file(sock);
+            }
+        }
+        let at = stray.listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_owned));
+        let at = at.map_or_else(|| "an unnamed socket".into(), |p| p.display().to_string());
+        return Err(format!(
+            "systemd passed the socket {at}, which is neither --plugin-socket {} nor \
+             --admin-socket {}: make the socket unit's ListenStream= and the flags agree",
+            args.plugin_socket.display(),
+            args.admin_socket.display()
+        ));
+    }
+    match &config.admin.socket_group {
+        Some(group) if admin_sock.bound => share_with_group(&args.admin_socket, group)?,
+        Some(group) => tracing::warn!(
+            %group,
+            "[admin] socket_group is not applied: systemd opened the admin socket; set \
+             SocketGroup= and SocketMode=0660 in the socket unit instead"
+        ),
+        None => {}
     }
     tracing::info!(
         plugin = %args.plugin_socket.display(),

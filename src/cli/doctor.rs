@@ -195,7 +195,8 @@ fn check_pool(r: &mut Report, p: &Value) {
     }
     // btrfs pools snapshot subvolumes; the others copy files or images,
     // which costs nothing only where the filesystem shares extents.
-    if backend != "btrfs" {
+    // (A daemon older than the field says nothing either way.)
+    if backend != "btrfs" && p.get("copiesShareData").is_some() {
         if p["copiesShareData"] == true {
             r.say(
                 Level::Ok,

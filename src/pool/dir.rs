@@ -21,7 +21,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
@@ -33,8 +32,9 @@ pub struct DirBackend {
     snapshots: Root,
     staging: Root,
     trash: Root,
-    /// Whether the filesystem shares extents, found out on first ask.
-    reflinks: OnceLock<bool>,
+    /// Whether the filesystem shares extents, tried when the pool opens
+    /// (off the request path: a hung filesystem must not stall one).
+    reflinks: bool,
 }
 
 /// A name no earlier entry of `trash/` has: a clock reading.
@@ -65,12 +65,13 @@ fn sweep(trash: Root) -> JoinHandle<Vec<String>> {
 impl DirBackend {
     pub fn open(path: &Path) -> io::Result<Self> {
         Root::open(path)?;
+        let staging = Root::open(&path.join("staging"))?;
         Ok(DirBackend {
             volumes: Root::open(&path.join("volumes"))?,
             snapshots: Root::open(&path.join("snapshots"))?,
-            staging: Root::open(&path.join("staging"))?,
+            reflinks: staging.shares_extents(),
+            staging,
             trash: Root::open(&path.join("trash"))?,
-            reflinks: OnceLock::new(),
         })
     }
 
@@ -140,7 +141,7 @@ impl Backend for DirBackend {
     }
 
     fn copies_share_data(&self) -> bool {
-        *self.reflinks.get_or_init(|| self.staging.shares_extents())
+        self.reflinks
     }
 
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {

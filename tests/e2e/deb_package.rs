@@ -25,21 +25,27 @@ fn manifest() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `plugin/deb` on the binary under test; the package's path.
-fn build_package() -> PathBuf {
+/// `plugin/deb` on the binary under test, as package revision
+/// `revision`, copied into `into`; the copy's path.
+fn build_package(revision: u32, into: &Path) -> PathBuf {
     let out = Command::new(manifest().join("plugin/deb"))
         .env("BALLAST_BIN", env!("CARGO_BIN_EXE_ballast"))
+        .env("BALLAST_DEB_REVISION", revision.to_string())
         .output()
         .unwrap();
     assert!(out.status.success(), "plugin/deb: {}", String::from_utf8_lossy(&out.stderr));
     let path = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
-    manifest().join(path)
+    // cargo-deb clears its output directory: keep each package aside.
+    let kept = into.join(Path::new(&path).file_name().unwrap());
+    std::fs::copy(manifest().join(path), &kept).unwrap();
+    kept
 }
 
 /// Runs `sh -c script` in the container; (success, stdout + stderr).
 fn exec(script: &str) -> (bool, String) {
     let e = engine().unwrap();
-    let out = e.docker(&["exec", CONTAINER, "sh", "-c", script]);
+    // Bounded: a hung maintainer script or systemctl fails the test.
+    let out = e.docker(&["exec", CONTAINER, "timeout", "300", "sh", "-c", script]);
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -58,14 +64,19 @@ struct Machine {
 }
 
 impl Machine {
-    fn boot(e: &'static Engine, plugins: &Path, pool: &Path, package: &Path) -> Machine {
+    fn boot(e: &'static Engine, plugins: &Path, pool: &Path, packages: &Path) -> Machine {
         let _ = e.docker(&["rm", "-f", CONTAINER]);
-        let pkg_dir = package.parent().unwrap().display().to_string();
+        let pkg_dir = packages.display().to_string();
         // The host's docker CLI, to find `docker ballast` where it looks.
         let cli = Command::new("sh").args(["-c", "command -v docker"]).output().unwrap();
         let cli = String::from_utf8_lossy(&cli.stdout).trim().to_string();
-        // systemd needs a writable cgroup tree and CAP_SYS_ADMIN; all
-        // capabilities but the one this host withholds from dockerd.
+        // systemd needs a writable cgroup tree and CAP_SYS_ADMIN: every
+        // capability dockerd has (it cannot grant one it lacks).
+        let mut drops = Vec::new();
+        for cap in missing_capabilities() {
+            drops.extend(["--cap-drop".to_string(), cap.to_string()]);
+        }
+        let drops: Vec<&str> = drops.iter().map(String::as_str).collect();
         e.ok(&[
             "run",
             "-d",
@@ -76,8 +87,6 @@ impl Machine {
             "none",
             "--cap-add",
             "ALL",
-            "--cap-drop",
-            "SYS_RESOURCE",
             "--security-opt",
             "seccomp=unconfined",
             "--security-opt",
@@ -102,8 +111,11 @@ impl Machine {
             &format!("{pkg_dir}:/pkg:ro"),
             "-v",
             &format!("{cli}:/usr/bin/docker:ro"),
-            DEBIAN,
-        ]);
+        ]
+        .into_iter()
+        .chain(drops)
+        .chain([DEBIAN])
+        .collect::<Vec<_>>());
         let link = PathBuf::from(format!("/run/docker/plugins/{DRIVER}.sock"));
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(plugins.join("ballast.sock"), &link).unwrap();
@@ -120,7 +132,39 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let _ = self.e.docker(&["rm", "-f", CONTAINER]);
         let _ = std::fs::remove_file(&self.link);
+        // Docker retries a vanished plugin on every `volume ls`: whatever
+        // happened, a daemon answers for this driver until the tests end
+        // (and removes the volumes Docker still lists for it).
+        let e = self.e;
+        let _ = std::panic::catch_unwind(move || drop(Daemon::for_docker(DRIVER, e)));
     }
+}
+
+/// The capabilities this process (and so the engine it started) lacks,
+/// by Docker's names.
+fn missing_capabilities() -> Vec<&'static str> {
+    #[rustfmt::skip]
+    const NAMES: [&str; 41] = [
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+        "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+        "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+        "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+        "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+        "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ];
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) == 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 fn install(package: &Path) -> String {
@@ -132,6 +176,11 @@ fn active(unit: &str) -> bool {
     exec(&format!("systemctl is-active --quiet {unit}")).0
 }
 
+/// systemd's id of the service's current run: a new one on each start.
+fn invocation() -> String {
+    exec_ok("systemctl show -p InvocationID --value ballast.service").trim().to_string()
+}
+
 #[test]
 fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cleanly() {
     let Some(e) = engine() else { return };
@@ -139,7 +188,11 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
         skip("cargo-deb is not installed (cargo install --locked cargo-deb)");
         return;
     }
-    let package = build_package();
+    let dir = tempfile::tempdir().unwrap();
+    let packages = dir.path().join("packages");
+    std::fs::create_dir_all(&packages).unwrap();
+    let first = build_package(1, &packages);
+    let second = build_package(2, &packages);
     let image = Command::new(manifest().join("tests/e2e/debian-image"))
         .arg(DEBIAN)
         .env("DOCKER_HOST", &e.host)
@@ -147,15 +200,22 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
         .unwrap();
     assert!(image.status.success(), "debian-image: {}", String::from_utf8_lossy(&image.stderr));
 
-    let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     let pool = dir.path().join("pool");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::create_dir_all(&pool).unwrap();
-    let machine = Machine::boot(e, &plugins, &pool, &package);
+    let machine = Machine::boot(e, &plugins, &pool, &packages);
 
-    // Installed: enabled and started, everything where Debian puts it.
-    install(&package);
+    installed_where_debian_puts_it(&first);
+    configured_and_used_from_docker(e, &pool);
+    upgraded_under_a_running_container(e, &second);
+    removed_keeping_every_volume(e, &second, &plugins, &pool);
+    purged_keeping_backup_passwords(&pool);
+    drop(machine);
+}
+
+fn installed_where_debian_puts_it(package: &Path) {
+    install(package);
     for unit in ["ballast.socket", "ballast.service"] {
         assert_eq!(exec_ok(&format!("systemctl is-enabled {unit}")).trim(), "enabled");
         assert!(active(unit), "{unit} is not active after dpkg -i");
@@ -164,57 +224,99 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
         "test -x /usr/bin/ballast && test -f /usr/share/man/man1/ballast-volume-create.1.gz \
          && test -f /usr/share/bash-completion/completions/ballast \
          && test -f /usr/share/zsh/vendor-completions/_ballast \
-         && test -f /usr/share/fish/vendor_completions.d/ballast.fish",
+         && test -f /usr/share/fish/vendor_completions.d/ballast.fish \
+         && test -f /usr/lib/tmpfiles.d/ballast.conf",
     );
-    // The shipped config is all comments: the daemon runs on its defaults.
+    // The conffile may hold keys: root's alone. It sets nothing, and the
+    // example of every key beside the docs passes the same check.
+    assert_eq!(exec_ok("stat -c %a /etc/ballast/ballast.toml").trim(), "600");
     let check = exec_ok("ballast config check");
     assert!(check.contains("valid") && check.contains("default pool: default"), "{check}");
+    exec_ok("ballast config check --config /usr/share/doc/ballast/ballast.toml.example");
+    // Ordered before Docker, so that Docker stops first at shutdown.
+    for unit in ["ballast.socket", "ballast.service"] {
+        let before = exec_ok(&format!("systemctl show -p Before --value {unit}"));
+        assert!(before.contains("docker.service"), "{unit} Before={before}");
+    }
+}
 
-    // The operator adds a pool Docker can reach, and restarts.
+fn configured_and_used_from_docker(e: &Engine, pool: &Path) {
+    // The operator adds a pool Docker can reach, a pool in the state
+    // directory and a backup target, and restarts.
     exec_ok(&format!(
         "printf '\\n[[pool]]\\nname = \"shared\"\\nbackend = \"dir\"\\npath = \"{}\"\\ndefault = true\\n\
-         \\n[[pool]]\\nname = \"local\"\\nbackend = \"dir\"\\n' >> /etc/ballast/ballast.toml \
-         && systemctl restart ballast.service",
+         \\n[[pool]]\\nname = \"local\"\\nbackend = \"dir\"\\n\
+         \\n[[backup_target]]\\nname = \"nas\"\\nurl = \"file:///var/backups/ballast\"\\n' \
+         >> /etc/ballast/ballast.toml && systemctl restart ballast.service",
         pool.display()
     ));
     assert!(exec_ok("ballast config check").contains("default pool: shared"));
 
     // Used from Docker, through the socket systemd holds.
     e.ok(&["volume", "create", "--driver", DRIVER, "web"]);
-    let run = |script: &str| {
-        e.ok(&["run", "--rm", "--network", "none", "-v", "web:/data", IMAGE, "sh", "-c", script])
-    };
-    run("echo hello > /data/f");
-    assert_eq!(run("cat /data/f"), "hello");
-    let listed = exec_ok("ballast volume ls");
-    assert!(listed.contains("web"), "{listed}");
-    let listed = exec_ok("docker ballast volume ls");
-    assert!(listed.contains("web"), "docker ballast: {listed}");
-    exec_ok("ballast volume create inner -o pool=local");
+    run(e, "echo hello > /data/f");
+    assert_eq!(run(e, "cat /data/f"), "hello");
+    for cli in ["ballast", "docker ballast"] {
+        let listed = exec_ok(&format!("{cli} volume ls"));
+        assert!(listed.contains("web"), "{cli}: {listed}");
+    }
+    exec_ok("ballast volume create inner -o pool=local && ballast backup create inner");
     assert!(exec_ok(&format!("ls {STATE}/pools/local/volumes")).trim().starts_with('v'));
 
     // Socket activation: a stopped daemon is started by Docker's call.
     exec_ok("systemctl stop ballast.service");
-    assert!(!active("ballast.service") && active("ballast.socket"));
+    let stopped = invocation();
     assert_eq!(e.inspect("web")["Driver"], DRIVER);
     assert!(active("ballast.service"), "Docker's call did not start the daemon");
+    assert_ne!(invocation(), stopped);
+}
 
-    // Upgraded (dpkg -i over itself runs the upgrade scripts): the daemon
-    // restarts on the new binary and the volume stays in use.
-    let pid = || exec_ok("systemctl show -p MainPID --value ballast.service").trim().to_string();
-    let before = pid();
-    install(&package);
+fn run(e: &Engine, script: &str) -> String {
+    e.ok(&["run", "--rm", "--network", "none", "-v", "web:/data", IMAGE, "sh", "-c", script])
+}
+
+fn upgraded_under_a_running_container(e: &Engine, newer: &Path) {
+    // A container writes through the upgrade: the daemon restarts on the
+    // new package and the container never notices.
+    let writer = e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-v",
+        "web:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "while :; do date >> /data/log; sleep 0.2; done",
+    ]);
+    let before = invocation();
+    let upgrade = install(newer);
+    assert!(
+        upgrade.contains("Preparing to unpack") && upgrade.contains("over (0.1.0-1)"),
+        "{upgrade}"
+    );
     assert!(active("ballast.service"));
-    assert_ne!(pid(), before, "the upgrade did not restart the daemon");
-    assert_eq!(run("cat /data/f"), "hello");
+    assert_ne!(invocation(), before, "the upgrade did not restart the daemon");
+    let lines = || run(e, "wc -l < /data/log").trim().parse::<u64>().unwrap();
+    let seen = lines();
+    wait_until("the container's writes after the upgrade", || lines() > seen);
 
-    // Removed: gone from systemd and Docker's socket directory, and
-    // every volume kept, as the message says.
+    // While it runs, the package refuses to go, and says why.
+    let (ok, refused) = exec("dpkg -r ballast");
+    assert!(!ok && refused.contains("volumes are in use by containers"), "{refused}");
+    assert!(active("ballast.service"), "a refused removal stopped the daemon");
+    e.ok(&["rm", "-f", &writer]);
+    let web = exec_ok("ballast --json volume inspect web");
+    assert!(web.contains("\"mountCount\": 0"), "the container's mount was not released: {web}");
+}
+
+fn removed_keeping_every_volume(e: &Engine, package: &Path, plugins: &Path, pool: &Path) {
     let removed = exec_ok("dpkg -r ballast");
     assert!(removed.contains(&format!("kept in {STATE}")), "{removed}");
     assert!(!plugins.join("ballast.sock").exists(), "the plugin socket outlived the package");
     exec_ok(&format!(
-        "! test -e /usr/bin/ballast && ! test -e /lib/systemd/system/ballast.service \
+        "! test -e /usr/bin/ballast && ! test -e /usr/lib/systemd/system/ballast.service \
          && test -f {STATE}/ballast.db && test -f /etc/ballast/ballast.toml \
          && ls {STATE}/pools/local/volumes/v*"
     ));
@@ -222,19 +324,38 @@ fn the_debian_package_installs_serves_docker_by_socket_activation_and_removes_cl
     assert_eq!(kept, 1, "the shared pool's volume is gone after dpkg -r");
 
     // Reinstalled: enabled again, and Docker finds the volume and its data.
-    install(&package);
+    install(package);
+    for unit in ["ballast.socket", "ballast.service"] {
+        assert_eq!(exec_ok(&format!("systemctl is-enabled {unit}")).trim(), "enabled");
+    }
     assert!(active("ballast.service"));
-    assert_eq!(run("cat /data/f"), "hello");
+    assert_eq!(run(e, "cat /data/f"), "hello");
     e.ok(&["volume", "rm", "web"]);
+}
 
-    // Purged: the state goes, the pool configured elsewhere stays.
+fn purged_keeping_backup_passwords(pool: &Path) {
     let purged = exec_ok("dpkg -P ballast");
-    assert!(purged.contains(&format!("deleted {STATE}")), "{purged}");
-    exec_ok(&format!("! test -e {STATE} && ! test -e /etc/ballast"));
-    assert!(pool.join("volumes").exists(), "the purge deleted a pool outside {STATE}");
-    drop(machine);
-
-    // Docker retries a vanished plugin on every `volume ls`: a daemon
-    // answers for this driver until the tests end.
-    drop(Daemon::for_docker(DRIVER, e));
+    assert!(
+        purged.contains(&format!("deleted the volumes, snapshots and metadata in {STATE}")),
+        "{purged}"
+    );
+    assert!(purged.contains("kept /var/lib/ballast/backup-keys"), "{purged}");
+    exec_ok(&format!(
+        "! test -e {STATE}/ballast.db && ! test -e {STATE}/pools && ! test -e /etc/ballast \
+         && test -s {STATE}/backup-keys/nas.key"
+    ));
+    // The pool configured elsewhere keeps its data (web's, in its trash).
+    let mut todo = vec![pool.to_path_buf()];
+    let mut found = false;
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if std::fs::read_to_string(&path).is_ok_and(|t| t == "hello\n") {
+                found = true;
+            }
+        }
+    }
+    assert!(found, "the purge deleted data of a pool outside {STATE}");
 }

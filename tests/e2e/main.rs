@@ -34,3 +34,4 @@ mod races;
 mod rancher_client;
 mod rancher_seeds;
 mod readme_tour;
+mod socket_activation;

@@ -23,7 +23,6 @@ pub(super) use img::mkfs;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use super::{Backend, BackendKind, Fill, FsKind, OnBytes, SnapshotView, Space, Spec};
 use crate::sys::loopdev;
@@ -37,8 +36,8 @@ pub struct LoopBackend {
     staging: Root,
     fs: FsKind,
     /// Whether the images' filesystem shares extents (snapshots and
-    /// clones of images then cost no data), found out on first ask.
-    reflinks: OnceLock<bool>,
+    /// clones of images then cost no data), tried when the pool opens.
+    reflinks: bool,
 }
 
 /// How long a snapshot, copy or revert of an unmounted volume waits for
@@ -53,13 +52,14 @@ impl LoopBackend {
     pub fn open(path: &Path, fs: FsKind) -> io::Result<Self> {
         mkfs(fs)?;
         Root::open(path)?;
+        let staging = Root::open(&path.join("staging"))?;
         Ok(LoopBackend {
             images: Root::open(&path.join("images"))?,
             mounts: Root::open(&path.join("mounts"))?,
             snapshots: Root::open(&path.join("snapshots"))?,
-            staging: Root::open(&path.join("staging"))?,
+            reflinks: staging.shares_extents(),
+            staging,
             fs,
-            reflinks: OnceLock::new(),
         })
     }
 
@@ -226,7 +226,7 @@ impl Backend for LoopBackend {
     }
 
     fn copies_share_data(&self) -> bool {
-        *self.reflinks.get_or_init(|| self.staging.shares_extents())
+        self.reflinks
     }
 
     fn create(&self, key: &str, spec: &Spec) -> io::Result<()> {
