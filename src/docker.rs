@@ -124,7 +124,9 @@ async fn call(State(b): State<Ballast>, uri: Uri, body: Result<Bytes, BytesRejec
             b.mount(&req.name, &req.id).await.map(|p| json!({ "Mountpoint": p }))
         }
         "VolumeDriver.Unmount" => b.unmount(&req.name, &req.id).await.map(|()| json!({})),
-        "VolumeDriver.Path" => b.get(&req.name).map(|v| json!({ "Mountpoint": b.mountpoint(&v) })),
+        "VolumeDriver.Path" => {
+            b.get(&req.name).map(|v| json!({ "Mountpoint": b.docker_mountpoint(&v) }))
+        }
         "VolumeDriver.Get" => b.get(&req.name).map(|v| json!({ "Volume": describe(&b, &v) })),
         "VolumeDriver.List" => return list(&b),
         _ => {
@@ -157,7 +159,7 @@ fn list(b: &Ballast) -> Response {
     }
     let all = b.list();
     let volumes =
-        all.iter().map(|v| Entry { name: &v.name, mountpoint: b.mountpoint(v) }).collect();
+        all.iter().map(|v| Entry { name: &v.name, mountpoint: b.docker_mountpoint(v) }).collect();
     match serde_json::to_vec(&List { volumes }) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, MEDIA_TYPE)], body).into_response(),
         Err(e) => failure("VolumeDriver.List", "", Error::internal("encoding the volume list", e)),
@@ -184,7 +186,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
 fn describe(b: &Ballast, v: &Volume) -> Value {
     json!({
         "Name": v.name,
-        "Mountpoint": b.mountpoint(v).as_deref().unwrap_or(Path::new("")),
+        "Mountpoint": b.docker_mountpoint(v).as_deref().unwrap_or(Path::new("")),
         "CreatedAt": v.created_rfc3339(),
         "Status": {
             "id": v.public_id(),

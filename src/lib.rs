@@ -9,7 +9,8 @@
 //!   owns the in-memory view, the per-volume locks and the storage pools.
 //!   One file per operation (`create`, `mount`, `remove`, `snapshots`,
 //!   `actions`: the state table); `core/locks.rs`: per-volume locks and the
-//!   read leases of long jobs.
+//!   read leases of long jobs; `core/expose.rs`: the mountpoints handed to
+//!   Docker as binds under `serve --mount-root`.
 //! - [`volume`]: the volume record (Rancher v1 `volume` fields and states)
 //!   and the volume-name rule.
 //! - [`opts`]: driverOpts (`-o key=value`) parsed into a typed request.
@@ -22,7 +23,7 @@
 //! - [`tree`]: directory-tree work that must stay beneath a pool root
 //!   (`tree/walk.rs`: the one iterative walk, bounded in stack and open
 //!   descriptors whatever the depth; `tree/copy.rs`: copies that keep
-//!   everything):
+//!   everything; `tree/bind.rs`: binds of a directory by descriptor):
 //!   removal that never follows a symlink or crosses a mount, copies that
 //!   keep metadata, disk usage.
 //! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).

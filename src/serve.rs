@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// TCP admin listener (needs [admin] credentials in the config)
     #[arg(long, env = "BALLAST_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// Where Docker is handed mounted volumes (a managed plugin's
+    /// propagated mount): volume 1v7 as a bind at DIR/1v7, made on its
+    /// first Mount and taken off after its last Unmount. Unset, Docker is
+    /// handed the volume's own path
+    #[arg(long, env = "BALLAST_MOUNT_ROOT", value_name = "DIR")]
+    pub mount_root: Option<PathBuf>,
     /// Log format; the level comes from RUST_LOG (default info)
     #[arg(long, env = "BALLAST_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -102,9 +108,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         &[Limits::PLUGIN, Limits::ADMIN][..]
     };
     listen::check_fd_budget(fd_limit, listeners);
-    make_private_dir(&args.files.state_dir)?;
+    make_private_dir("state directory", &args.files.state_dir)?;
     // Home of the pools that the config does not place elsewhere.
-    make_private_dir(&args.files.state_dir.join("pools"))?;
+    make_private_dir("state directory", &args.files.state_dir.join("pools"))?;
+    if let Some(dir) = &args.mount_root {
+        // Private like the state: the binds are the volumes' own roots.
+        make_private_dir("--mount-root", dir)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,7 +128,9 @@ async fn serve(
     mut inherited: Vec<Inherited>,
     tcp_credentials: Option<admin::Credentials>,
 ) -> Result<(), String> {
-    let ballast = Ballast::open(&config, &args.files.state_dir)?;
+    // Exposed mountpoints are back in place before any socket answers.
+    let ballast =
+        Ballast::open_exposing(&config, &args.files.state_dir, args.mount_root.as_deref())?;
     let metrics = crate::metrics::Metrics::new(ballast.clone());
     let admin_state = admin::Admin {
         ballast: ballast.clone(),
@@ -301,10 +313,10 @@ fn group_id(group: &str) -> Option<u32> {
     })
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("state directory {}: {e}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("state directory {}: {e}", dir.display()))
+fn make_private_dir(what: &str, dir: &Path) -> Result<(), String> {
+    let err = |e: io::Error| format!("{what} {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
 }
 
 async fn janitor(ballast: Ballast, mut stop: watch::Receiver<bool>) {

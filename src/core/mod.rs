@@ -9,6 +9,7 @@
 mod actions;
 mod backups;
 mod create;
+mod expose;
 mod locks;
 mod mount;
 mod remove;
@@ -64,6 +65,8 @@ struct Inner {
     backups: RwLock<BTreeMap<i64, Arc<crate::backup::Backup>>>,
     /// Where generated repository keys live.
     state_dir: PathBuf,
+    /// Where Docker is handed mounted volumes (`--mount-root`), if set.
+    exposed: Option<expose::Exposed>,
     /// This state directory's identity in backups (see `host_id`).
     host_id: String,
     /// How long snapshots take (exported as a metric; shares its state
@@ -75,6 +78,18 @@ impl Ballast {
     /// Opens the metadata store and the pools, rolls back creations that
     /// were never acknowledged, and loads every live volume into memory.
     pub fn open(config: &Config, state_dir: &Path) -> std::result::Result<Ballast, String> {
+        Ballast::open_exposing(config, state_dir, None)
+    }
+
+    /// [`Ballast::open`], handing Docker mounted volumes as binds under
+    /// `mount_root` (see `expose.rs`), put back in line with the recorded
+    /// mounts before this returns.
+    pub fn open_exposing(
+        config: &Config,
+        state_dir: &Path,
+        mount_root: Option<&Path>,
+    ) -> std::result::Result<Ballast, String> {
+        let exposed = mount_root.map(expose::Exposed::open).transpose()?;
         let store = Store::open(&state_dir.join("ballast.db")).map_err(|e| e.to_string())?;
         let volumes = store.load().map_err(|e| e.to_string())?;
         let mut pools = BTreeMap::new();
@@ -174,7 +189,7 @@ impl Ballast {
             "metadata loaded"
         );
         reattach(&pools, &live);
-        Ok(Ballast {
+        let ballast = Ballast {
             inner: Arc::new(Inner {
                 store,
                 pools,
@@ -192,12 +207,15 @@ impl Ballast {
                     .collect(),
                 backups: RwLock::new(backups),
                 state_dir: state_dir.to_path_buf(),
+                exposed,
                 host_id: host_id(state_dir)?,
                 snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
                 ),
             }),
-        })
+        };
+        ballast.restore_exposed();
+        Ok(ballast)
     }
 
     /// A live volume by name, from memory.

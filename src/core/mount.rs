@@ -89,13 +89,19 @@ impl Ballast {
                 } else {
                     storage.mountpoint(&key)
                 };
+                // Checked again at every Mount, not only the first: what
+                // Docker is handed must be there and be this volume.
+                let exposed = this.expose(&storage, &v);
                 // Mount counts need to survive the daemon, not the host.
-                if let Err(e) = this.inner.store.save_relaxed(&v) {
+                let saved = exposed.and_then(|()| this.inner.store.save_relaxed(&v));
+                if let Err(e) = saved {
                     if first {
+                        let _ = this.withdraw(&v);
                         let _ = storage.deactivate(&key);
                     }
                     return Err(e);
                 }
+                let path = this.docker_mountpoint(&v).unwrap_or(path);
                 Ok((v, path))
             })
             .await?;
@@ -156,6 +162,9 @@ impl Ballast {
                 let storage = this.storage(&v)?;
                 let key = v.storage_key();
                 if last {
+                    // Before the storage goes: a loop volume's filesystem
+                    // lives on while a bind of it is mounted.
+                    this.withdraw(&v)?;
                     storage.deactivate(&key).map_err(|e| {
                         Error::internal(
                             format!("deactivating volume {:?} in pool {:?}", v.name, v.pool),

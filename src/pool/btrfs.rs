@@ -14,7 +14,7 @@
 //! one, since a limit belongs to a subvolume's qgroup.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
@@ -162,6 +162,10 @@ impl Backend for BtrfsBackend {
 
     fn mountpoint(&self, key: &str) -> PathBuf {
         self.volumes.host_path(key)
+    }
+
+    fn open_volume(&self, key: &str) -> io::Result<OwnedFd> {
+        self.volumes.open_dir(key)
     }
 
     fn usage(&self, key: &str) -> io::Result<u64> {

@@ -20,6 +20,7 @@
 //! A directory cannot hold a size limit.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -173,6 +174,10 @@ impl Backend for DirBackend {
 
     fn mountpoint(&self, key: &str) -> PathBuf {
         self.volumes.host_path(key)
+    }
+
+    fn open_volume(&self, key: &str) -> io::Result<OwnedFd> {
+        self.volumes.open_dir(key)
     }
 
     fn usage(&self, key: &str) -> io::Result<u64> {

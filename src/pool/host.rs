@@ -10,6 +10,7 @@
 //! swapped in with one `renameat2(RENAME_EXCHANGE)`.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
@@ -33,7 +34,8 @@ impl HostDir {
     /// volume was created cannot lead outside the root: every operation
     /// is checked this way each time. The path handed to Docker is checked
     /// when it is handed over, but Docker resolves it again by name: the
-    /// roots must be writable by root only (README says so).
+    /// roots must be writable by root only (README says so), unless
+    /// `--mount-root` hands Docker a bind made from the descriptor.
     pub fn new(root: &Path, rel: &Path, snapshots: Root, staging: Root) -> io::Result<HostDir> {
         let path = root.join(rel);
         let bad = || {
@@ -65,8 +67,12 @@ impl Backend for HostDir {
     }
 
     /// The directory must already exist; it is used as it is.
-    fn create(&self, _key: &str, _spec: &Spec) -> io::Result<()> {
-        self.parent.open_dir(&self.name).map(|_| ()).map_err(|e| {
+    fn create(&self, key: &str, _spec: &Spec) -> io::Result<()> {
+        self.open_volume(key).map(drop)
+    }
+
+    fn open_volume(&self, _key: &str) -> io::Result<OwnedFd> {
+        self.parent.open_dir(&self.name).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(

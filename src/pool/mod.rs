@@ -12,6 +12,7 @@ mod loopback;
 
 use std::fmt::Debug;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -93,6 +94,11 @@ pub trait Backend: Send + Sync + Debug {
     fn destroy(&self, key: &str) -> io::Result<()>;
     /// Where Docker finds the volume's files once active.
     fn mountpoint(&self, key: &str) -> PathBuf;
+    /// The active volume's root directory, opened from the pool's (or the
+    /// host-path root's) descriptor without following symlinks: what an
+    /// exposed mountpoint binds, so that it is this directory whatever
+    /// was planted on the way to it.
+    fn open_volume(&self, key: &str) -> io::Result<OwnedFd>;
     /// Bytes the volume uses.
     fn usage(&self, key: &str) -> io::Result<u64>;
     /// Whether the volume has storage (false after a purge or deallocate).

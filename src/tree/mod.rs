@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 
+mod bind;
 mod copy;
 #[cfg(test)]
 pub(crate) mod testing;

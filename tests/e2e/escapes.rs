@@ -95,3 +95,78 @@ fn a_restore_never_gives_one_host_directory_two_volumes() {
     assert!(v["message"].as_str().unwrap().contains("already is that directory"), "{v}");
     assert_eq!(d.names(), ["second"]);
 }
+
+#[test]
+fn an_exposed_mountpoint_never_leads_out_of_a_swapped_host_directory() {
+    use crate::exposed::{Binds, detach, mounts_at};
+    if !root_or_skip() {
+        return;
+    }
+    let hosts = tempfile::tempdir().unwrap();
+    let roots = hosts.path().join("srv");
+    let site = roots.join("team/site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), b"hello").unwrap();
+    let outside = hosts.path().join("etc");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("passwd"), b"root:x:0:0").unwrap();
+    let root = hosts.path().join("mounts");
+    let _binds = Binds(root.clone());
+    let config = format!("host_path_roots = [\"{}\"]\n", roots.display());
+    let mut d = Daemon::private_with_args(
+        "escape-exposed",
+        &config,
+        &["--mount-root", root.to_str().unwrap()],
+    );
+    let mount = |d: &Daemon, name: &str, id: &str| {
+        d.call("VolumeDriver.Mount", &json!({ "Name": name, "ID": id }).to_string())
+    };
+    for (name, path) in [("team", roots.join("team")), ("site", site.clone())] {
+        d.call_ok(
+            "VolumeDriver.Create",
+            &json!({ "Name": name, "Opts": { "path": path } }).to_string(),
+        );
+    }
+    let (_, team) = mount(&d, "team", "c1");
+    let team = std::path::PathBuf::from(team["Mountpoint"].as_str().unwrap());
+    let (_, inner) = mount(&d, "site", "c2");
+    let inner = std::path::PathBuf::from(inner["Mountpoint"].as_str().unwrap());
+    assert_eq!(std::fs::read(inner.join("index.html")).unwrap(), b"hello");
+
+    // The container given `team` swaps `site`, a volume of its own, for a
+    // symlink to a directory outside every root.
+    std::fs::rename(team.join("site"), team.join("site-moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, team.join("site")).unwrap();
+
+    // Every Mount checks again: refused, the bind left as it was.
+    let (status, v) = mount(&d, "site", "c3");
+    assert_ne!(status, 200, "{v}");
+    assert!(v["Err"].as_str().unwrap().contains("site"), "{v}");
+    assert!(!inner.join("passwd").exists());
+    assert_eq!(std::fs::read(inner.join("index.html")).unwrap(), b"hello");
+
+    // Killed, its binds gone meanwhile: start-up makes `team`'s again but
+    // not one through the symlink, and says why.
+    d.kill9();
+    for bind in [&team, &inner] {
+        detach(bind);
+    }
+    d.start_again();
+    assert_eq!(mounts_at(&team), 1);
+    assert!(team.join("site-moved/index.html").exists());
+    assert_eq!(mounts_at(&inner), 0, "{}", d.log());
+    assert!(!inner.join("passwd").exists());
+    assert!(d.log().contains("cannot expose the mountpoint"), "{}", d.log());
+    assert_eq!(std::fs::read(outside.join("passwd")).unwrap(), b"root:x:0:0");
+
+    // Put back, it is exposed again; the last Unmounts take both away.
+    std::fs::remove_file(team.join("site")).unwrap();
+    std::fs::rename(team.join("site-moved"), team.join("site")).unwrap();
+    let (status, v) = mount(&d, "site", "c4");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(std::fs::read(inner.join("index.html")).unwrap(), b"hello");
+    for (name, id) in [("site", "c2"), ("site", "c4"), ("team", "c1")] {
+        d.call_ok("VolumeDriver.Unmount", &json!({ "Name": name, "ID": id }).to_string());
+    }
+    assert!(!team.exists() && !inner.exists());
+}

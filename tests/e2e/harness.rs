@@ -181,6 +181,12 @@ impl OwnEngine {
         OwnEngine { engine, dir, run, extra: extra.to_vec(), child: Some(child) }
     }
 
+    /// The engine's own directory (its data root is `data` in it), which
+    /// outlives the test.
+    pub fn dir(&self) -> &Path {
+        Path::new(&self.dir)
+    }
+
     /// Stops dockerd (SIGTERM, as `systemctl restart docker` does) and
     /// starts it again on the same state.
     pub fn restart(&mut self) {

@@ -23,6 +23,7 @@ mod diskfull;
 mod docker;
 mod engine;
 mod escapes;
+mod exposed;
 mod harness;
 mod hostile_net;
 mod inputs;

@@ -2,8 +2,10 @@
 //! registry (Debian's `docker-registry`) serves it, `docker plugin
 //! install` takes it with settings, and it behaves as Docker expects of a
 //! volume plugin through disable and enable, an upgrade and an engine
-//! restart, with its data, snapshots and mount counts intact. On an
-//! engine of its own, so that restarting it disturbs no other test.
+//! restart, with its data, snapshots and mount counts intact; its state
+//! is in a host directory, so `docker plugin rm` and an install on the
+//! same directory find it all again. On an engine of its own, so that
+//! restarting it disturbs no other test.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -75,12 +77,15 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
         return;
     }
     let Some(registry) = Registry::start() else { return };
-    let mut own = OwnEngine::start("plugin", &[]);
+    let mut own = OwnEngine::start("managed-plugin", &[]);
     let host = own.engine.host.clone();
     let docker = |args: &[&str]| docker_on(&host, args);
     // What an interrupted earlier run may have left on this engine.
-    for leftover in [&["volume", "rm", "-f", "db"][..], &["plugin", "rm", "-f", "ballast-managed"]]
-    {
+    for leftover in [
+        &["rm", "-f", "writer", "reader"][..],
+        &["volume", "rm", "-f", "db"],
+        &["plugin", "rm", "-f", "ballast-managed"],
+    ] {
         let _ = Command::new("docker").args(leftover).env("DOCKER_HOST", &host).output();
     }
     // Build two versions and push them.
@@ -97,27 +102,34 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
         docker(&["plugin", "rm", &format!("{repo}:{tag}")]);
     }
 
-    // Install with settings: the admin socket and the config in host
-    // directories of the test's.
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, conf, pools) =
-        (dir.path().join("admin"), dir.path().join("conf"), dir.path().join("pools"));
-    for d in [&admin, &conf, &pools] {
-        std::fs::create_dir(d).unwrap();
+    // Install with settings: the state, the admin socket and the config
+    // in host directories of the test's. Beside the engine, so that a
+    // plugin a failed run left installed still finds them (and the
+    // engine can start); emptied once that plugin is gone.
+    let dir = own.dir().join("sources");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (state, admin, conf, pools) =
+        (dir.join("state"), dir.join("admin"), dir.join("conf"), dir.join("pools"));
+    for d in [&state, &admin, &conf, &pools] {
+        std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(conf.join("ballast.toml"), "[[pool]]\nname = \"fast\"\nbackend = \"dir\"\n")
         .unwrap();
     let settings = [
+        format!("state.source={}", state.display()),
         format!("admin.source={}", admin.display()),
         format!("config.source={}", conf.display()),
         format!("pools.source={}", pools.display()),
     ];
     let driver = "ballast-managed";
-    let mut install = vec!["plugin", "install", "--grant-all-permissions", "--alias", driver];
-    let first = format!("{repo}:1");
-    install.push(&first);
-    install.extend(settings.iter().map(String::as_str));
-    docker(&install);
+    let install = |docker: &dyn Fn(&[&str]) -> String, tag: &str| {
+        let mut install = vec!["plugin", "install", "--grant-all-permissions", "--alias", driver];
+        let reference = format!("{repo}:{tag}");
+        install.push(&reference);
+        install.extend(settings.iter().map(String::as_str));
+        docker(&install);
+    };
+    install(&docker, "1");
     let cli = |args: &[&str]| -> Value {
         let out = Command::new(env!("CARGO_BIN_EXE_ballast"))
             .arg("--admin")
@@ -158,6 +170,15 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
     hold("reader", "true");
     let mounts = || cli(&["volume", "inspect", "db"])["mountCount"].clone();
     wait_until("two mounts", || mounts() == 2);
+    // The data is in the state's host directory; Docker was handed a
+    // bind of it in the propagated mount, named by the volume's id.
+    let id = cli(&["volume", "inspect", "db"])["id"].as_str().unwrap().to_string();
+    let data = state.join("pools/fast/volumes").join(id.replacen("1v", "v", 1)).join("f");
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "kept\n");
+    let plugin: Value = serde_json::from_str(&docker(&["plugin", "inspect", driver])).unwrap();
+    let handed = own.dir().join("data/plugins").join(plugin[0]["Id"].as_str().unwrap());
+    let handed = handed.join("propagated-mount").join(&id);
+    assert_eq!(std::fs::read_to_string(handed.join("f")).unwrap(), "kept\n");
     cli(&["volume", "snapshot", "db", "--name", "before"]);
 
     // Disable and enable: the same volumes, snapshots and mounts.
@@ -206,7 +227,23 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
     let page =
         after(&["run", "--rm", "--network", "none", "-v", "db:/data", IMAGE, "cat", "/data/f"]);
     assert_eq!(page, "kept");
+
+    // `docker plugin rm` deletes the plugin and its propagated mount, not
+    // the state: installed again on the same host directory, the plugin
+    // has the volume, its data and its snapshot. (`-f`: Docker still
+    // counts the volume as a user of the plugin, and keeps its record.)
+    after(&["plugin", "disable", "-f", driver]);
+    after(&["plugin", "rm", "-f", driver]);
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "kept\n");
+    install(&after, "2");
+    assert_eq!(cli(&["volume", "inspect", "db"])["id"], id.as_str());
+    let snaps = cli(&["snapshot", "ls", "db"]);
+    assert_eq!(snaps[0]["name"], "before", "{snaps}");
+    let page =
+        after(&["run", "--rm", "--network", "none", "-v", "db:/data", IMAGE, "cat", "/data/f"]);
+    assert_eq!(page, "kept");
     after(&["volume", "rm", "db"]);
     after(&["plugin", "disable", "-f", driver]);
     after(&["plugin", "rm", "-f", driver]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

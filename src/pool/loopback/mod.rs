@@ -21,7 +21,7 @@ mod img;
 pub(super) use img::mkfs;
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, BackendKind, Fill, FsKind, OnBytes, SnapshotView, Space, Spec};
@@ -273,6 +273,18 @@ impl Backend for LoopBackend {
 
     fn mountpoint(&self, key: &str) -> PathBuf {
         self.mounts.host_path(key)
+    }
+
+    /// The root of the mounted filesystem; never the empty directory
+    /// beneath it.
+    fn open_volume(&self, key: &str) -> io::Result<OwnedFd> {
+        if !self.mounted(key)? {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the filesystem of {} is not mounted", image(key)),
+            ));
+        }
+        self.mounts.open_dir_across(key)
     }
 
     /// Bytes used inside the filesystem when mounted, else the image's
