@@ -438,7 +438,7 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, [1u8; 4096]).unwrap();
         let mut cp = std::process::Command::new("cp");
-        let cp_can = cp.arg("--reflink=always").arg(&a).arg(&b).status().unwrap().success();
+        let cp_can = cp.arg("--reflink=always").arg(&a).arg(&b).output().unwrap().status.success();
         assert_eq!(root.shares_extents(), cp_can);
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
     }

@@ -185,7 +185,8 @@ fn doctor_checks_the_pools_sockets_and_docker_and_says_what_to_fix() {
 fn fs_shares_extents(dir: &std::path::Path) -> bool {
     let (a, b) = (dir.join("reflink-a"), dir.join("reflink-b"));
     std::fs::write(&a, [1u8; 4096]).unwrap();
-    let ok = Command::new("cp").arg("--reflink=always").arg(&a).arg(&b).status().unwrap().success();
+    let cp = Command::new("cp").arg("--reflink=always").arg(&a).arg(&b).output().unwrap();
+    let ok = cp.status.success();
     let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
     ok
 }
