@@ -45,7 +45,9 @@
 //!   backup record.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor;
 //!   `serve/reference.rs`: the configuration reference, the config file's
-//!   keys with `serve`'s own flags read from clap.
+//!   keys with `serve`'s own flags read from clap; `serve/check.rs`: the
+//!   start-up checks of a configuration against the host (roots, socket
+//!   group, pools' places), which `ballast config check` runs too.
 //! - [`listen`]: the one HTTP accept loop under every listener: connection
 //!   budgets, header, body and write timeouts, accept-error back-off,
 //!   graceful stop.
@@ -54,7 +56,8 @@
 //!   meaning, example), which `config/render.rs` renders as the README's
 //!   reference and the commented example file, and tests hold to the
 //!   parser; `config/summary.rs`: what a file sets up (`ballast config
-//!   check`).
+//!   check`); `config/syntax.rs`: TOML errors reported by line, column
+//!   and key, never quoting the file (it holds credentials).
 //! - [`units`]: sizes and durations, parsed and formatted (a leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.

@@ -41,8 +41,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Check a configuration file as `serve` would, and print what it sets
-    /// up (exit status 1, naming the key and the problem, when it is bad)
+    /// Check a configuration file as `serve` does at start (the file, and
+    /// that its host-path roots, socket group and pools' places exist),
+    /// and print what it sets up (exit status 1, naming the problem, when
+    /// it is bad)
     Check(ballast::serve::ConfigFiles),
     /// Print a commented configuration file with every key, all commented
     /// out so that the built-in defaults apply
@@ -108,11 +110,14 @@ fn print(text: impl AsRef<[u8]>) -> Result<(), String> {
     std::io::stdout().write_all(text.as_ref()).map_err(|e| format!("writing: {e}"))
 }
 
-/// `ballast config check`: the file loaded as `serve` loads it, and a
-/// summary of what it sets up.
+/// `ballast config check`: the file loaded as `serve` loads it, checked
+/// against the host as `serve` checks it, and a summary of what it sets
+/// up.
 fn config_check(files: &ballast::serve::ConfigFiles) -> Result<(), String> {
     let (path, explicit) = files.path();
     let config = files.load()?;
+    ballast::serve::check_host(&config, &files.state_dir)
+        .map_err(|e| format!("config {}: {e}", path.display()))?;
     let what = if !explicit && !path.exists() {
         "not found: the built-in defaults apply"
     } else {

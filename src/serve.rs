@@ -3,8 +3,10 @@
 //! SIGTERM/SIGINT. Shutdown stops accepting, lets requests in flight
 //! finish, leaves volume mounts in place and removes the socket files.
 //! `serve/reference.rs`: the configuration reference, the config file's
-//! keys with these flags.
+//! keys with these flags; `serve/check.rs`: the start-up checks of the
+//! configuration against the host, which `ballast config check` runs too.
 
+mod check;
 mod reference;
 
 use std::io;
@@ -21,6 +23,7 @@ use crate::listen::{self, Limits};
 use crate::sys::{self, Inherited};
 use crate::{admin, docker};
 
+pub use check::host as check_host;
 pub use reference::configuration_reference;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +93,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let inherited = sys::take_inherited_listeners();
     init_logging(args.log_format);
     let config = args.files.load()?;
+    // Before anything is made or bound.
+    let socket_gid = check::socket_group(&config)?;
     let tcp_credentials =
         match (&args.admin_listen, &config.admin.access_key, &config.admin.secret_key) {
             (None, _, _) => None,
@@ -119,7 +124,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    runtime.block_on(serve(args, config, inherited, tcp_credentials))
+    runtime.block_on(serve(args, config, inherited, tcp_credentials, socket_gid))
 }
 
 async fn serve(
@@ -127,6 +132,7 @@ async fn serve(
     config: Config,
     mut inherited: Vec<Inherited>,
     tcp_credentials: Option<admin::Credentials>,
+    socket_gid: Option<u32>,
 ) -> Result<(), String> {
     // Exposed mountpoints are back in place before any socket answers.
     let ballast =
@@ -168,14 +174,14 @@ async fn serve(
             args.admin_socket.display()
         ));
     }
-    match &config.admin.socket_group {
-        Some(group) if admin_sock.bound => share_with_group(&args.admin_socket, group)?,
-        Some(group) => tracing::warn!(
+    match (socket_gid, &config.admin.socket_group) {
+        (Some(gid), _) if admin_sock.bound => share_with_group(&args.admin_socket, gid)?,
+        (_, Some(group)) if !admin_sock.bound => tracing::warn!(
             %group,
             "[admin] socket_group is not applied: systemd opened the admin socket; set \
              SocketGroup= and SocketMode=0660 in the socket unit instead"
         ),
-        None => {}
+        _ => {}
     }
     tracing::info!(
         plugin = %args.plugin_socket.display(),
@@ -262,6 +268,10 @@ fn listen(path: &Path, role: &str, inherited: &mut Vec<Inherited>) -> Result<Lis
         .map_err(|e| format!("{role} socket {}: {e}", path.display()))
 }
 
+/// The mode of the sockets this daemon binds: root's alone (the admin
+/// socket is opened to `[admin] socket_group` after).
+const SOCKET_MODE: u32 = 0o600;
+
 fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -284,33 +294,20 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     }
     // The umask makes the socket root-only from the moment it exists; the
     // chmod states the mode explicitly.
-    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o777 & !SOCKET_MODE));
     let listener = UnixListener::bind(path);
     rustix::process::umask(old);
     let listener = listener?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
     Ok(listener)
 }
 
 /// Opens the admin socket to a group (mode 0660).
-fn share_with_group(path: &Path, group: &str) -> Result<(), String> {
-    let gid =
-        group_id(group).ok_or_else(|| format!("[admin] socket_group: no group named {group:?}"))?;
+fn share_with_group(path: &Path, gid: u32) -> Result<(), String> {
     std::os::unix::fs::chown(path, None, Some(gid))
         .map_err(|e| format!("admin socket: chown: {e}"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("admin socket: chmod: {e}"))
-}
-
-fn group_id(group: &str) -> Option<u32> {
-    if let Ok(gid) = group.parse() {
-        return Some(gid);
-    }
-    let groups = std::fs::read_to_string("/etc/group").ok()?;
-    groups.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == group).then(|| f.nth(1)?.parse().ok())?
-    })
 }
 
 fn make_private_dir(what: &str, dir: &Path) -> Result<(), String> {

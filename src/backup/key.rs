@@ -41,7 +41,7 @@ pub(super) fn load(target: &BackupTarget, state_dir: &Path) -> Result<Password> 
 }
 
 /// `<state_dir>/backup-keys/<target>.key`.
-pub(super) fn generated_path(target: &BackupTarget, state_dir: &Path) -> Result<PathBuf> {
+pub(crate) fn generated_path(target: &BackupTarget, state_dir: &Path) -> Result<PathBuf> {
     // Config validation already restricts names; a name is a file name here.
     if target.name.is_empty() || target.name.contains(['/', '\0']) || target.name.starts_with('.') {
         return Err(Error::Failed(format!(

@@ -24,14 +24,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod fail;
-mod key;
+pub(crate) mod key;
 mod meta;
 mod ops;
 mod progress;
 mod record;
 mod restic;
 mod restore;
-mod s3;
+pub(crate) mod s3;
 mod source;
 mod walk;
 

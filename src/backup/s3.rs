@@ -94,6 +94,19 @@ struct Credentials {
     session_token: Option<String>,
 }
 
+/// The daemon's environment variables that hold S3 credentials for a
+/// target without its own (the configuration reference names them).
+pub(crate) const ACCESS_KEY_VAR: &str = "AWS_ACCESS_KEY_ID";
+pub(crate) const SECRET_KEY_VAR: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// The region requests are signed for when the target names none.
+pub(crate) const DEFAULT_REGION: &str = "us-east-1";
+
+/// Where a target without an `endpoint` is: AWS's own S3 in `region`.
+pub(crate) fn aws_endpoint(region: &str) -> String {
+    format!("https://s3.{region}.amazonaws.com")
+}
+
 /// The target's keys, else the standard AWS environment variables.
 fn credentials(target: &BackupTarget, env: Env<'_>) -> Option<Credentials> {
     if let (Some(access_key), Some(secret_key)) = (&target.access_key, &target.secret_key) {
@@ -105,8 +118,8 @@ fn credentials(target: &BackupTarget, env: Env<'_>) -> Option<Credentials> {
     }
     let var = |name| env(name).filter(|v| !v.is_empty());
     Some(Credentials {
-        access_key: var("AWS_ACCESS_KEY_ID")?,
-        secret_key: var("AWS_SECRET_ACCESS_KEY")?,
+        access_key: var(ACCESS_KEY_VAR)?,
+        secret_key: var(SECRET_KEY_VAR)?,
         session_token: var("AWS_SESSION_TOKEN"),
     })
 }
@@ -175,7 +188,7 @@ impl S3Backend {
                  or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in ballast's environment"
             ))
         })?;
-        let region = target.region.as_deref().filter(|r| !r.is_empty()).unwrap_or("us-east-1");
+        let region = target.region.as_deref().filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REGION);
 
         let mut builder = S3::default()
             .bucket(&loc.bucket)
@@ -206,7 +219,7 @@ impl S3Backend {
                 if !loc.bucket.contains('.') {
                     builder = builder.enable_virtual_host_style();
                 }
-                format!("https://s3.{region}.amazonaws.com")
+                aws_endpoint(region)
             }
         };
 

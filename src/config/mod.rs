@@ -5,11 +5,13 @@
 //! This file parses and validates. `reference.rs` describes every key
 //! (type, default, meaning, example) as data beside it, `render.rs`
 //! renders that description as the README's reference and the commented
-//! example file, and `summary.rs` says what a valid file sets up.
+//! example file, `summary.rs` says what a valid file sets up, and
+//! `syntax.rs` reports TOML errors without quoting the file.
 
 pub mod reference;
 mod render;
 mod summary;
+mod syntax;
 
 pub use render::{Flag, example_file, markdown};
 
@@ -142,8 +144,7 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str, state_dir: &Path) -> Result<Config, String> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax::describe(text, &e))?;
         let trash_retention = match &raw.trash_retention {
             None => Duration::from_secs(24 * 3600),
             Some(s) => {
@@ -274,11 +275,19 @@ impl Config {
                     t.name
                 ));
             }
+            // URLs are not echoed in errors: a mistyped one may hold a key.
             if !(t.url.starts_with("file:///") || t.url.starts_with("s3://")) {
                 return Err(format!(
-                    "{at}: key `url`: {:?} is neither file:///absolute/path nor s3://bucket/prefix",
-                    t.url
+                    "{at}: key `url`: neither file:///absolute/path nor s3://bucket/prefix"
                 ));
+            }
+            for (key, url) in [("url", Some(&t.url)), ("endpoint", t.endpoint.as_ref())] {
+                if url.is_some_and(|u| has_userinfo(u)) {
+                    return Err(format!(
+                        "{at}: key `{key}`: credentials do not go in the URL (user:password@); \
+                         set them as `access_key` and `secret_key`"
+                    ));
+                }
             }
             for (key, n) in [
                 ("keep_last", t.keep_last),
@@ -307,7 +316,7 @@ impl Config {
             if let Some(rest) = t.url.strip_prefix("s3://")
                 && rest.split('/').next().is_none_or(str::is_empty)
             {
-                return Err(format!("{at}: key `url`: {:?} names no bucket", t.url));
+                return Err(format!("{at}: key `url`: it names no bucket (s3://bucket/prefix)"));
             }
             backup_targets.push(BackupTarget {
                 name: t.name,
@@ -334,6 +343,13 @@ impl Config {
     pub fn default_pool(&self) -> &PoolConfig {
         self.pools.iter().find(|p| p.default).expect("validation guarantees one default pool")
     }
+}
+
+/// Whether `url` has a `user[:password]@` before its host: an `@` between
+/// `scheme://` and the first `/` after it.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().is_some_and(|authority| authority.contains('@'))
 }
 
 #[cfg(test)]

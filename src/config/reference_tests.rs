@@ -84,12 +84,25 @@ fn every_key_the_parser_accepts_is_documented_and_no_other() {
     }
 }
 
+/// `minimal_with`, and for a table that repeats (pools, targets) a
+/// second, differently named instance after it that alone gets `value`:
+/// a first pool is the default whatever its `default` says, a second one
+/// is not unless it says `true`.
+fn minimal_with_a_second(key: &Key, value: Option<&str>) -> String {
+    let Some(name) = keys(key.table).find(|k| k.name == "name") else {
+        return minimal_with(key, value);
+    };
+    let first = format!("name = {}\n", name.example);
+    let second = minimal_with(key, value).replacen(&first, "name = \"second\"\n", 1);
+    minimal_with(key, None) + &second
+}
+
 #[test]
 fn documented_defaults_are_what_the_parser_applies() {
     for key in KEYS {
         let Omitted::Value(default) = key.default else { continue };
-        let without = minimal_with(key, None);
-        let with = minimal_with(key, Some(default));
+        let without = minimal_with_a_second(key, None);
+        let with = minimal_with_a_second(key, Some(default));
         assert_eq!(
             parse(&with).unwrap_or_else(|e| panic!("{e}\n{with}")),
             parse(&without).unwrap(),

@@ -30,8 +30,12 @@ pub fn markdown(flags: &[Flag]) -> String {
          The whole file is checked at start: a bad one stops the daemon with a \
          message naming the file, the key and the problem.\n\n\
          - `ballast config check [--config FILE]` checks a file the same way without \
-         a daemon and prints what it sets up: pools, the default pool, backup \
-         targets, trash retention. Run it before restarting the daemon.\n\
+         a daemon, with what the daemon checks of the host at start (the host-path \
+         roots and the socket group exist; each pool exists or can be made: its \
+         parent directory exists, on btrfs for a btrfs pool, and a loop pool's mkfs \
+         is installed), and prints what it sets \
+         up: pools, the default pool, backup targets, trash retention. Run it \
+         before restarting the daemon.\n\
          - `ballast config example` prints a commented file with every key, all \
          commented out so that the defaults apply: a starting point for \
          `{DEFAULT_CONFIG}`.\n\

@@ -74,6 +74,16 @@ struct Inner {
     snapshot_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
+/// The configured host-path roots with their symlinks resolved; each must
+/// exist. Checked by `ballast config check` too.
+pub fn host_path_roots(config: &Config) -> std::result::Result<Vec<PathBuf>, String> {
+    let real = |root: &PathBuf| {
+        std::fs::canonicalize(root)
+            .map_err(|e| format!("config key `host_path_roots`: {}: {e}", root.display()))
+    };
+    config.host_path_roots.iter().map(real).collect()
+}
+
 impl Ballast {
     /// Opens the metadata store and the pools, rolls back creations that
     /// were never acknowledged, and loads every live volume into memory.
@@ -98,12 +108,7 @@ impl Ballast {
             pools.insert(pc.name.clone(), Pool::open(pc.clone(), known)?);
         }
         report_unknown_entries(&pools, &volumes);
-        let mut host_path_roots = Vec::new();
-        for root in &config.host_path_roots {
-            let real = std::fs::canonicalize(root)
-                .map_err(|e| format!("config key `host_path_roots`: {}: {e}", root.display()))?;
-            host_path_roots.push(real);
-        }
+        let host_path_roots = host_path_roots(config)?;
         let mut live = HashMap::new();
         for v in volumes {
             match v.state {

@@ -194,21 +194,7 @@ impl Pool {
             let at = |e: io::Error| {
                 format!("pool {:?} at {}: {e}", pool.config.name, pool.config.path.display())
             };
-            // Check before creating anything: a btrfs pool must be on
-            // btrfs, a loop pool needs its mkfs.
-            match pool.config.backend {
-                BackendKind::Btrfs => {
-                    let path = &pool.config.path;
-                    let probe = if path.exists() {
-                        path.as_path()
-                    } else {
-                        path.parent().unwrap_or(Path::new("/"))
-                    };
-                    btrfs::check_btrfs(probe).map_err(at)?;
-                }
-                BackendKind::Loop => loopback::mkfs(pool.config.fs).map(|_| ()).map_err(at)?,
-                BackendKind::Dir => {}
-            }
+            Pool::check_new(&pool.config, false)?;
             match std::fs::create_dir(&pool.config.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -218,6 +204,37 @@ impl Pool {
         }
         pool.attach()?;
         Ok(pool)
+    }
+
+    /// Whether a pool that is not there yet can be made now, checked before
+    /// anything is made (by `open`, and by `ballast config check`): its
+    /// directory or that directory's parent exists, a btrfs pool is on
+    /// btrfs, a loop pool's mkfs is installed. `parent_made_first`: the
+    /// parent does not have to exist, as `serve` makes it before the pools
+    /// (`<state-dir>/pools`); the btrfs check then looks at the nearest
+    /// directory that exists.
+    pub fn check_new(config: &PoolConfig, parent_made_first: bool) -> Result<(), String> {
+        let at = |e: io::Error| format!("pool {:?} at {}: {e}", config.name, config.path.display());
+        let path = &config.path;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        if !path.is_dir() && !parent.is_dir() && !parent_made_first {
+            return Err(at(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "its parent directory {} does not exist (a new pool's directory is made \
+                     in an existing one)",
+                    parent.display()
+                ),
+            )));
+        }
+        match config.backend {
+            BackendKind::Btrfs => {
+                let probe = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+                btrfs::check_btrfs(probe).map_err(at)
+            }
+            BackendKind::Loop => loopback::mkfs(config.fs).map(|_| ()).map_err(at),
+            BackendKind::Dir => Ok(()),
+        }
     }
 
     /// Opens the backend if the pool's directory is marked. Returns

@@ -88,6 +88,64 @@ mod tests {
         );
     }
 
+    /// An "unset" default of the reference says what the code does
+    /// without the key; where the code holds that as a value (a region, a
+    /// path, a mode), the words must show that value, or a change of the
+    /// code leaves the reference wrong with every other test passing.
+    #[test]
+    fn documented_unset_defaults_show_the_codes_values() {
+        use crate::config::reference::{KEYS, Omitted, Table};
+        use crate::config::{BackupTarget, Config};
+        // Paths come out under it, and are shown as the reference writes them.
+        let state = Path::new("/state-dir");
+        let written = |p: &Path| format!("`{}`", p.display()).replace("/state-dir", "<state-dir>");
+        let target = BackupTarget {
+            name: "<name>".into(),
+            url: "file:///b".into(),
+            endpoint: None,
+            region: None,
+            access_key: None,
+            secret_key: None,
+            password_file: None,
+            keep_last: None,
+            keep_daily: None,
+            keep_weekly: None,
+        };
+        let pool = Config::parse("[[pool]]\nname = \"fast\"\nbackend = \"dir\"\n", state).unwrap();
+        for key in KEYS {
+            let Omitted::Unset(words) = key.default else { continue };
+            let shown = match (key.table, key.name) {
+                (Table::Admin, "access_key" | "secret_key") => {
+                    // `ballast config check` says the same of a file without them.
+                    let summary = Config::parse("", state).unwrap().summary();
+                    assert!(summary.contains(words), "{}: {words:?} in {summary}", key.name);
+                    continue;
+                }
+                (Table::Admin, "socket_group") => format!("mode {:04o}", super::super::SOCKET_MODE),
+                (Table::Pool, "path") => written(&pool.pools[0].path).replace("fast", "<name>"),
+                (Table::BackupTarget, "endpoint") => {
+                    format!("`{}`", crate::backup::s3::aws_endpoint("<region>"))
+                }
+                (Table::BackupTarget, "region") => {
+                    format!("`{}`", crate::backup::s3::DEFAULT_REGION)
+                }
+                (Table::BackupTarget, "access_key") => {
+                    format!("`{}`", crate::backup::s3::ACCESS_KEY_VAR)
+                }
+                (Table::BackupTarget, "secret_key") => {
+                    format!("`{}`", crate::backup::s3::SECRET_KEY_VAR)
+                }
+                (Table::BackupTarget, "password_file") => {
+                    written(&crate::backup::key::generated_path(&target, state).unwrap())
+                }
+                // No value: without any of them, nothing is forgotten.
+                (Table::BackupTarget, "keep_last" | "keep_daily" | "keep_weekly") => continue,
+                _ => panic!("{}: an unset default that no test holds to the code", key.name),
+            };
+            assert!(words.contains(&shown), "{}: {words:?} should show {shown:?}", key.name);
+        }
+    }
+
     #[test]
     fn the_flags_are_serves_with_their_variables_and_defaults() {
         let flags = flags();

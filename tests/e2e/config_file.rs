@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::harness::serve_must_fail;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ballast");
 
 /// Runs the binary with the environment's config variables replaced by
@@ -26,9 +28,11 @@ fn config_check_summarizes_a_good_file_and_shows_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ballast.toml");
     let state = dir.path().join("state");
+    let fast = dir.path().join("fast");
     std::fs::write(
         &file,
-        r#"
+        format!(
+            r#"
 trash_retention = "2d"
 
 [admin]
@@ -38,7 +42,7 @@ secret_key = "admin-secret-value"
 [[pool]]
 name = "fast"
 backend = "loop"
-path = "/srv/ballast/fast"
+path = "{}"
 default = true
 
 [[backup_target]]
@@ -47,6 +51,8 @@ url = "s3://bucket/prefix"
 access_key = "s3-access-key"
 secret_key = "s3-secret-value"
 "#,
+            fast.display()
+        ),
     )
     .unwrap();
     let args = ["config", "check", "--config", file.to_str().unwrap()];
@@ -56,7 +62,7 @@ secret_key = "s3-secret-value"
     assert_eq!(by_flags.status.code(), Some(0), "{out}{}", text(&by_flags.stderr));
     for line in [
         &format!("config {}: valid", file.display()),
-        "  fast  loop   /srv/ballast/fast  (ext4, 1G per volume, overcommit 1)",
+        &format!("  fast  loop   {}  (ext4, 1G per volume, overcommit 1)", fast.display()),
         "default pool: fast",
         "  offsite  s3://bucket/prefix",
         "trash retention: 2d",
@@ -137,4 +143,93 @@ fn config_example_passes_config_check_and_changes_nothing() {
     {
         assert!(reference.contains(row), "{row} in\n{reference}");
     }
+}
+
+/// A file that `config check` passes must not stop `serve`: the host
+/// checks the daemon makes at start (roots, group, where pools go) are
+/// made by the check too, with the daemon's own messages.
+#[test]
+fn config_check_refuses_what_serve_would_refuse_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ballast.toml");
+    let missing = dir.path().join("missing");
+    let pool = |backend: &str, path: &Path| {
+        format!("[[pool]]\nname = \"p\"\nbackend = \"{backend}\"\npath = \"{}\"\n", path.display())
+    };
+    for (bad, needle) in [
+        (
+            format!("host_path_roots = [\"{}\"]\n", missing.display()),
+            format!("config key `host_path_roots`: {}", missing.display()),
+        ),
+        (
+            "[admin]\nsocket_group = \"no-such-group-here\"\n".to_string(),
+            "[admin] socket_group: no group named \"no-such-group-here\"".to_string(),
+        ),
+        (
+            pool("dir", &missing.join("pool")),
+            format!("its parent directory {} does not exist", missing.display()),
+        ),
+        (pool("btrfs", &dir.path().join("b")), "is not on a btrfs filesystem".to_string()),
+    ] {
+        std::fs::write(&file, &bad).unwrap();
+        let state = dir.path().join("state");
+        let args = ["config", "check", "--config", file.to_str().unwrap()];
+        let out = ballast(&[&args[..], &["--state-dir", state.to_str().unwrap()]].concat(), &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}{}", text(&out.stdout));
+        assert!(err.contains(&needle), "{bad}: {needle:?} in {err}");
+        assert!(out.stdout.is_empty(), "{bad}: no \"valid\": {}", text(&out.stdout));
+        // serve refuses the same file with the same words.
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let serve = serve_must_fail(&run, &["--config".as_ref(), file.as_os_str()], &[]);
+        assert!(serve.contains(&needle), "{bad}: serve said {serve}");
+        assert!(!missing.exists() && !dir.path().join("b").exists(), "the check made nothing");
+    }
+    // What serve makes itself (the state directory and its pools) is fine
+    // missing, and so is a group given by number.
+    let good = format!(
+        "[admin]\nsocket_group = \"4242\"\n{}",
+        pool("dir", &dir.path().join("new-state/pools/p"))
+    );
+    std::fs::write(&file, good).unwrap();
+    let state = dir.path().join("new-state");
+    let args = ["config", "check", "--config", file.to_str().unwrap()];
+    let out = ballast(&[&args[..], &["--state-dir", state.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!state.exists(), "the check made nothing");
+}
+
+/// A mistake next to a secret: `config check` and `serve` say where it
+/// is and what is wrong, and print nothing of the secret, which would end
+/// up in a terminal, a ticket or the daemon's log.
+#[test]
+fn a_bad_line_holding_a_secret_is_reported_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ballast.toml");
+    for (line, place) in [
+        ("secret_kye = \"wJalrXUtnFEMIK7MDENG\"", "line 3, column 1"),
+        ("secret_key = \"wJalrXUtn\\FEMIK7MDENG\"", "line 3, column 25"),
+        ("secret_key = 12345678", "line 3, column 14"),
+    ] {
+        std::fs::write(&file, format!("[admin]\naccess_key = \"ops\"\n{line}\n")).unwrap();
+        let out = ballast(&["config", "check", "--config", file.to_str().unwrap()], &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {err}");
+        assert!(err.contains(place), "{line}: {place} in {err}");
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let serve = serve_must_fail(&run, &["--config".as_ref(), file.as_os_str()], &[]);
+        for shown in [err, serve] {
+            assert!(!shown.contains("wJalr") && !shown.contains("12345678"), "{shown}");
+        }
+    }
+    // Credentials written into a target's URL are refused, not echoed.
+    let url = "s3://AKIAEXAMPLE:wJalrXUtnFEMIK7MDENG@bucket/prefix";
+    std::fs::write(&file, format!("[[backup_target]]\nname = \"o\"\nurl = \"{url}\"\n")).unwrap();
+    let out = ballast(&["config", "check", "--config", file.to_str().unwrap()], &[]);
+    let shown = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("`access_key` and `secret_key`"), "{shown}");
+    assert!(!shown.contains("FEMIK7MDENG") && !shown.contains("AKIAEXAMPLE"), "{shown}");
 }
