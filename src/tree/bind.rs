@@ -123,16 +123,22 @@ mod tests {
         rustix::process::geteuid().is_root()
     }
 
-    #[test]
-    fn a_bind_shows_the_opened_directory_even_once_its_path_is_a_symlink() {
-        if !as_root() {
-            return;
-        }
+    /// A pool holding volume `v1` (with a file `f`) and a mount root.
+    fn pool_and_mounts() -> (tempfile::TempDir, Root, Root) {
         let dir = tempfile::tempdir().unwrap();
         let pool = Root::open(&dir.path().join("pool")).unwrap();
         let mounts = Root::open(&dir.path().join("mounts")).unwrap();
         pool.create_dir("v1", None, None, 0o755).unwrap();
         std::fs::write(pool.host_path("v1").join("f"), b"mine").unwrap();
+        (dir, pool, mounts)
+    }
+
+    #[test]
+    fn a_bind_shows_the_opened_directory_even_once_its_path_is_a_symlink() {
+        if !as_root() {
+            return;
+        }
+        let (dir, pool, mounts) = pool_and_mounts();
         let src = pool.open_dir("v1").unwrap();
         // Planted after the volume was opened: a bind by path would follow it.
         std::fs::rename(pool.host_path("v1"), dir.path().join("moved")).unwrap();
@@ -152,11 +158,7 @@ mod tests {
         if !as_root() {
             return;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Root::open(&dir.path().join("pool")).unwrap();
-        let mounts = Root::open(&dir.path().join("mounts")).unwrap();
-        pool.create_dir("v1", None, None, 0o755).unwrap();
-        std::fs::write(pool.host_path("v1").join("f"), b"mine").unwrap();
+        let (dir, pool, mounts) = pool_and_mounts();
         let elsewhere = dir.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, mounts.host_path("1v1")).unwrap();

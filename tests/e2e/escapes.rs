@@ -1,23 +1,32 @@
 //! Ways out of a pool or a host-path root planted after a volume was
 //! made: every one is refused, and nothing outside is read or changed.
 
+use std::path::PathBuf;
+
 use serde_json::json;
 
 use crate::harness::{Daemon, root_or_skip};
 
-#[test]
-fn a_host_path_swapped_for_a_symlink_leads_nowhere_outside_its_root() {
-    if !root_or_skip() {
-        return;
-    }
+/// A host-path root `srv` holding `team/site/index.html`, and beside it
+/// `etc/<under>/passwd`, which nothing may reach.
+fn site_and_outside(under: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let hosts = tempfile::tempdir().unwrap();
     let roots = hosts.path().join("srv");
     let site = roots.join("team/site");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("index.html"), b"hello").unwrap();
     let outside = hosts.path().join("etc");
-    std::fs::create_dir_all(outside.join("site")).unwrap();
-    std::fs::write(outside.join("site/passwd"), b"root:x:0:0").unwrap();
+    std::fs::create_dir_all(outside.join(under)).unwrap();
+    std::fs::write(outside.join(under).join("passwd"), b"root:x:0:0").unwrap();
+    (hosts, roots, site, outside)
+}
+
+#[test]
+fn a_host_path_swapped_for_a_symlink_leads_nowhere_outside_its_root() {
+    if !root_or_skip() {
+        return;
+    }
+    let (hosts, roots, site, outside) = site_and_outside("site");
     let config = format!("host_path_roots = [\"{}\"]\n", roots.display());
     let d = Daemon::private_with("escape-hostpath", &config);
     d.call_ok(
@@ -102,14 +111,7 @@ fn an_exposed_mountpoint_never_leads_out_of_a_swapped_host_directory() {
     if !root_or_skip() {
         return;
     }
-    let hosts = tempfile::tempdir().unwrap();
-    let roots = hosts.path().join("srv");
-    let site = roots.join("team/site");
-    std::fs::create_dir_all(&site).unwrap();
-    std::fs::write(site.join("index.html"), b"hello").unwrap();
-    let outside = hosts.path().join("etc");
-    std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(outside.join("passwd"), b"root:x:0:0").unwrap();
+    let (hosts, roots, site, outside) = site_and_outside("");
     let root = hosts.path().join("mounts");
     let _binds = Binds(root.clone());
     let config = format!("host_path_roots = [\"{}\"]\n", roots.display());
