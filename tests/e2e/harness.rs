@@ -686,7 +686,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// Spawns from one thread that lives as long as the test process, so that
 /// the parent-death signal fires when the process exits and not when the
 /// test's own thread ends.
-fn spawn_until_exit(cmd: Command) -> Child {
+pub fn spawn_until_exit(cmd: Command) -> Child {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
