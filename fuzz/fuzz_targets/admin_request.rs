@@ -71,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((req, tcp)) = request(data) else { return };
     let what = format!("{} {}", req.method(), req.uri());
     let is_head = req.method() == Method::HEAD;
-    let is_metrics = req.method() == Method::GET && req.uri().path() == "/metrics";
+    // Repeated and trailing slashes are ignored: `//metrics/` is /metrics.
+    let segments: Vec<&str> = req.uri().path().split('/').filter(|s| !s.is_empty()).collect();
+    let is_metrics = req.method() == Method::GET && segments == ["metrics"];
     let (socket, tcp_router) = routers();
     let f = Fixture::get();
     let (status, content_type, answer) = f.call(if tcp { tcp_router } else { socket }, req);
