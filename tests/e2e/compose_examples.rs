@@ -16,17 +16,15 @@ fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name).join("compose.yaml")
 }
 
-/// `docker-compose -p PROJECT -f EXAMPLE -f OVERRIDE ARGS…`, which must succeed.
-fn compose(e: &Engine, project: &str, file: &Path, over: &Path, args: &[&str]) {
-    let out = Command::new("docker-compose")
-        .args(["-p", project, "-f"])
-        .arg(file)
-        .arg("-f")
-        .arg(over)
-        .args(args)
-        .env("DOCKER_HOST", &e.host)
-        .output()
-        .unwrap();
+/// `docker-compose -p PROJECT -f FILE… ARGS` on the engine, which must
+/// succeed.
+pub(crate) fn compose(e: &Engine, project: &str, files: &[&Path], args: &[&str]) {
+    let mut cmd = Command::new("docker-compose");
+    cmd.args(["-p", project]);
+    for file in files {
+        cmd.arg("-f").arg(file);
+    }
+    let out = cmd.args(args).env("DOCKER_HOST", &e.host).output().unwrap();
     assert!(
         out.status.success(),
         "docker-compose {args:?}: {}",
@@ -79,7 +77,7 @@ fn the_compose_examples_come_up_keep_their_data_and_go_down() {
     let file = example("database-on-loop");
     let write = "echo row >> /var/lib/postgresql/data/table";
     let over = override_file(dir.path(), &[("db", write)]);
-    compose(e, "exdb", &file, &over, &["up", "-d"]);
+    compose(e, "exdb", &[&file, &over], &["up", "-d"]);
     let v = volume("exdb_pgdata");
     assert_eq!(
         (v["storagePoolId"].as_str(), v["sizeBytes"].as_u64()),
@@ -88,12 +86,12 @@ fn the_compose_examples_come_up_keep_their_data_and_go_down() {
     assert_eq!(v["schedule"]["snapshotEvery"], "6h", "{v}");
     let mp = e.inspect("exdb_pgdata")["Mountpoint"].as_str().unwrap().to_string();
     wait_until("the database's first write", || file_in(&mp, "table").is_some());
-    compose(e, "exdb", &file, &over, &["down"]);
-    compose(e, "exdb", &file, &over, &["up", "-d"]);
+    compose(e, "exdb", &[&file, &over], &["down"]);
+    compose(e, "exdb", &[&file, &over], &["up", "-d"]);
     wait_until("the second write", || {
         file_in(&mp, "table").is_some_and(|t| t.lines().count() == 2)
     });
-    compose(e, "exdb", &file, &over, &["down", "-v"]);
+    compose(e, "exdb", &[&file, &over], &["down", "-v"]);
     assert_eq!(volume("exdb_pgdata")["state"], "removed", "down -v put it in the trash");
 
     // One btrfs volume shared by a writer and a read-only reader.
@@ -105,14 +103,14 @@ fn the_compose_examples_come_up_keep_their_data_and_go_down() {
             ("web", "until [ -f /usr/share/nginx/html/index.html ]; do sleep 0.2; done"),
         ],
     );
-    compose(e, "exsite", &file, &over, &["up", "-d"]);
+    compose(e, "exsite", &[&file, &over], &["up", "-d"]);
     let mp = e.inspect("exsite_site")["Mountpoint"].as_str().unwrap().to_string();
     wait_until("the build's page", || file_in(&mp, "index.html").is_some());
     wait_until("both services mounting it", || volume("exsite_site")["mountCount"] == 2);
     let v = volume("exsite_site");
     assert_eq!(v["storagePoolId"], "btrfs");
     assert_eq!(v["instanceId"].as_array().unwrap().len(), 2);
-    compose(e, "exsite", &file, &over, &["down", "-v"]);
+    compose(e, "exsite", &[&file, &over], &["down", "-v"]);
     assert_eq!(volume("exsite_site")["state"], "removed");
 
     // A staging volume made as a copy of an existing one.
@@ -120,12 +118,12 @@ fn the_compose_examples_come_up_keep_their_data_and_go_down() {
     run(e, "site-data", "echo production > /data/page");
     let file = example("copy-from-volume");
     let over = override_file(dir.path(), &[("staging", "echo edited > /data/page")]);
-    compose(e, "exstage", &file, &over, &["up", "-d"]);
+    compose(e, "exstage", &[&file, &over], &["up", "-d"]);
     let copy = e.inspect("exstage_staging-data")["Mountpoint"].as_str().unwrap().to_string();
     wait_until("the staging edit", || file_in(&copy, "page").as_deref() == Some("edited\n"));
     assert_eq!(run(e, "site-data", "cat /data/page"), "production", "the source is untouched");
     assert_eq!(volume("exstage_staging-data")["description"], "staging copy of site-data");
-    compose(e, "exstage", &file, &over, &["down", "-v"]);
+    compose(e, "exstage", &[&file, &over], &["down", "-v"]);
     e.ok(&["volume", "rm", "site-data"]);
     assert!(e.volumes("ballast").is_empty());
 }

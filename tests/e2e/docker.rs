@@ -182,19 +182,8 @@ volumes:
         ),
     )
     .unwrap();
-    let compose = |args: &[&str]| {
-        let out = std::process::Command::new("docker-compose")
-            .args(["-p", "ballastc", "-f", file.to_str().unwrap()])
-            .args(args)
-            .env("DOCKER_HOST", &e.host)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker-compose {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let compose =
+        |args: &[&str]| crate::compose_examples::compose(e, "ballastc", &[file.as_path()], args);
     compose(&["up", "-d"]);
     let v = e.inspect("ballastc_appdata");
     assert_eq!(v["Driver"], d.driver.as_str());
