@@ -19,23 +19,19 @@ use crate::config::BackupTarget;
 use crate::core::IfTaken;
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
-    let data = a
-        .ballast
-        .backups(None)
-        .iter()
-        .map(|b| resource::backup(&base, b, a.ballast.has_target(&b.target)))
-        .collect();
+    let data =
+        a.ballast.backups(None).iter().map(|b| resource::backup_value(&a, &base, b)).collect();
     Ok(reply(StatusCode::OK, query::of_values(&base, &BACKUP, &pairs, data)?))
 }
 
 pub async fn show(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let b = a.ballast.find_backup(&id)?;
-    Ok(reply(StatusCode::OK, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
+    Ok(reply(StatusCode::OK, resource::backup_value(&a, &base, &b)))
 }
 
 pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
     let b = a.ballast.remove_backup(&id).await?;
-    Ok(reply(StatusCode::OK, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
+    Ok(reply(StatusCode::OK, resource::backup_value(&a, &base, &b)))
 }
 
 #[derive(Deserialize, Default)]
@@ -91,7 +87,7 @@ pub async fn create(State(a): State<Admin>, Base(base): Base, Body(body): Body) 
             input.backup_target_id.as_deref(),
         )
         .await?;
-    Ok(reply(StatusCode::ACCEPTED, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
+    Ok(reply(StatusCode::ACCEPTED, resource::backup_value(&a, &base, &b)))
 }
 
 #[derive(Deserialize, Default)]
@@ -111,8 +107,7 @@ pub async fn action(
 ) -> ApiResult {
     let action = action_of(&BACKUP, &pairs)?.name;
     let found = a.ballast.find_backup(&id)?;
-    let reachable = a.ballast.has_target(&found.target);
-    if !reachable {
+    if !a.ballast.has_target(&found.target) {
         return Err(super::not_available(
             action,
             format!(
@@ -123,11 +118,11 @@ pub async fn action(
             ),
         ));
     }
-    super::require_listed(&resource::backup(&base, &found, reachable), action)?;
+    super::require_listed(&resource::backup_value(&a, &base, &found), action)?;
     match action {
         "verify" => {
             let b = a.ballast.verify_backup(&id).await?;
-            Ok(reply(StatusCode::OK, resource::backup(&base, &b, a.ballast.has_target(&b.target))))
+            Ok(reply(StatusCode::OK, resource::backup_value(&a, &base, &b)))
         }
         "restore" => {
             let input: RestoreInput = accept(&a, &BACKUP_RESTORE_INPUT, &body, Mode::Input)?;

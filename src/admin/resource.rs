@@ -269,9 +269,14 @@ pub fn snapshot(a: &Admin, base: &str, s: &Snapshot) -> Value {
     })
 }
 
+/// A backup resource, with the actions its target allows.
+pub fn backup_value(a: &Admin, base: &str, b: &Backup) -> Value {
+    backup(base, b, a.ballast.has_target(&b.target))
+}
+
 /// A backup resource; `reachable` says whether its target is configured,
 /// without which nothing can be done with it.
-pub fn backup(base: &str, b: &Backup, reachable: bool) -> Value {
+fn backup(base: &str, b: &Backup, reachable: bool) -> Value {
     let id = b.public_id();
     let self_link = format!("{base}/v1/backups/{id}");
     let mut actions = Map::new();

@@ -50,10 +50,7 @@ pub async fn action(
             let target = input.backup_target_id;
             super::backups::check_target(&a, target.as_deref())?;
             let b = a.ballast.create_backup(None, Some(&id), target.as_deref()).await?;
-            Ok(reply(
-                StatusCode::ACCEPTED,
-                resource::backup(&base, &b, a.ballast.has_target(&b.target)),
-            ))
+            Ok(reply(StatusCode::ACCEPTED, resource::backup_value(&a, &base, &b)))
         }
         _ => remove(State(a), Base(base), Path(id)).await,
     }
