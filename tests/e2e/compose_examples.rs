@@ -19,6 +19,8 @@ fn example(name: &str) -> PathBuf {
 /// `docker-compose -p PROJECT -f FILE… ARGS` on the engine, which must
 /// succeed.
 pub(crate) fn compose(e: &Engine, project: &str, files: &[&Path], args: &[&str]) {
+    // Compose names its volumes and containers after the project.
+    crate::harness::claim(&e.host, &format!("compose project {project}"));
     let mut cmd = Command::new("docker-compose");
     cmd.args(["-p", project]);
     for file in files {

@@ -18,6 +18,9 @@ use crate::harness::{Daemon, Engine, IMAGE, engine, skip, wait_until};
 
 const DRIVER: &str = "ballast-e2e-deb";
 const CONTAINER: &str = "ballast-e2e-deb";
+/// The Docker volume this test makes; every name in the shared engine is
+/// unique to one test (see `harness::claim_names`).
+const VOL: &str = "deb-web";
 const DEBIAN: &str = "ballast-test:debian";
 const STATE: &str = "/var/lib/ballast";
 
@@ -253,12 +256,12 @@ fn configured_and_used_from_docker(e: &Engine, pool: &Path) {
     assert!(exec_ok("ballast config check").contains("default pool: shared"));
 
     // Used from Docker, through the socket systemd holds.
-    e.ok(&["volume", "create", "--driver", DRIVER, "web"]);
+    e.ok(&["volume", "create", "--driver", DRIVER, VOL]);
     run(e, "echo hello > /data/f");
     assert_eq!(run(e, "cat /data/f"), "hello");
     for cli in ["ballast", "docker ballast"] {
         let listed = exec_ok(&format!("{cli} volume ls"));
-        assert!(listed.contains("web"), "{cli}: {listed}");
+        assert!(listed.contains(VOL), "{cli}: {listed}");
     }
     exec_ok("ballast volume create inner -o pool=local && ballast backup create inner");
     assert!(exec_ok(&format!("ls {STATE}/pools/local/volumes")).trim().starts_with('v'));
@@ -266,13 +269,24 @@ fn configured_and_used_from_docker(e: &Engine, pool: &Path) {
     // Socket activation: a stopped daemon is started by Docker's call.
     exec_ok("systemctl stop ballast.service");
     let stopped = invocation();
-    assert_eq!(e.inspect("web")["Driver"], DRIVER);
+    assert_eq!(e.inspect(VOL)["Driver"], DRIVER);
     assert!(active("ballast.service"), "Docker's call did not start the daemon");
     assert_ne!(invocation(), stopped);
 }
 
 fn run(e: &Engine, script: &str) -> String {
-    e.ok(&["run", "--rm", "--network", "none", "-v", "web:/data", IMAGE, "sh", "-c", script])
+    e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{VOL}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
 }
 
 fn upgraded_under_a_running_container(e: &Engine, newer: &Path) {
@@ -284,7 +298,7 @@ fn upgraded_under_a_running_container(e: &Engine, newer: &Path) {
         "--network",
         "none",
         "-v",
-        "web:/data",
+        &format!("{VOL}:/data"),
         IMAGE,
         "sh",
         "-c",
@@ -307,8 +321,11 @@ fn upgraded_under_a_running_container(e: &Engine, newer: &Path) {
     assert!(!ok && refused.contains("volumes are in use by containers"), "{refused}");
     assert!(active("ballast.service"), "a refused removal stopped the daemon");
     e.ok(&["rm", "-f", &writer]);
-    let web = exec_ok("ballast --json volume inspect web");
-    assert!(web.contains("\"mountCount\": 0"), "the container's mount was not released: {web}");
+    let inspected = exec_ok(&format!("ballast --json volume inspect {VOL}"));
+    assert!(
+        inspected.contains("\"mountCount\": 0"),
+        "the container's mount was not released: {inspected}"
+    );
 }
 
 fn removed_keeping_every_volume(e: &Engine, package: &Path, plugins: &Path, pool: &Path) {
@@ -330,7 +347,7 @@ fn removed_keeping_every_volume(e: &Engine, package: &Path, plugins: &Path, pool
     }
     assert!(active("ballast.service"));
     assert_eq!(run(e, "cat /data/f"), "hello");
-    e.ok(&["volume", "rm", "web"]);
+    e.ok(&["volume", "rm", VOL]);
 }
 
 fn purged_keeping_backup_passwords(pool: &Path) {
@@ -344,7 +361,7 @@ fn purged_keeping_backup_passwords(pool: &Path) {
         "! test -e {STATE}/ballast.db && ! test -e {STATE}/pools && ! test -e /etc/ballast \
          && test -s {STATE}/backup-keys/nas.key"
     ));
-    // The pool configured elsewhere keeps its data (web's, in its trash).
+    // The pool configured elsewhere keeps its data (the Docker volume's, in its trash).
     let mut todo = vec![pool.to_path_buf()];
     let mut found = false;
     while let Some(dir) = todo.pop() {

@@ -11,6 +11,7 @@
 //! the parent-death signal); and each run starts with a freshly started
 //! private engine that has forgotten the drivers of earlier runs.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -283,6 +284,7 @@ impl Engine {
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
+        claim_names(&self.host, args);
         Command::new("docker")
             .args(args)
             .env("DOCKER_HOST", &self.host)
@@ -333,6 +335,89 @@ impl Engine {
             self.docker(&["volume", "rm", "-f", &v]);
         }
     }
+}
+
+/// Which test uses each name (volume, container, plugin alias) in each
+/// engine. All tests share one engine, and a name two tests use makes one
+/// of them fail or not depending on the order they run in, which a fresh
+/// clone finds and a warm machine hides.
+static NAMES: Mutex<BTreeMap<(String, String), String>> = Mutex::new(BTreeMap::new());
+
+/// Records the names a docker command makes, for the test running it (the
+/// test thread's name), and fails the test when another test used one.
+pub fn claim_names(host: &str, args: &[&str]) {
+    for name in names_made(args) {
+        claim(host, &name);
+    }
+}
+
+/// Records one name for the running test (see `claim_names`).
+pub fn claim(host: &str, name: &str) {
+    // Threads a test spawns have no name; the test's own thread has it.
+    let Some(test) = std::thread::current().name().map(str::to_string) else { return };
+    if test == "main" {
+        return;
+    }
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let owner = names.entry((host.to_string(), name.to_string())).or_insert_with(|| test.clone());
+    assert!(
+        *owner == test,
+        "the name {name:?} is used by two tests in one engine ({owner} and {test}): \
+         give each test names of its own"
+    );
+}
+
+/// The names a docker command makes: the volume of `volume create`, the
+/// `--name` and named `-v`/`--mount` volumes of `run` and `create`, the
+/// alias of `plugin install`.
+fn names_made(args: &[&str]) -> Vec<String> {
+    let mut made = Vec::new();
+    match args {
+        ["volume", "create", .., last] if !last.starts_with('-') => made.push(last.to_string()),
+        ["run" | "create", rest @ ..] => {
+            // Scans past the image too: the tests' commands never pass
+            // these flags to the container's program.
+            let mut it = rest.iter();
+            while let Some(arg) = it.next() {
+                let value = |it: &mut std::slice::Iter<&str>| it.next().map(|v| v.to_string());
+                match *arg {
+                    "--name" => made.extend(value(&mut it)),
+                    "-v" | "--volume" => {
+                        let spec = value(&mut it).unwrap_or_default();
+                        let source = spec.split(':').next().unwrap_or_default();
+                        if spec.contains(':') && !source.is_empty() && !source.starts_with('/') {
+                            made.push(source.to_string());
+                        }
+                    }
+                    "--mount" => {
+                        let spec = value(&mut it).unwrap_or_default();
+                        let fields: Vec<&str> = spec.split(',').collect();
+                        if !fields.contains(&"type=bind") {
+                            made.extend(
+                                fields
+                                    .iter()
+                                    .find_map(|f| {
+                                        f.strip_prefix("source=").or_else(|| f.strip_prefix("src="))
+                                    })
+                                    .map(str::to_string),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ["plugin", "install", rest @ ..] => {
+            let mut it = rest.iter();
+            while let Some(arg) = it.next() {
+                if *arg == "--alias" {
+                    made.extend(it.next().map(|v| v.to_string()));
+                }
+            }
+        }
+        _ => {}
+    }
+    made
 }
 
 /// A private ballast daemon.
@@ -1076,4 +1161,33 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+#[test]
+fn the_names_a_docker_command_makes_are_the_ones_tests_must_not_share() {
+    let made = |args: &[&str]| names_made(args);
+    assert_eq!(made(&["volume", "create", "--driver", "d", "-o", "size=1M", "web"]), ["web"]);
+    assert_eq!(
+        made(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--name",
+            "c1",
+            "-v",
+            "db:/data",
+            "-v",
+            "/host:/h",
+            "--mount",
+            "type=volume,src=logs,dst=/l",
+            IMAGE,
+            "sh",
+            "-c",
+            "true"
+        ]),
+        ["c1", "db", "logs"]
+    );
+    assert_eq!(made(&["plugin", "install", "--alias", "ballast-x", "r/b:1"]), ["ballast-x"]);
+    assert!(made(&["volume", "rm", "web"]).is_empty());
 }
