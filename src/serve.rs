@@ -7,6 +7,7 @@
 //! configuration against the host, which `ballast config check` runs too.
 
 mod check;
+mod lock;
 mod reference;
 
 use std::io;
@@ -114,6 +115,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     };
     listen::check_fd_budget(fd_limit, listeners);
     make_private_dir("state directory", &args.files.state_dir)?;
+    // Before the store or a pool is touched: start-up recovery would clear
+    // a running daemon's staging areas.
+    let _state_lock = lock::take(&args.files.state_dir)?;
     // Home of the pools that the config does not place elsewhere.
     make_private_dir("state directory", &args.files.state_dir.join("pools"))?;
     if let Some(dir) = &args.mount_root {
@@ -281,7 +285,8 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    "another daemon is already listening there",
+                    "another daemon is already listening there: stop it, or give this one \
+                     other --plugin-socket and --admin-socket paths",
                 ));
             }
             std::fs::remove_file(path)?; // stale, left by a crash

@@ -372,3 +372,41 @@ fn a_client_that_hangs_up_mid_create_leaves_nothing_half_done() {
     }
     assert_eq!(d.names().len(), 60);
 }
+
+#[test]
+fn a_second_daemon_on_a_live_state_directory_refuses_before_touching_it() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("race-second-daemon");
+    // 200 MiB: the snapshot copies for a while on a pool without reflink,
+    // and a reflinked one still stages its work.
+    let (id, _) = volume_with_files(&d, "busy", 20, &vec![7u8; 100 << 10]);
+    let path = format!("/v1/volumes/{id}?action=snapshot");
+    let s = d.admin_ok("POST", &path, json!({ "name": "during" }), 202);
+    let sid = s["id"].as_str().unwrap().to_string();
+
+    // A second daemon on the same state directory and sockets: it used
+    // to run start-up recovery (clearing the running snapshot's staging)
+    // before finding the sockets taken.
+    let other = tempfile::tempdir().unwrap();
+    let state = d.state_dir();
+    let flag = std::ffi::OsStr::new;
+    let args = [
+        flag("--state-dir"),
+        state.as_os_str(),
+        flag("--plugin-socket"),
+        d.plugin_socket.as_os_str(),
+        flag("--admin-socket"),
+        d.admin_socket.as_os_str(),
+    ];
+    let refused = crate::harness::serve_must_fail(other.path(), &args, &[]);
+    let pid = d.pid().unwrap();
+    assert!(refused.contains(&format!("pid {pid}")), "{refused}");
+    assert!(refused.contains("--state-dir"), "the refusal says what to do: {refused}");
+
+    // The first daemon's snapshot was left alone and completes.
+    let s = d.settle(&format!("/v1/snapshots/{sid}"));
+    assert_eq!(s["state"], "created", "{s}");
+    assert_eq!(d.names(), ["busy"]);
+}
