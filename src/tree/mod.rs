@@ -42,16 +42,26 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_MAGICLINKS);
 
 impl Root {
-    /// Opens (creating when missing, parent must exist) a root directory.
+    /// Opens (creating when missing, parent must exist) a root directory
+    /// of a pool's own, root's alone (0700): volumes' files and snapshot
+    /// copies are nobody else's to read on the host. One made by an older
+    /// version, open to all, is closed here.
     pub fn open(path: &Path) -> io::Result<Root> {
-        match std::fs::create_dir(path) {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(io::Error::new(e.kind(), format!("creating {}: {e}", path.display())));
             }
         }
-        Root::open_existing(path)
+        let root = Root::open_existing(path)?;
+        let mode = rfs::fstat(&root.fd)?.st_mode;
+        if mode & 0o077 != 0 {
+            rfs::fchmod(&root.fd, Mode::from_raw_mode(mode & 0o700))
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
+        Ok(root)
     }
 
     /// Opens an existing directory as a root; creates nothing.

@@ -172,3 +172,67 @@ fn an_exposed_mountpoint_never_leads_out_of_a_swapped_host_directory() {
     }
     assert!(!team.exists() && !inner.exists());
 }
+
+/// Runs `cmd` as the host's `nobody`; whether it succeeded.
+fn as_nobody(cmd: &[&str]) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(cmd)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_local_user_reads_nothing_of_a_pool_placed_with_path() {
+    if !root_or_skip() {
+        return;
+    }
+    let place = tempfile::tempdir().unwrap();
+    // The operator's directory is open to all, as /srv usually is.
+    std::fs::set_permissions(place.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let pool = place.path().join("pool");
+    let config =
+        format!("[[pool]]\nname = \"placed\"\nbackend = \"dir\"\npath = \"{}\"\n", pool.display());
+    let mut d = Daemon::private_with("escape-nobody", &config);
+    d.call_ok(
+        "VolumeDriver.Create",
+        &json!({ "Name": "secret", "Opts": { "pool": "placed" } }).to_string(),
+    );
+    let mp = d.get("secret")["Mountpoint"].as_str().unwrap().to_string();
+    std::fs::write(format!("{mp}/key"), b"s3cret").unwrap();
+    std::fs::set_permissions(
+        format!("{mp}/key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    d.snapshot(&d.id_of("secret"), "copy");
+    assert!(as_nobody(&["true"]), "setpriv cannot run as nobody here");
+    let refused = |d: &Daemon, when: &str| {
+        assert!(!as_nobody(&["cat", &format!("{mp}/key")]), "{when}: nobody read a volume's file");
+        for inner in ["", "volumes", "snapshots", "staging", "trash"] {
+            let dir = pool.join(inner);
+            assert!(
+                !as_nobody(&["ls", dir.to_str().unwrap()]),
+                "{when}: nobody listed {}",
+                dir.display()
+            );
+        }
+        assert_eq!(d.get("secret")["Name"], "secret");
+    };
+    refused(&d, "a new pool");
+
+    // A pool an older version made open to all is closed when it opens.
+    d.terminate();
+    for inner in ["", "volumes", "snapshots"] {
+        std::fs::set_permissions(
+            pool.join(inner),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    d.start_again();
+    refused(&d, "an older pool");
+}
