@@ -26,6 +26,12 @@ pub enum VolumeCmd {
         /// backup-keep, backup-target)
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
+        /// Its size, e.g. 10G (the same as -o size=…)
+        #[arg(long)]
+        size: Option<String>,
+        /// The pool to make it in (the same as -o pool=…)
+        #[arg(long)]
+        pool: Option<String>,
         /// Record it without storage (state requested)
         #[arg(long)]
         no_allocate: bool,
@@ -101,12 +107,19 @@ pub async fn run(cmd: VolumeCmd, client: &Client, global: &Global) -> Result<(),
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             return Ok(());
         }
-        VolumeCmd::Create { name, opts, no_allocate } => {
+        VolumeCmd::Create { name, opts, size, pool, no_allocate } => {
             let mut driver_opts = Map::new();
             for o in opts {
                 let (k, v) =
                     o.split_once('=').ok_or_else(|| format!("-o {o:?}: expected KEY=VALUE"))?;
                 driver_opts.insert(k.to_string(), Value::from(v));
+            }
+            for (key, flag) in [("size", size), ("pool", pool)] {
+                let Some(value) = flag else { continue };
+                if driver_opts.contains_key(key) {
+                    return Err(format!("--{key} and -o {key}=… both given: use one"));
+                }
+                driver_opts.insert(key.to_string(), Value::from(value));
             }
             let body = json!({ "name": name, "driverOpts": driver_opts, "allocate": !no_allocate });
             (client.call(Method::POST, "/v1/volumes", Some(body)).await?, "created")

@@ -148,3 +148,29 @@ fn errors_exit_non_zero_with_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ballast daemon at"));
     assert!(d.names().is_empty());
 }
+
+#[test]
+fn volume_create_takes_size_and_pool_as_flags_like_its_options() {
+    if !root_or_skip() {
+        return;
+    }
+    let pools = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[pool]]\nname = \"main\"\nbackend = \"dir\"\ndefault = true\n\
+         [[pool]]\nname = \"side\"\nbackend = \"dir\"\npath = \"{}\"\n",
+        pools.path().join("side").display()
+    );
+    let d = Daemon::private_with("cli-create-flags", &config);
+    d.cli_ok(&["volume", "create", "placed", "--pool", "side"]);
+    let v: Value = serde_json::from_str(&d.cli_ok(&["volume", "inspect", "placed"])).unwrap();
+    assert_eq!(v["driverOpts"]["pool"], "side", "{v}");
+
+    // --size reaches the daemon, which says what it can and cannot do.
+    let out = d.cli(&["volume", "create", "sized", "--size", "64M", "--pool", "side"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot enforce a size limit"), "{err}");
+    let out = d.cli(&["volume", "create", "twice", "--size", "1G", "-o", "size=2G"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("use one"), "{err}");
+    assert_eq!(d.names(), ["placed"]);
+}
