@@ -34,6 +34,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 
 /// How many connections a listener serves at once, and how long a peer
 /// may take.
@@ -92,11 +93,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves `router` on `listener` until `stop` turns true (or its sender is
 /// gone), then waits for every connection to finish.
+/// With `tls`, each connection first completes a TLS handshake, in its own
+/// task and within the header timeout, so a slow stranger holds up no one.
 pub async fn serve<L: Listener>(
     mut listener: L,
     name: &'static str,
     limits: Limits,
     router: Router,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let body_timeout = limits.body_timeout;
@@ -139,22 +143,19 @@ pub async fn serve<L: Listener>(
             }
         };
         backoff = MIN_BACKOFF;
-        let (http, service, mut stop) = (http.clone(), router.clone(), stop.clone());
-        let write_timeout = limits.write_timeout;
+        let (http, service, stop) = (http.clone(), router.clone(), stop.clone());
+        let (write_timeout, handshake_timeout) = (limits.write_timeout, limits.header_timeout);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let io = TokioIo::new(WriteDeadline::new(io, write_timeout));
-            let conn = http.serve_connection(io, TowerToHyperService::new(service));
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let io = WriteDeadline::new(io, write_timeout);
+            let Some(tls) = tls else {
+                return connection(io, &http, service, stop, name).await;
             };
-            if let Err(e) = result {
-                tracing::debug!(listener = name, error = %e, "connection ended");
+            match tokio::time::timeout(handshake_timeout, tls.accept(io)).await {
+                Ok(Ok(io)) => connection(io, &http, service, stop, name).await,
+                Ok(Err(e)) => tracing::debug!(listener = name, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(listener = name, "TLS handshake timed out"),
             }
         });
     }
@@ -163,6 +164,29 @@ pub async fn serve<L: Listener>(
     // every request in flight has been answered.
     let all = u32::try_from(limits.connections).unwrap_or(u32::MAX);
     let _ = permits.acquire_many(all).await;
+}
+
+/// Serves HTTP/1.1 on one connection until it ends or `stop` turns true,
+/// then lets the request in flight finish.
+async fn connection<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: Io,
+    http: &hyper::server::conn::http1::Builder,
+    service: Router,
+    mut stop: watch::Receiver<bool>,
+    name: &'static str,
+) {
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = name, error = %e, "connection ended");
+    }
 }
 
 /// Resolves once `stop` turns true or its sender is gone.

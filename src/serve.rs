@@ -9,6 +9,7 @@
 mod check;
 mod lock;
 mod reference;
+mod tls;
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{self, Config};
 use crate::core::Ballast;
@@ -107,6 +109,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 ));
             }
         };
+    let tcp_tls = match &args.admin_listen {
+        Some(addr) => tls::for_listener(addr, &config.admin)?,
+        None => None,
+    };
     let fd_limit = listen::raise_fd_limit();
     let listeners = if args.admin_listen.is_some() {
         &[Limits::PLUGIN, Limits::ADMIN, Limits::TCP][..]
@@ -128,14 +134,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
-    runtime.block_on(serve(args, config, inherited, tcp_credentials, socket_gid))
+    let tcp = tcp_credentials.map(|creds| (creds, tcp_tls));
+    runtime.block_on(serve(args, config, inherited, tcp, socket_gid))
 }
 
 async fn serve(
     args: ServeArgs,
     config: Config,
     mut inherited: Vec<Inherited>,
-    tcp_credentials: Option<admin::Credentials>,
+    tcp: Option<(admin::Credentials, Option<TlsAcceptor>)>,
     socket_gid: Option<u32>,
 ) -> Result<(), String> {
     // Exposed mountpoints are back in place before any socket answers.
@@ -147,13 +154,14 @@ async fn serve(
         metrics: metrics.clone(),
         driver: args.plugin_socket.file_stem().unwrap_or_default().to_string_lossy().into(),
         trust_forwarded: config.admin.trust_forwarded_headers,
+        tls: false,
     };
-    let tcp = match (&args.admin_listen, tcp_credentials) {
-        (Some(addr), Some(creds)) => {
+    let tcp = match (&args.admin_listen, tcp) {
+        (Some(addr), Some((creds, tls))) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("--admin-listen {addr}: {e}"))?;
-            Some((listener, creds))
+            Some((listener, creds, tls))
         }
         _ => None,
     };
@@ -204,6 +212,7 @@ async fn serve(
         "plugin",
         Limits::PLUGIN,
         docker::router(ballast.clone(), metrics.clone()),
+        None,
         stop_rx.clone(),
     ));
     let admin_srv = tokio::spawn(listen::serve(
@@ -211,16 +220,20 @@ async fn serve(
         "admin",
         Limits::ADMIN,
         admin::router(admin_state.clone(), None),
+        None,
         stop_rx.clone(),
     ));
-    let tcp_srv = tcp.map(|(listener, creds)| {
+    let tcp_srv = tcp.map(|(listener, creds, tls)| {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%addr, "admin endpoint on TCP (basic auth)");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "admin endpoint on TCP (basic auth)");
+        let state = admin::Admin { tls: tls.is_some(), ..admin_state.clone() };
         tokio::spawn(listen::serve(
             listener,
             "tcp-admin",
             Limits::TCP,
-            admin::router(admin_state.clone(), Some(creds)),
+            admin::router(state, Some(creds)),
+            tls,
             stop_rx.clone(),
         ))
     });

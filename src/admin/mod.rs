@@ -50,6 +50,8 @@ pub struct Admin {
     pub metrics: Metrics,
     pub driver: Arc<str>,
     pub trust_forwarded: bool,
+    /// Served over TLS: links start with `https`.
+    pub tls: bool,
 }
 
 /// The routes of the admin endpoint. With `credentials`, every request
@@ -84,7 +86,10 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/backuptargets/{id}", get(backups::show_target).post(backups::target_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(admin.trust_forwarded, html::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            (admin.trust_forwarded, admin.tls),
+            html::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(admin.metrics.clone(), track))
         .with_state(admin.clone());
     // Paths take their canonical form before routing, which only a

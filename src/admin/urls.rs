@@ -71,7 +71,7 @@ pub async fn canonical(mut req: Request, next: Next) -> Response {
 
 /// Adds `X-API-Schemas` to every answer, errors and 401s included.
 pub async fn schemas_header(State(a): State<Admin>, req: Request, next: Next) -> Response {
-    let base = base_url(req.headers(), a.trust_forwarded);
+    let base = base_url(req.headers(), a.trust_forwarded, a.tls);
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/schemas")) {
         resp.headers_mut().insert("x-api-schemas", v);
@@ -88,7 +88,7 @@ impl FromRequestParts<Admin> for Base {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, a: &Admin) -> Result<Self, Self::Rejection> {
-        Ok(Base(base_url(&parts.headers, a.trust_forwarded)))
+        Ok(Base(base_url(&parts.headers, a.trust_forwarded, a.tls)))
     }
 }
 
@@ -96,7 +96,7 @@ impl FromRequestParts<Admin> for Base {
 /// `-Prefix` count only when the configuration says a proxy we trust
 /// sets them; every value must look like what it claims to be, so no
 /// header can put arbitrary text into a link.
-pub fn base_url(headers: &HeaderMap, trust_forwarded: bool) -> String {
+pub fn base_url(headers: &HeaderMap, trust_forwarded: bool, tls: bool) -> String {
     let get = |name: &str| headers.get(name).and_then(|h| h.to_str().ok()).map(str::trim);
     let first = |name: &str| get(name).map(|v| v.split(',').next().unwrap_or("").trim());
     let host_ok = |h: &&str| {
@@ -104,7 +104,7 @@ pub fn base_url(headers: &HeaderMap, trust_forwarded: bool) -> String {
             && h.len() <= 255
             && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
     };
-    let mut scheme = "http";
+    let mut scheme = if tls { "https" } else { "http" };
     let mut host = get(header::HOST.as_str()).filter(host_ok).unwrap_or("localhost").to_string();
     let mut prefix = String::new();
     if trust_forwarded {
@@ -175,19 +175,19 @@ mod tests {
         h.insert("x-forwarded-host", "api.example.com".parse().unwrap());
         h.insert("x-forwarded-port", "443".parse().unwrap());
         h.insert("x-forwarded-prefix", "/ballast/".parse().unwrap());
-        assert_eq!(base_url(&h, false), "http://127.0.0.1:8080");
-        assert_eq!(base_url(&h, true), "https://api.example.com/ballast");
+        assert_eq!(base_url(&h, false, false), "http://127.0.0.1:8080");
+        assert_eq!(base_url(&h, true, false), "https://api.example.com/ballast");
         h.insert("x-forwarded-port", "8443".parse().unwrap());
-        assert_eq!(base_url(&h, true), "https://api.example.com:8443/ballast");
+        assert_eq!(base_url(&h, true, false), "https://api.example.com:8443/ballast");
         h.insert("x-forwarded-host", "evil\"><script>".parse().unwrap());
         h.insert("x-forwarded-prefix", "/a<b".parse().unwrap());
-        assert_eq!(base_url(&h, true), "https://127.0.0.1:8443");
+        assert_eq!(base_url(&h, true, false), "https://127.0.0.1:8443");
         let mut v6 = HeaderMap::new();
         v6.insert("host", "[::1]:8080".parse().unwrap());
         v6.insert("x-forwarded-port", "8443".parse().unwrap());
-        assert_eq!(base_url(&v6, true), "http://[::1]:8443");
+        assert_eq!(base_url(&v6, true, false), "http://[::1]:8443");
         let mut bad = HeaderMap::new();
         bad.insert("host", "a b".parse().unwrap());
-        assert_eq!(base_url(&bad, false), "http://localhost");
+        assert_eq!(base_url(&bad, false, false), "http://localhost");
     }
 }

@@ -76,6 +76,10 @@ struct RawAdmin {
     socket_group: Option<String>,
     #[serde(default)]
     trust_forwarded_headers: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
 }
 
 /// Where backups go. Credentials stay here; they are never shown (the
@@ -117,6 +121,18 @@ pub struct AdminConfig {
     /// Links are built from `X-Forwarded-Proto/Host/Port/Prefix` (set by
     /// a reverse proxy in front of the TCP listener) rather than `Host`.
     pub trust_forwarded_headers: bool,
+    /// PEM files of the TCP listener's certificate chain and private key:
+    /// with them it speaks HTTPS only.
+    pub tls: Option<TlsFiles>,
+    /// The TCP listener may serve plain HTTP on a non-loopback address,
+    /// sending the keys in clear.
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The validated configuration.
@@ -244,6 +260,16 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = &raw.admin {
+            if a.tls_cert.is_some() != a.tls_key.is_some() {
+                return Err("[admin]: `tls_cert` and `tls_key` must be set together".into());
+            }
+            for (key, path) in [("tls_cert", &a.tls_cert), ("tls_key", &a.tls_key)] {
+                if path.as_ref().is_some_and(|p| !p.is_absolute()) {
+                    return Err(format!("[admin]: key `{key}`: must be an absolute path"));
+                }
+            }
+        }
         let admin = raw
             .admin
             .map(|a| AdminConfig {
@@ -251,6 +277,8 @@ impl Config {
                 secret_key: a.secret_key,
                 socket_group: a.socket_group,
                 trust_forwarded_headers: a.trust_forwarded_headers,
+                tls: a.tls_cert.zip(a.tls_key).map(|(cert, key)| TlsFiles { cert, key }),
+                insecure: a.insecure,
             })
             .unwrap_or_default();
         if admin.access_key.is_some() != admin.secret_key.is_some() {

@@ -211,6 +211,35 @@ pub const KEYS: &[Key] = &[
          which sets them.",
     ),
     key(
+        Admin,
+        "tls_cert",
+        Ty::Path,
+        Unset("plain HTTP, on loopback addresses only"),
+        r#""/etc/ballast/admin.crt""#,
+        "A PEM file with the TCP admin listener's certificate chain, leaf first. \
+         With `tls_key`, the listener speaks HTTPS only, so the access and secret \
+         keys never cross the network in clear. Read at start-up.",
+    ),
+    key(
+        Admin,
+        "tls_key",
+        Ty::Path,
+        Unset("plain HTTP, on loopback addresses only"),
+        r#""/etc/ballast/admin.key""#,
+        "A PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). \
+         Keep it readable by root only.",
+    ),
+    key(
+        Admin,
+        "insecure",
+        Ty::Boolean,
+        Value("false"),
+        "true",
+        "Let `--admin-listen` serve plain HTTP on an address other than loopback, \
+         sending the keys in clear. Without TLS, a non-loopback address stops \
+         start-up unless this is true.",
+    ),
+    key(
         Pool,
         "name",
         Ty::String,

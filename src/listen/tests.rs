@@ -59,7 +59,7 @@ struct Server {
 
 async fn start_with<L: Listener>(listener: L, addr: std::net::SocketAddr, l: Limits) -> Server {
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(listener, "test", l, app(), rx));
+    let task = tokio::spawn(serve(listener, "test", l, app(), None, rx));
     Server { addr, stop, task }
 }
 

@@ -121,6 +121,14 @@ mod tests {
                     assert!(summary.contains(words), "{}: {words:?} in {summary}", key.name);
                     continue;
                 }
+                (Table::Admin, "tls_cert" | "tls_key") => {
+                    // Without them: plain HTTP, and on loopback alone.
+                    let admin = Config::parse("", state).unwrap().admin;
+                    let plain = super::super::tls::for_listener("127.0.0.1:0", &admin);
+                    assert!(plain.unwrap().is_none(), "{}", key.name);
+                    assert!(super::super::tls::for_listener("0.0.0.0:0", &admin).is_err());
+                    continue;
+                }
                 (Table::Admin, "socket_group") => format!("mode {:04o}", super::super::SOCKET_MODE),
                 (Table::Pool, "path") => written(&pool.pools[0].path).replace("fast", "<name>"),
                 (Table::BackupTarget, "endpoint") => {

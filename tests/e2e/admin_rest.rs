@@ -318,3 +318,55 @@ fn the_openapi_document_validates_and_matches_the_routes() {
         assert!(!body.contains("no route"), "{op} is documented but not routed: {body}");
     }
 }
+
+#[test]
+fn tcp_admin_with_a_certificate_speaks_https_only_and_plain_http_stays_on_loopback() {
+    if !root_or_skip() {
+        return;
+    }
+    // A certificate made now, as an operator's CA would make one.
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("admin.crt"), dir.path().join("admin.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let config = format!(
+        "[admin]\naccess_key = \"ops\"\nsecret_key = \"s3cr3t-key\"\ntls_cert = \"{}\"\n\
+         tls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let d = Daemon::private_with_args("admin-tls", &config, &["--admin-listen", "127.0.0.1:0"]);
+    let port = d.tcp_admin_addr().port();
+    let curl = |url: &str, extra: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-u", "ops:s3cr3t-key"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let https = format!("https://localhost:{port}/v1/volumes");
+    let (ok, body) = curl(&https, &["--cacert", cert.to_str().unwrap()]);
+    assert!(ok, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert!(list["links"]["self"].as_str().unwrap().starts_with("https://localhost:"), "{list}");
+    // The keys never go in clear: plain HTTP gets no answer, and a client
+    // that cannot check the certificate stops before sending them.
+    let (ok, body) = curl(&format!("http://localhost:{port}/v1/volumes"), &[]);
+    assert!(!ok && body.is_empty(), "{body}");
+    let (ok, _) = curl(&https, &[]);
+    assert!(!ok, "curl trusted a certificate it had no way to check");
+
+    // Without TLS, a listener other hosts can reach is refused at start.
+    let run = tempfile::tempdir().unwrap();
+    let file = run.path().join("ballast.toml");
+    std::fs::write(&file, "[admin]\naccess_key = \"ops\"\nsecret_key = \"s3cr3t-key\"\n").unwrap();
+    let err = crate::harness::serve_must_fail(
+        run.path(),
+        &["--config".as_ref(), file.as_os_str(), "--admin-listen".as_ref(), "0.0.0.0:0".as_ref()],
+        &[],
+    );
+    assert!(err.contains("tls_cert") && err.contains("insecure = true"), "{err}");
+}

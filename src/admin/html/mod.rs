@@ -123,16 +123,20 @@ fn from_a_browser(headers: &HeaderMap) -> bool {
 /// The middleware: a GET that wants a page gets its JSON answer as one
 /// (status and headers kept), and `GET /` the dashboard. Everything else
 /// passes untouched. It must sit inside the basic-auth layer, which then
-/// guards the pages as it guards the JSON. `trust_forwarded` is the
-/// admin configuration's, so that the page finds the schemas where
-/// `X-API-Schemas` (added outside this layer) says they are.
-pub async fn layer(State(trust_forwarded): State<bool>, req: Request, next: Next) -> Response {
+/// guards the pages as it guards the JSON. `(trust_forwarded, tls)` are
+/// the admin's, so that the page finds the schemas where `X-API-Schemas`
+/// (added outside this layer) says they are.
+pub async fn layer(
+    State((trust_forwarded, tls)): State<(bool, bool)>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() != Method::GET || !wants_html(req.headers()) {
         let mut resp = next.run(req).await;
         vary(resp.headers_mut());
         return resp;
     }
-    let base = urls::base_url(req.headers(), trust_forwarded);
+    let base = urls::base_url(req.headers(), trust_forwarded, tls);
     if req.uri().path() == "/" {
         return dashboard(&base);
     }

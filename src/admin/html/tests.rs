@@ -121,7 +121,7 @@ fn the_page_runs_exactly_the_hashed_script() {
 /// answer to one request.
 async fn raw(app: Router, request: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = app.layer(axum::middleware::from_fn_with_state(false, layer));
+    let app = app.layer(axum::middleware::from_fn_with_state((false, false), layer));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
