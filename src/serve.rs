@@ -65,7 +65,7 @@ impl ConfigFiles {
     }
 }
 
-/// Flags of `ballast serve` (SPEC §1).
+/// Flags of `ballast serve` (docs/design.md, "One binary, two roles").
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]

@@ -1,4 +1,5 @@
-//! The snapshot record: a point-in-time copy of one volume (SPEC §4).
+//! The snapshot record: a point-in-time copy of one volume
+//! (docs/design.md, "Snapshots").
 
 use crate::{Error, Result};
 

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::{Error, Result};
 
-/// A volume's lifecycle state (SPEC §4). `Creating` is internal: a row in
-/// that state was never acknowledged and is rolled back at start-up.
+/// A volume's lifecycle state (docs/design.md, "Volume states").
+/// `Creating` is internal: a row in that state was never acknowledged and
+/// is rolled back at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     Creating,

@@ -1,4 +1,5 @@
-//! The admin endpoint: Rancher v1 style REST over the core (SPEC §5).
+//! The admin endpoint: Rancher v1 style REST over the core
+//! (docs/design.md, "The admin endpoint").
 //!
 //! Handlers parse a request, call the core, and render the answer with
 //! [`resource`]. Every failure, whether the domain's or the request's (an

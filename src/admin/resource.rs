@@ -29,9 +29,9 @@ impl Context {
     }
 }
 
-/// A volume resource (SPEC §4 fields, links, and the actions valid now).
-/// Typed rather than a `Value`: a list of 10,000 is serialized straight
-/// from these.
+/// A volume resource (the fields of docs/design.md, "Fields"; links; the
+/// actions valid now). Typed rather than a `Value`: a list of 10,000 is
+/// serialized straight from these.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeView<'a> {

@@ -57,7 +57,8 @@ pub struct VolumeMeta {
     pub backend: String,
     /// Its size limit, if it had one.
     pub size_bytes: Option<u64>,
-    /// Its driverOpts at creation (never secrets: SPEC §3).
+    /// Its driverOpts at creation (never secrets; see docs/design.md,
+    /// "driverOpts").
     pub driver_opts: BTreeMap<String, String>,
     /// The host that made the backup.
     pub host: String,

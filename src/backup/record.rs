@@ -1,6 +1,7 @@
-//! The backup record (SPEC §4): what this host knows of one backup. Rows
-//! are made by a backup taken here, or imported from a target's
-//! repository when it is listed (a backup taken on another host).
+//! The backup record (docs/design.md, "Backups"): what this host knows of
+//! one backup. Rows are made by a backup taken here, or imported from a
+//! target's repository when it is listed (a backup taken on another
+//! host).
 
 use super::VolumeMeta;
 

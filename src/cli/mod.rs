@@ -1,6 +1,6 @@
-//! The `ballast` client commands (SPEC §6): each talks to the admin
-//! endpoint and prints a table, or JSON with `--json`. One file per
-//! command group.
+//! The `ballast` client commands (docs/design.md, "The CLI"): each talks
+//! to the admin endpoint and prints a table, or JSON with `--json`. One
+//! file per command group.
 
 mod backup;
 mod client;

@@ -1,5 +1,5 @@
-//! The TOML configuration (SPEC §2), validated as a whole before anything
-//! starts: a bad file stops start-up with a message naming the file, the
+//! The TOML configuration, validated as a whole before anything starts:
+//! a bad file stops start-up with a message naming the file, the
 //! key and the problem.
 //!
 //! This file parses and validates. `reference.rs` describes every key

@@ -1,5 +1,6 @@
-//! The volume state machine (SPEC §4) and the actions that walk it:
-//! allocate, activate, deactivate, deallocate, and the description update.
+//! The volume state machine (docs/design.md, "The state table") and the
+//! actions that walk it: allocate, activate, deactivate, deallocate, and
+//! the description update.
 //! Snapshot, revert, remove, restore and purge live in their own files but
 //! are checked against the same table here.
 

@@ -73,8 +73,9 @@ pub(crate) fn snapshot_of(d: &Daemon, id: &str, name: &str) -> String {
     sid
 }
 
-/// What each action does from each state (SPEC §4): the state it leads
-/// to, or None where it must answer 409 and change nothing.
+/// What each action does from each state (docs/design.md, "The state
+/// table"): the state it leads to, or None where it must answer 409 and
+/// change nothing.
 fn expected(state: &str, action: &str) -> Option<&'static str> {
     match (state, action) {
         ("requested", "allocate") => Some("inactive"),

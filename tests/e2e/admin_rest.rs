@@ -266,7 +266,7 @@ fn the_openapi_document_validates_and_matches_the_routes() {
         }
         Err(e) => crate::harness::skip(&format!("python3: {e}")),
     }
-    // Every route of SPEC §5 is documented, and nothing else.
+    // Every route of the admin endpoint is documented, and nothing else.
     let mut documented: Vec<String> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for verb in ["get", "put", "post", "delete"] {

@@ -646,8 +646,9 @@ fn a_schema_driven_client_filters_sorts_and_pages() {
 
 /// The route a volume takes through every action: each must be in the
 /// volume's `actions` map when its turn comes, and the volume ends in the
-/// state SPEC §4 gives. `backup` is the snapshot's action (restore and
-/// deallocate need a backup newer than the last write).
+/// state that docs/design.md's state table gives. `backup` is the
+/// snapshot's action (restore and deallocate need a backup newer than the
+/// last write).
 const ROUTE: [(&str, &str); 13] = [
     ("allocate", "inactive"),
     ("activate", "active"),

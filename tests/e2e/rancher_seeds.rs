@@ -252,7 +252,7 @@ fn the_seed_pages_examples_work_as_written() {
     assert_eq!(ids(&http.get(&at_v11)), Vec::<&str>::new(), "no refused create made a volume");
 
     // With real values in place of the placeholders (the driver, and
-    // driverOpts keys from SPEC §3), the v1.0 body creates at /v1/volume.
+    // driverOpts keys of docs/design.md), the v1.0 body creates at /v1/volume.
     let real10 = [
         real_driver[0],
         ("\"key1\": \"value1\"", "\"mode\": \"0750\""),

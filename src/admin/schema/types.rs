@@ -1,6 +1,6 @@
-//! Every type of the admin API: its fields (SPEC §4 and the seeds), the
-//! methods and actions it allows, and what collections of it can be
-//! filtered and sorted on.
+//! Every type of the admin API: its fields (docs/design.md, "The volume
+//! model", after Rancher's v1 `volume` pages), the methods and actions it
+//! allows, and what collections of it can be filtered and sorted on.
 
 use super::{ActionDef, Default, Field, Options, Schema, Ty, field};
 use crate::volume::{MAX_DESCRIPTION, MAX_NAME_LEN, validate_new_name};
@@ -102,7 +102,7 @@ pub static VOLUME: Schema = Schema {
             .options(Options::Driver)
             .default(Default::Driver)
             .query(),
-        field("driverOpts", Ty::Map, "docker volume create -o KEY=VALUE (SPEC §3)").create(),
+        field("driverOpts", Ty::Map, "docker volume create -o KEY=VALUE: pool, size, fs…").create(),
         field("allocate", Ty::Boolean, "false leaves the new volume `requested`")
             .create()
             .default(Default::Bool(true)),
