@@ -150,4 +150,40 @@ mod tests {
             hits.join("\n")
         );
     }
+
+    #[test]
+    fn every_section_of_docs_design_md_that_a_comment_cites_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let design = std::fs::read_to_string(root.join("docs/design.md")).expect("read");
+        let headings: Vec<&str> = design
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .filter_map(|l| l.trim_start_matches('#').strip_prefix(' '))
+            .collect();
+        // Spelled in pieces, so that this file does not match itself.
+        let cite = concat!("docs/design", ".md, \"");
+        let mut missing = Vec::new();
+        for place in ["src", "tests"] {
+            for file in files(&root.join(place)) {
+                let Ok(text) = std::fs::read_to_string(&file) else { continue };
+                // Comments wrap: join the lines without their comment marks.
+                let joined: Vec<&str> = text
+                    .lines()
+                    .map(|l| {
+                        l.trim().trim_start_matches("//").trim_start_matches(['/', '!']).trim()
+                    })
+                    .collect();
+                let joined = joined.join(" ");
+                for (at, _) in joined.match_indices(cite) {
+                    let rest = &joined[at + cite.len()..];
+                    let section = rest.split('"').next().unwrap_or_default();
+                    if !headings.contains(&section) {
+                        let shown = file.strip_prefix(root).unwrap_or(&file).display();
+                        missing.push(format!("{shown}: {section:?}"));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "docs/design.md has no such heading:\n{}", missing.join("\n"));
+    }
 }
