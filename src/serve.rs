@@ -1,7 +1,8 @@
 //! `ballast serve`: loads the configuration, opens the core, binds the
 //! plugin and admin sockets (or takes them from systemd), and runs until
 //! SIGTERM/SIGINT. Shutdown stops accepting, lets requests in flight
-//! finish, leaves volume mounts in place and removes the socket files.
+//! finish (for a while: see [`REQUESTS_GRACE`]), leaves volume mounts in
+//! place and removes the socket files.
 //! `serve/reference.rs`: the configuration reference, the config file's
 //! keys with these flags; `serve/check.rs`: the start-up checks of the
 //! configuration against the host, which `ballast config check` runs too.
@@ -135,8 +136,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     let tcp = tcp_credentials.map(|creds| (creds, tcp_tls));
-    runtime.block_on(serve(args, config, inherited, tcp, socket_gid))
+    runtime.block_on(serve(args, config, inherited, tcp, socket_gid))?;
+    // Dropping the runtime would wait for every job on a blocking thread
+    // (a snapshot's copy, a backup), however long it takes.
+    runtime.shutdown_timeout(JOBS_GRACE);
+    tracing::info!("stopped");
+    Ok(())
 }
+
+/// How long a shutdown waits for requests in flight to be answered, then
+/// for jobs still running (a snapshot's copy, a backup). Past that the
+/// process exits anyway: what was cut short is finished or undone at the
+/// next start, as after a crash. Well within systemd's stop timeout.
+const REQUESTS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+const JOBS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn serve(
     args: ServeArgs,
@@ -242,12 +255,21 @@ async fn serve(
     tracing::info!("shutting down: finishing requests in flight; volume mounts stay in place");
     let _ = sys::notify_systemd("STOPPING=1");
     let _ = stop_tx.send(true);
-    for srv in [Some(plugin_srv), Some(admin_srv), tcp_srv].into_iter().flatten() {
-        if let Err(e) = srv.await {
-            tracing::error!(error = %e, "server error during shutdown");
+    let finished = async {
+        for srv in [Some(plugin_srv), Some(admin_srv), tcp_srv].into_iter().flatten() {
+            if let Err(e) = srv.await {
+                tracing::error!(error = %e, "server error during shutdown");
+            }
         }
+        let _ = janitor.await;
+    };
+    if tokio::time::timeout(REQUESTS_GRACE, finished).await.is_err() {
+        tracing::warn!(
+            grace = ?REQUESTS_GRACE,
+            "requests still in flight at shutdown are cut short; the next start finishes or \
+             undoes their work"
+        );
     }
-    let _ = janitor.await;
     for (sock, bound) in
         [(&args.plugin_socket, plugin.bound), (&args.admin_socket, admin_sock.bound)]
     {
@@ -255,7 +277,6 @@ async fn serve(
             let _ = std::fs::remove_file(sock);
         }
     }
-    tracing::info!("stopped");
     Ok(())
 }
 

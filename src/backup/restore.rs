@@ -135,11 +135,13 @@ fn verify_file<S: IndexedFull>(
 ) -> Result<()> {
     let local =
         |e: std::io::Error| Error::Failed(format!("{doing}: reading back {}: {e}", path.display()));
-    let file = File::options()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .map_err(local)?;
+    // Never waits on a FIFO or follows a symlink put where a file was.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file =
+        File::options().read(true).custom_flags(flags.bits() as i32).open(path).map_err(local)?;
+    if !file.metadata().map_err(local)?.is_file() {
+        return Err(local(std::io::Error::other("not a regular file")));
+    }
     let mut file = BufReader::with_capacity(1 << 20, file);
     for blob in node.content.iter().flatten() {
         let entry = repo.get_index_entry(blob).map_err(|e| r.target.error(doing, &e))?;

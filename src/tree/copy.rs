@@ -15,7 +15,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::walk::{Chain, Id, Visit, at_path, id_of, stat_id, walk};
-use super::{BENEATH, DIR_FLAGS, Root, check_key, open_child_dir};
+use super::{BENEATH, DIR_FLAGS, Root, check_key, open_child_dir, open_listed};
 
 /// Copies the contents of `src_key` in `src` into the existing directory
 /// `dst_key` in `dst`, keeping types, modes, owners, timestamps, xattrs,
@@ -48,16 +48,14 @@ pub fn copy(
 /// only, so holes stay holes. Durable when it returns.
 pub fn clone_file(src: &Root, src_key: &str, dst: &Root, dst_key: &str) -> io::Result<()> {
     check_key(src_key)?;
-    let s = rfs::openat2(
-        &src.fd,
-        src_key,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        BENEATH,
-    )?;
-    let size = rfs::fstat(&s)?.st_size as u64;
+    let Some((s, st)) = open_listed(src.fd(), src_key, None)? else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", src.host_path(src_key).display()),
+        ));
+    };
     let d = dst.create_file(dst_key, 0)?;
-    copy_file(&s, &d, size)?;
+    copy_file(&s, &d, st.st_size as u64)?;
     rfs::fsync(&d)?;
     Ok(())
 }
@@ -102,35 +100,25 @@ impl Copier<'_> {
         Ok(true)
     }
 
-    fn regular_file(&mut self, at: &Chain, name: &CStr, st: &Stat) -> io::Result<()> {
+    /// Copies the regular file `name`, which `st` describes; false when
+    /// it changed before it could be opened, and nothing was copied.
+    fn regular_file(&mut self, at: &Chain, name: &CStr, st: &Stat) -> io::Result<bool> {
         let key = stat_id(st);
-        let here =
-            || FirstCopy { dir: self.dst.id(), path: self.dst.short_path(), name: name.to_owned() };
-        if st.st_nlink > 1 {
-            match self.links.get(&key) {
-                Some(first) if self.link(first, name)? => return Ok(()),
-                Some(_) => {
-                    // Its data is copied instead; later links to the same
-                    // file are made to this nearer copy.
-                    tracing::warn!(
-                        path = %at.display(Some(name)),
-                        "a hard link too deep to recreate; copying the file's data instead"
-                    );
-                    let first = here();
-                    self.links.insert(key, first);
-                }
-                None => {
-                    let first = here();
-                    self.links.insert(key, first);
-                }
+        let linked = st.st_nlink > 1;
+        if let Some(first) = self.links.get(&key).filter(|_| linked) {
+            if self.link(first, name)? {
+                return Ok(true);
             }
+            // Its data is copied instead; later links to the same file
+            // are made to this nearer copy.
+            tracing::warn!(
+                path = %at.display(Some(name)),
+                "a hard link too deep to recreate; copying the file's data instead"
+            );
         }
-        let s = rfs::openat(
-            at.fd(),
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let Some((s, st)) = open_listed(at.fd(), name, Some(key))? else {
+            return Ok(false);
+        };
         let d = rfs::openat(
             self.dst.fd(),
             name,
@@ -140,7 +128,16 @@ impl Copier<'_> {
         copy_file(&s, &d, st.st_size as u64)?;
         copy_metadata(s.as_fd(), d.as_fd())?;
         (self.on_bytes)(st.st_size as u64);
-        Ok(())
+        // Only a copy that exists is linked to.
+        if linked {
+            let first = FirstCopy {
+                dir: self.dst.id(),
+                path: self.dst.short_path(),
+                name: name.to_owned(),
+            };
+            self.links.insert(key, first);
+        }
+        Ok(true)
     }
 
     /// A new directory in the copy, open, for `name`.
@@ -151,24 +148,52 @@ impl Copier<'_> {
 }
 
 impl Visit for Copier<'_> {
-    fn file(&mut self, at: &Chain, name: &CStr, ty: FileType) -> io::Result<()> {
-        let st = rfs::statat(at.fd(), name, AtFlags::SYMLINK_NOFOLLOW)?;
+    /// Copies the entry as what it is now, which may not be what the
+    /// listing said: a container can remove, replace or swap any entry
+    /// at any moment. What changes between a look and an open is left
+    /// out (and logged), never waited on or followed.
+    fn file(&mut self, at: &Chain, name: &CStr, _listed: FileType) -> io::Result<()> {
+        let path = || at.display(Some(name));
+        let st = match rfs::statat(at.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(()), // removed since it was listed
+            Err(e) => return Err(at_path(e, "copying", &path())),
+        };
         let dst = self.dst.fd();
-        match ty {
+        let copied = match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => self.regular_file(at, name, &st),
-            FileType::Symlink => {
-                let target = rfs::readlinkat(at.fd(), name, Vec::new())?;
-                rfs::symlinkat(target.as_c_str(), dst, name)?;
-                copy_node_metadata(dst, name, &st, false)
-            }
+            FileType::Symlink => match rfs::readlinkat(at.fd(), name, Vec::new()) {
+                Ok(target) => rfs::symlinkat(target.as_c_str(), dst, name)
+                    .map_err(io::Error::from)
+                    .and_then(|()| copy_node_metadata(dst, name, &st, false))
+                    .map(|()| true),
+                // No longer a symlink.
+                Err(Errno::NOENT | Errno::INVAL) => Ok(false),
+                Err(e) => Err(e.into()),
+            },
+            // A directory where something else was listed: it is new,
+            // and not walked.
+            FileType::Directory => Ok(false),
             other => {
                 // FIFOs, sockets, device nodes: recreate the node itself.
                 let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
-                rfs::mknodat(dst, name, other, mode, st.st_rdev as _)?;
-                copy_node_metadata(dst, name, &st, true)
+                rfs::mknodat(dst, name, other, mode, st.st_rdev as _)
+                    .map_err(io::Error::from)
+                    .and_then(|()| copy_node_metadata(dst, name, &st, true))
+                    .map(|()| true)
+            }
+        };
+        match copied.map_err(|e| at_path(e, "copying", &path()))? {
+            true => Ok(()),
+            false => {
+                tracing::warn!(
+                    path = %path(),
+                    "left out of the copy: it changed while being copied, or something is \
+                     mounted on it"
+                );
+                Ok(())
             }
         }
-        .map_err(|e| at_path(e, "copying", &at.display(Some(name))))
     }
 
     fn enter(&mut self, at: &Chain, name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
@@ -274,11 +299,115 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
     use std::path::Path;
 
-    use super::super::testing::Mounted;
+    use super::super::testing::{Mounted, swap_for_fifo, swap_for_symlink, within};
     use super::*;
+
+    const FILES: usize = 20;
+    const DIRS: usize = 5;
+
+    /// A volume `a` of files `f0…` and empty directories `d0…`, copied to
+    /// `b` while, as soon as the first file is copied, every entry not yet
+    /// copied is offered to `swap` (which says whether it swapped it), as
+    /// a container can do while its volume is being copied. Returns the
+    /// copy's result and the names swapped.
+    fn copy_while_swapping(
+        swap: impl Fn(&Path) -> bool + Send + 'static,
+    ) -> (tempfile::TempDir, io::Result<()>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(&dir.path().join("vols")).unwrap();
+        root.create_dir("a", None, None, 0o755).unwrap();
+        root.create_dir("b", None, None, 0o755).unwrap();
+        let (a, b) = (root.host_path("a"), root.host_path("b"));
+        // Directories first: some filesystems list the newest first.
+        for i in 0..DIRS {
+            std::fs::create_dir(a.join(format!("d{i}"))).unwrap();
+        }
+        for i in 0..FILES {
+            std::fs::write(a.join(format!("f{i}")), format!("data {i}")).unwrap();
+        }
+        let (copied, swapped) = within(10, "a copy of a changing tree", move || {
+            let mut swapped = Vec::new();
+            let copied = copy(&root, "a", &root, "b", &mut |_| {
+                if !swapped.is_empty() {
+                    return;
+                }
+                for e in std::fs::read_dir(&a).unwrap() {
+                    let name = e.unwrap().file_name().into_string().unwrap();
+                    if b.join(&name).symlink_metadata().is_err() && swap(&a.join(&name)) {
+                        swapped.push(name);
+                    }
+                }
+            });
+            (copied, swapped)
+        });
+        let files = swapped.iter().filter(|n| n.starts_with('f')).count();
+        assert_eq!(files, FILES - 1, "every file but the first is swapped: {swapped:?}");
+        (dir, copied, swapped)
+    }
+
+    /// Every entry of the copy: the data of those not swapped, and what
+    /// `swapped` says of those that were.
+    fn check_copy(dir: &Path, swapped: &[String], what: impl Fn(&Path) -> bool) {
+        let b = dir.join("vols/b");
+        for i in 0..FILES {
+            let name = format!("f{i}");
+            if swapped.contains(&name) {
+                assert!(what(&b.join(&name)), "{name} is copied as what it became");
+            } else {
+                assert_eq!(std::fs::read(b.join(&name)).unwrap(), format!("data {i}").as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn a_copy_of_files_swapped_for_fifos_mid_copy_finishes_at_once() {
+        let (dir, copied, swapped) = copy_while_swapping(|p| {
+            let is_file = p.symlink_metadata().unwrap().is_file();
+            if is_file {
+                swap_for_fifo(p);
+            }
+            is_file
+        });
+        copied.unwrap();
+        check_copy(dir.path(), &swapped, |p| p.symlink_metadata().unwrap().file_type().is_fifo());
+    }
+
+    #[test]
+    fn a_copy_of_files_and_directories_swapped_for_symlinks_never_follows_them() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"the host's").unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("sub/secret"), b"the host's").unwrap();
+        let target = outside.path().to_path_buf();
+        let (dir, copied, swapped) = copy_while_swapping(move |p| {
+            let is_dir = p.symlink_metadata().unwrap().is_dir();
+            swap_for_symlink(p, &if is_dir { target.join("sub") } else { target.join("secret") });
+            true
+        });
+        copied.unwrap();
+        assert!(swapped.iter().any(|n| n.starts_with('d')), "directories too: {swapped:?}");
+        check_copy(dir.path(), &swapped, |p| p.symlink_metadata().unwrap().is_symlink());
+        let b = dir.path().join("vols/b");
+        for name in swapped.iter().filter(|n| n.starts_with('d')) {
+            assert!(b.join(name).symlink_metadata().unwrap().is_symlink(), "{name}");
+        }
+        let mut found = vec![b.clone()];
+        while let Some(d) = found.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let (path, ty) = (e.as_ref().unwrap().path(), e.unwrap().file_type().unwrap());
+                assert!(
+                    ty.is_symlink() || std::fs::read(&path).unwrap_or_default() != b"the host's"
+                );
+                if ty.is_dir() {
+                    found.push(path);
+                }
+            }
+        }
+    }
 
     #[test]
     fn copy_keeps_links_modes_holes_and_times() {

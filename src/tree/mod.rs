@@ -40,6 +40,42 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_XDEV)
     .union(ResolveFlags::NO_MAGICLINKS);
+/// How a file that a container may be changing is opened for reading:
+/// without waiting (opening a FIFO swapped in for a file waits for a
+/// writer, forever), without following a symlink, and without making it
+/// the daemon's controlling terminal.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Opens for reading the regular file `path` beneath `dir` (no symlink,
+/// `..` or mount on the way) that a listing found as `listed` (device,
+/// inode; any regular file when `None`). `Ok(None)` when it is no longer
+/// that file: gone, or swapped for a symlink, a FIFO, a socket, a device,
+/// a directory or another file, as a container can do at any moment.
+/// Whatever was swapped in, the open returns at once, and what is not
+/// the file listed is closed unread.
+pub fn open_listed(
+    dir: BorrowedFd<'_>,
+    path: impl rustix::path::Arg,
+    listed: Option<(u64, u64)>,
+) -> io::Result<Option<(OwnedFd, rfs::Stat)>> {
+    let fd = match rfs::openat2(dir, path, READ_FLAGS, Mode::empty(), BENEATH) {
+        Ok(fd) => fd,
+        // Gone; a symlink (or one on the way); a socket; a mount or a
+        // non-directory on the way.
+        Err(Errno::NOENT | Errno::LOOP | Errno::NXIO | Errno::XDEV | Errno::NOTDIR) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = rfs::fstat(&fd)?;
+    let same = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+        && listed.is_none_or(|id| id == walk::stat_id(&st));
+    Ok(same.then_some((fd, st)))
+}
 
 impl Root {
     /// Opens (creating when missing, parent must exist) a root directory
@@ -363,8 +399,10 @@ struct Remover;
 
 impl Visit for Remover {
     fn file(&mut self, at: &Chain, name: &CStr, _ty: FileType) -> io::Result<()> {
-        rfs::unlinkat(at.fd(), name, AtFlags::empty())
-            .map_err(|e| at_path(e, "removing", &at.display(Some(name))))
+        match rfs::unlinkat(at.fd(), name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(at_path(e, "removing", &at.display(Some(name)))),
+        }
     }
 
     fn enter(&mut self, _at: &Chain, _name: &CStr, _dir: BorrowedFd<'_>) -> io::Result<()> {
@@ -392,7 +430,11 @@ struct Usage {
 
 impl Visit for Usage {
     fn file(&mut self, at: &Chain, name: &CStr, _ty: FileType) -> io::Result<()> {
-        let st = rfs::statat(at.fd(), name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let st = match rfs::statat(at.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(()), // removed since it was listed
+            Err(e) => return Err(e.into()),
+        };
         if st.st_nlink <= 1 || self.seen.insert(walk::stat_id(&st)) {
             self.total += st.st_blocks as u64 * 512;
         }
@@ -471,6 +513,38 @@ mod tests {
         symlink(&outside, root.path().join("v9")).unwrap();
         assert!(root.remove("v9").is_err());
         assert!(outside.join("keep").exists());
+    }
+
+    /// The moment between a listing and an open, which a container can
+    /// use to swap a file: the open neither waits nor follows, and only
+    /// the very file listed is opened.
+    #[test]
+    fn a_listed_file_swapped_before_its_open_is_not_opened() {
+        use testing::{swap_for_fifo, swap_for_symlink, within};
+        let (dir, root) = root();
+        root.create_dir("v", None, None, 0o755).unwrap();
+        let v = root.host_path("v");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"the host's").unwrap();
+        let listed = |name: &str| {
+            std::fs::write(v.join(name), b"mine").unwrap();
+            let st = rfs::stat(v.join(name)).unwrap();
+            walk::stat_id(&st)
+        };
+        let (fifo, link, other) = (listed("fifo"), listed("link"), listed("other"));
+        let kept = listed("kept");
+        swap_for_fifo(&v.join("fifo"));
+        swap_for_symlink(&v.join("link"), &outside);
+        // Kept, so that the new file cannot reuse its inode number.
+        std::fs::rename(v.join("other"), v.join("other.old")).unwrap();
+        std::fs::write(v.join("other"), b"another file").unwrap();
+        let vol = root.open_dir("v").unwrap();
+        let cases =
+            [("fifo", fifo), ("link", link), ("other", other), ("kept", kept), ("gone", kept)];
+        let opened = within(10, "opening a swapped file", move || {
+            cases.map(|(name, id)| open_listed(vol.as_fd(), name, Some(id)).unwrap().is_some())
+        });
+        assert_eq!(opened, [false, false, false, true, false]);
     }
 
     #[test]

@@ -136,3 +136,42 @@ impl Scratch {
         self.dir.path()
     }
 }
+
+/// Runs `f` on its own thread and returns what it returns, failing the
+/// test if it takes longer than `secs` seconds: a call that waits forever
+/// (on a FIFO, say) fails instead of hanging the test run.
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not return within {secs} s"),
+    }
+}
+
+/// Replaces the file or empty directory at `path` with a FIFO.
+pub fn swap_for_fifo(path: &Path) {
+    remove(path);
+    rfs::mknodat(rfs::CWD, path, rfs::FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+}
+
+/// Replaces the file or empty directory at `path` with a symlink to
+/// `target`.
+pub fn swap_for_symlink(path: &Path, target: &Path) {
+    remove(path);
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+fn remove(path: &Path) {
+    if path.symlink_metadata().unwrap().is_dir() {
+        std::fs::remove_dir(path).unwrap();
+    } else {
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -179,7 +179,9 @@ impl Chain {
 /// What a walk does at each entry. `at` stands in the directory holding
 /// the entry `name`.
 pub(super) trait Visit {
-    /// Anything but a directory.
+    /// Anything but a directory, of the type listed (`Unknown` for an
+    /// entry listed as a directory that no longer is one). What is there
+    /// now may have changed since, or be gone.
     fn file(&mut self, at: &Chain, name: &CStr, ty: FileType) -> io::Result<()>;
     /// A directory (open as `dir`) that is about to be walked.
     fn enter(&mut self, at: &Chain, name: &CStr, dir: BorrowedFd<'_>) -> io::Result<()>;
@@ -201,8 +203,17 @@ pub(super) fn walk(base: &Path, start: OwnedFd, visit: &mut dyn Visit) -> io::Re
     while let Some(list) = todo.last_mut() {
         match list.pop() {
             Some((name, FileType::Directory)) => {
-                let dir = open_child_dir(chain.fd(), &name)
-                    .map_err(|e| at_path(e, "opening", &chain.display(Some(&name))))?;
+                let dir = match open_child_dir(chain.fd(), &name) {
+                    Ok(dir) => dir,
+                    // No longer a directory since it was listed: a
+                    // container swapped it (for a symlink, say) or
+                    // removed it. Visited as what it is now, if anything.
+                    Err(e) if gone_or_swapped(&e) => {
+                        visit.file(&chain, &name, FileType::Unknown)?;
+                        continue;
+                    }
+                    Err(e) => return Err(at_path(e, "opening", &chain.display(Some(&name)))),
+                };
                 if mount_id(dir.as_fd())? != mnt {
                     visit.mount(&chain, &name, dir.as_fd())?;
                     continue;
@@ -223,6 +234,14 @@ pub(super) fn walk(base: &Path, start: OwnedFd, visit: &mut dyn Visit) -> io::Re
         }
     }
     Ok(())
+}
+
+fn gone_or_swapped(e: &io::Error) -> bool {
+    let errno = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+    matches!(
+        errno,
+        Some(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP)
+    )
 }
 
 /// The current directory's entries, in the order `pop` should visit them.

@@ -1,8 +1,12 @@
 //! Backups when things go wrong or cross pools: tampered repositories,
 //! restores between loop and dir pools, kill -9 during a backup and a
-//! restore, retention, and Docker seeing restored data.
+//! restore, SIGTERM while a backup waits on a silent store, retention,
+//! and Docker seeing restored data.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -356,4 +360,54 @@ fn schedules_take_snapshots_and_backups_and_trim_them() {
         all["data"].as_array().unwrap().iter().all(|b| b["state"] != "creating")
     });
     d.cli_ok(&["volume", "rm", "s"]);
+}
+
+/// A store on loopback that takes every connection and never answers;
+/// how many connections it took so far.
+fn silent_store() -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let taken = Arc::new(AtomicUsize::new(0));
+    let count = taken.clone();
+    std::thread::spawn(move || {
+        // Held open, unanswered, until the test process ends.
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (endpoint, taken)
+}
+
+#[test]
+fn sigterm_stops_the_daemon_within_seconds_while_a_backup_waits_on_a_silent_store() {
+    if !root_or_skip() {
+        return;
+    }
+    let (endpoint, taken) = silent_store();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = repo_in(dir.path());
+    let config = format!(
+        "[[backup_target]]\nname = \"silent\"\nurl = \"s3://backups/silent\"\n\
+         endpoint = \"{endpoint}\"\nregion = \"us-east-1\"\naccess_key = \"k\"\n\
+         secret_key = \"s\"\npassword_file = \"{}\"\n",
+        key.display()
+    );
+    let mut d = Daemon::private_with("backup-silent-store", &config);
+    d.cli_ok(&["volume", "create", "waits"]);
+    d.admin_ok("POST", "/v1/backups", json!({ "volumeId": "waits" }), 202);
+    // The backup's job now waits on the store, which would keep it
+    // waiting for more than a minute of timeouts and retries.
+    wait_until("the backup asks the store", || taken.load(Ordering::SeqCst) > 0);
+    let asked = Instant::now();
+    assert!(d.terminate(), "the daemon stops cleanly");
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(15), "SIGTERM took {took:?}");
+    // The next start says what happened to the backup.
+    d.start_again();
+    let backups = d.admin_ok("GET", "/v1/backups", Value::Null, 200);
+    let cut = &backups["data"][0];
+    assert_eq!(cut["state"], "error", "{cut}");
+    assert!(cut["transitioningMessage"].as_str().unwrap().contains("interrupted"), "{cut}");
 }

@@ -5,6 +5,8 @@
 //! how many cases it ran.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{self as rfs, Mode, OFlags};
 use serde_json::{Value, json};
@@ -275,4 +277,71 @@ fn a_flood_of_calls_for_invented_names_leaves_memory_flat() {
     let after = d.rss_kib();
     eprintln!("flood: RSS {before} KiB → {after} KiB after 100,000 Unmounts of invented names");
     assert!(after < before + 8 * 1024, "memory grew from {before} KiB to {after} KiB");
+}
+
+/// Swaps each file `f…` in `dir` for a FIFO and back, round after round,
+/// until `stop`: what a container can do to its volume while ballast
+/// copies it. Returns how many swaps it made.
+fn keep_swapping_files_for_fifos(dir: &std::path::Path, files: usize, stop: &AtomicBool) -> u64 {
+    let mut swaps = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for i in 0..files {
+            let path = dir.join(format!("f{i}"));
+            let was_file = path.symlink_metadata().is_ok_and(|m| m.is_file());
+            let _ = std::fs::remove_file(&path);
+            if was_file {
+                rfs::mknodat(rfs::CWD, &path, rfs::FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+                    .unwrap();
+            } else {
+                std::fs::write(&path, format!("file {i}")).unwrap();
+            }
+            swaps += 1;
+        }
+    }
+    swaps
+}
+
+#[test]
+fn a_container_swapping_files_for_fifos_never_stalls_a_snapshot_a_backup_or_shutdown() {
+    if !root_or_skip() {
+        return;
+    }
+    const FILES: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = crate::backup::repo_in(dir.path());
+    let config = crate::backup::target("fifo-nas", &repo, &key, "");
+    let mut d = Daemon::private_with("hostile-fifos", &config);
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"fifo-swapped"}"#);
+    let mount = d.call_ok("VolumeDriver.Mount", r#"{"Name":"fifo-swapped","ID":"c"}"#);
+    let mp = std::path::PathBuf::from(mount["Mountpoint"].as_str().unwrap());
+    for i in 0..FILES {
+        std::fs::write(mp.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let id = d.id_of("fifo-swapped");
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let swaps = std::thread::scope(|s| {
+        let swapper = s.spawn(|| keep_swapping_files_for_fifos(&mp, FILES, &stop));
+        // Each copies the volume while it changes; each must end.
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            d.snapshot(&id, "during-swaps");
+            crate::backup::backup(&d, &["fifo-swapped"]);
+        }));
+        stop.store(true, Ordering::Relaxed);
+        let swaps = swapper.join().unwrap();
+        if let Err(panic) = done {
+            std::panic::resume_unwind(panic);
+        }
+        swaps
+    });
+    let took = started.elapsed();
+    println!("a snapshot and a backup took {took:?} amid {swaps} swaps");
+    // Seconds alone; a loaded machine gets room (a stalled copy never ends).
+    assert!(took < Duration::from_secs(120), "{took:?}");
+    assert!(swaps > FILES as u64, "the volume changed throughout: {swaps} swaps");
+    d.call_ok("VolumeDriver.Unmount", r#"{"Name":"fifo-swapped","ID":"c"}"#);
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"fifo-swapped"}"#);
+    assert!(d.names().is_empty(), "the volume is removed");
+    // Within the harness's bound, or it fails.
+    assert!(d.terminate(), "the daemon stops cleanly");
 }
