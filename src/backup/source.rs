@@ -21,7 +21,7 @@ use super::progress::Bars;
 pub(super) struct Errors(Arc<Mutex<Vec<String>>>);
 
 impl Errors {
-    fn push(&self, e: String) {
+    pub fn push(&self, e: String) {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).push(e);
     }
 
