@@ -1,10 +1,15 @@
-//! `cargo bench --bench backup` (as root): ballast's backups next to
-//! Debian's `restic` and `rustic` (crates.io `rustic-rs`), each with its
-//! own local repository, on the same mixed data: a full backup, an
-//! incremental one after 1% of the files changed, a restore, and the bytes
-//! each repository holds. `BALLAST_BENCH_MIB` sets the data size (default
-//! 1024). ballast reads an existing snapshot (`backup create --snapshot`),
-//! so its times are the backup's own, as the others read a directory.
+//! `cargo bench --bench backup` (as root; restic, btrfs-progs, xfsprogs):
+//! ballast's backups as a user meets them, `ballast backup create VOL`
+//! from the command to the backup's end, next to Debian's `restic backup`
+//! of the same volume's files in the same run, on every pool kind: a dir
+//! pool on the root filesystem (ext4: no reflinks, so the backup reads the
+//! live volume), a dir pool on xfs with reflinks and a btrfs pool (both on
+//! loop-mounted scratch filesystems; snapshots cost nothing there), and a
+//! loop pool of ext4 images. For each: a full backup, an incremental one
+//! after 1% of the files changed, and a restore (ballast's into a new
+//! volume of the pool, restic's into a directory on the same filesystem),
+//! with the bytes ballast's daemon read for the incremental.
+//! `BALLAST_BENCH_MIB` sets the data size (default 256).
 
 #[path = "../tests/e2e/harness.rs"]
 #[allow(dead_code)]
@@ -14,21 +19,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use harness::Daemon;
-
-#[path = "../src/backup/tests/s3server.rs"]
-mod s3server;
+use harness::{Daemon, ScratchFs};
 use serde_json::Value;
 
 const PASSWORD: &str = "bench password";
+
+/// Per pool kind: ballast's and restic's full, incremental and restore
+/// times, and the MiB ballast's daemon read for the incremental.
+struct Row {
+    kind: &'static str,
+    ballast: [f64; 3],
+    restic: [f64; 3],
+    incremental_read_mib: f64,
+}
 
 fn main() {
     if !rustix::process::geteuid().is_root() {
         eprintln!("the benchmark needs root");
         return;
     }
+    if !Command::new("restic").arg("version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("restic is not installed (apt-get install restic)");
+        return;
+    }
     let mib: u64 =
-        std::env::var("BALLAST_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+        std::env::var("BALLAST_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let key = work.path().join("key");
     std::fs::write(&key, PASSWORD).unwrap();
@@ -36,47 +51,92 @@ fn main() {
     let files = make_data(&data, mib << 20);
     eprintln!("{} files, {mib} MiB", files.len());
 
-    let mut rows: Vec<(&str, Vec<Option<f64>>)> = vec![
-        ("full backup (s)", Vec::new()),
-        ("incremental after 1% changed (s)", Vec::new()),
-        ("restore (s)", Vec::new()),
-        ("repository size (MiB)", Vec::new()),
-    ];
-    let (ballast, s3) = run_ballast(work.path(), &data, &files, &key);
-    let restic = run_cli("restic", work.path(), &data, &files, &key);
-    let rustic = run_cli("rustic", work.path(), &data, &files, &key);
-    for (i, row) in rows.iter_mut().enumerate() {
-        for tool in [&ballast, &restic, &rustic] {
-            row.1.push(tool.as_ref().map(|t| t[i]));
-        }
+    // Room for the volume, a snapshot, a restored copy and restic's.
+    let scratch = mib * 5 + 512;
+    let xfs = ScratchFs::xfs(scratch);
+    let btrfs = ScratchFs::btrfs(scratch);
+    let mut kinds: Vec<(&str, String, PathBuf, Vec<String>)> = vec![(
+        "dir (ext4, no reflink)",
+        format!("backend = \"dir\"\npath = \"{}\"", work.path().join("pool-dir").display()),
+        work.path().to_path_buf(),
+        Vec::new(),
+    )];
+    if let Some(fs) = &xfs {
+        kinds.push((
+            "dir (xfs, reflink)",
+            format!("backend = \"dir\"\npath = \"{}\"", fs.mnt.join("pool").display()),
+            fs.mnt.clone(),
+            Vec::new(),
+        ));
     }
-    println!(
-        "\n| {mib} MiB, {} files | ballast | restic | rustic | ballast ÷ restic | ballast ÷ rustic |",
-        files.len()
-    );
-    println!("|---|---|---|---|---|---|");
-    for (name, v) in rows {
-        let cell = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "–".into(),
-        };
-        println!(
-            "| {name} | {} | {} | {} | {} | {} |",
-            cell(v[0]),
-            cell(v[1]),
-            cell(v[2]),
-            ratio(v[0], v[1]),
-            ratio(v[0], v[2])
+    if let Some(fs) = &btrfs {
+        kinds.push((
+            "btrfs",
+            format!("backend = \"btrfs\"\npath = \"{}\"", fs.mnt.join("pool").display()),
+            fs.mnt.clone(),
+            Vec::new(),
+        ));
+    }
+    kinds.push((
+        "loop (ext4 images)",
+        format!("backend = \"loop\"\npath = \"{}\"", work.path().join("pool-loop").display()),
+        work.path().to_path_buf(),
+        vec!["-o".into(), format!("size={}M", mib * 2 + 128)],
+    ));
+    // A repository per pool kind, as restic has: each full backup is one.
+    let mut config = String::new();
+    for (i, (_, pool, _, _)) in kinds.iter().enumerate() {
+        config += &format!(
+            "[[pool]]\nname = \"p{i}\"\n{pool}\n{}[[backup_target]]\nname = \"p{i}\"\n\
+             url = \"file://{}\"\npassword_file = \"{}\"\n",
+            if i == 0 { "default = true\n" } else { "" },
+            work.path().join(format!("repo-ballast-{i}")).display(),
+            key.display()
         );
     }
-    match (s3, ballast) {
-        (Some(s3), Some(local)) => println!(
-            "\nballast's full backup to S3 (s3s-fs on loopback): {s3:.2} s, {:.2} × its time to a \
-             local directory",
-            s3 / local[0]
-        ),
-        _ => println!("\n(no S3 row: s3s-fs is not installed)"),
+    let d = Daemon::private_with("bench-backup", &config);
+    let mut rows = Vec::new();
+    for (i, (kind, _, fs, opts)) in kinds.iter().enumerate() {
+        eprintln!("{kind}…");
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let (ballast, read, files_at) = run_ballast(&d, &format!("p{i}"), &opts, &data, &files);
+        let restic = run_restic(work.path(), fs, &files_at, &files, &key, i);
+        rows.push(Row { kind, ballast, restic, incremental_read_mib: read });
+        d.cli_ok(&["volume", "deactivate", &format!("data-p{i}")]);
+    }
+    print_table(mib, files.len(), &rows);
+    for line in d.log().lines().filter(|l| l.contains("backup created") || l.contains("read again"))
+    {
+        eprintln!("{line}");
+    }
+}
+
+fn print_table(mib: u64, files: usize, rows: &[Row]) {
+    println!(
+        "\n{mib} MiB, {files} files; seconds, ballast ÷ restic in brackets (goals: full ≤ 1.0, \
+         incremental ≤ 0.3, restore ≤ 0.8)\n"
+    );
+    println!(
+        "| pool | full backup | incremental after 1% changed | restore | read by the incremental |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        let cell = |i: usize| {
+            format!(
+                "{:.2} / {:.2} (**{:.2}**)",
+                r.ballast[i],
+                r.restic[i],
+                r.ballast[i] / r.restic[i]
+            )
+        };
+        println!(
+            "| {} | {} | {} | {} | {:.1} MiB |",
+            r.kind,
+            cell(0),
+            cell(1),
+            cell(2),
+            r.incremental_read_mib
+        );
     }
 }
 
@@ -117,18 +177,13 @@ fn make_data(dir: &Path, bytes: u64) -> Vec<PathBuf> {
     names
 }
 
-/// Rewrites every 100th file with new random bytes of the same length.
-fn change_one_percent(dir: &Path, files: &[PathBuf]) {
+/// Rewrites every 100th file with new random bytes (from `seed` on) of
+/// the same length.
+fn change_one_percent(dir: &Path, files: &[PathBuf], seed: u64) {
     for (i, f) in files.iter().step_by(100).enumerate() {
         let len = std::fs::metadata(dir.join(f)).unwrap().len();
-        std::fs::write(dir.join(f), harness::noise(i as u64, len as usize)).unwrap();
+        std::fs::write(dir.join(f), harness::noise(seed + i as u64, len as usize)).unwrap();
     }
-}
-
-fn du_mib(path: &Path) -> f64 {
-    let out = Command::new("du").arg("-sb").arg(path).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().next().unwrap().parse::<f64>().unwrap() / (1 << 20) as f64
 }
 
 fn timed(f: impl FnOnce()) -> f64 {
@@ -142,118 +197,76 @@ fn sh(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// restic or rustic: init, backup, backup again after the change,
-/// restore. None when the tool is not installed.
-fn run_cli(
-    tool: &str,
-    work: &Path,
-    data: &Path,
-    files: &[PathBuf],
-    key: &Path,
-) -> Option<[f64; 4]> {
-    if Command::new(tool).arg("--version").output().is_err() {
-        eprintln!("{tool} is not installed: its column stays empty");
-        return None;
-    }
-    let repo = work.join(format!("repo-{tool}"));
-    let copy = work.join(format!("data-{tool}"));
-    sh(Command::new("cp").arg("-a").arg(data).arg(&copy));
-    sh(&mut Command::new("sync"));
-    let base = |args: &[&str]| {
-        let mut c = Command::new(tool);
-        c.arg("-r").arg(&repo).arg("--password-file").arg(key).args(args);
-        if tool == "rustic" {
-            c.arg("--no-progress");
-        }
-        c
-    };
-    sh(&mut base(&["init"]));
-    let full = timed(|| sh(base(&["backup"]).arg(&copy)));
-    change_one_percent(&copy, files);
-    sh(&mut Command::new("sync"));
-    let incremental = timed(|| sh(base(&["backup"]).arg(&copy)));
-    let target = work.join(format!("restored-{tool}"));
-    let restore = if tool == "rustic" {
-        timed(|| sh(base(&["restore", "latest"]).arg(&target)))
-    } else {
-        timed(|| sh(base(&["restore", "latest", "--target"]).arg(&target)))
-    };
-    let size = du_mib(&repo);
-    for dir in [&copy, &target] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    Some([full, incremental, restore, size])
+/// Bytes the daemon has read through system calls so far.
+fn rchar(d: &Daemon) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", d.pid().unwrap())).unwrap();
+    io.lines().find_map(|l| l.strip_prefix("rchar:")?.trim().parse().ok()).unwrap()
 }
 
-/// ballast's four numbers, and its full backup's time to S3.
+/// A volume `data-POOL` filled with `data`, backed up (to the target
+/// named as the pool), changed, backed up again and restored. Returns the three times, the MiB read by the
+/// incremental, and where the volume's files are (for restic).
 fn run_ballast(
-    work: &Path,
+    d: &Daemon,
+    pool: &str,
+    opts: &[&str],
     data: &Path,
     files: &[PathBuf],
-    key: &Path,
-) -> (Option<[f64; 4]>, Option<f64>) {
-    let repo = work.join("repo-ballast");
-    let mut config = format!(
-        "[[pool]]\nname = \"bench\"\nbackend = \"dir\"\npath = \"{}\"\ndefault = true\n\
-         [[backup_target]]\nname = \"bench\"\nurl = \"file://{}\"\npassword_file = \"{}\"\n",
-        work.join("pool").display(),
-        repo.display(),
-        key.display()
-    );
-    let s3 = s3server::S3Server::start();
-    if let Some(s3) = &s3 {
-        s3.bucket("bench");
-        config += &format!(
-            "[[backup_target]]\nname = \"s3\"\nurl = \"s3://bench/repo\"\nendpoint = \"{}\"\n\
-             access_key = \"{}\"\nsecret_key = \"{}\"\npassword_file = \"{}\"\n",
-            s3.endpoint,
-            s3server::ACCESS_KEY,
-            s3server::SECRET_KEY,
-            key.display()
-        );
-    }
-    let d = Daemon::private_with("bench-backup", &config);
-    d.cli_ok(&["volume", "create", "data"]);
-    let v = d.admin_ok("POST", "/v1/volumes/data?action=activate", Value::Null, 200);
+) -> ([f64; 3], f64, PathBuf) {
+    let vol = format!("data-{pool}");
+    let mut create = vec!["volume", "create", &vol, "-o"];
+    let pool_opt = format!("pool={pool}");
+    create.push(&pool_opt);
+    create.extend_from_slice(opts);
+    d.cli_ok(&create);
+    let v = d.admin_ok("POST", &format!("/v1/volumes/{vol}?action=activate"), Value::Null, 200);
     let uri = v["uri"].as_str().unwrap();
     let mountpoint = PathBuf::from(&uri[uri.find("://").unwrap() + 3..]);
     sh(Command::new("cp").arg("-a").arg(format!("{}/.", data.display())).arg(&mountpoint));
-    let backup = |d: &Daemon, to_s3: bool| {
-        let snap = d.snapshot("data", "bench");
-        // The snapshot's copy written out first: its writeback is not the
-        // backup's time.
-        sh(&mut Command::new("sync"));
-        let target = if to_s3 { "s3" } else { "bench" };
-        let secs = timed(|| {
-            d.cli_ok(&["backup", "create", "data", "--snapshot", &snap, "--target", target]);
-        });
-        d.cli_ok(&["snapshot", "rm", &snap]);
-        secs
-    };
-    let to_s3 = s3.as_ref().map(|_| backup(&d, true));
-    let full = backup(&d, false);
-    change_one_percent(&mountpoint, files);
-    let incremental = backup(&d, false);
-    let list = d.admin_ok("GET", "/v1/backups?backupTargetId=bench", Value::Null, 200);
-    let newest =
-        list["data"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
-    let restore = timed(|| {
-        d.cli_ok(&["backup", "restore", &newest, "--name", "restored"]);
+    sh(&mut Command::new("sync"));
+    let full = timed(|| {
+        d.cli_ok(&["backup", "create", &vol, "--target", pool]);
     });
-    let size = du_mib(&repo);
-    // Where ballast's time goes, from its own log.
-    for line in d.log().lines().filter(|l| {
-        l.contains("backup created")
-            || l.contains("commands::backup")
-            || l.contains("admin request") && l.contains("backups")
-            || l.contains("volume filled")
-            || l.contains("using no cache")
-    }) {
-        eprintln!("{line}");
-    }
-    d.cli_ok(&["volume", "deactivate", "data"]);
-    for name in ["data", "restored"] {
-        d.cli_ok(&["volume", "rm", name]);
-    }
-    (Some([full, incremental, restore, size]), to_s3)
+    change_one_percent(&mountpoint, files, 1);
+    sh(&mut Command::new("sync"));
+    let before = rchar(d);
+    let mut out = String::new();
+    let incremental =
+        timed(|| out = d.cli_ok(&["--json", "backup", "create", &vol, "--target", pool]));
+    let read = (rchar(d) - before) as f64 / (1 << 20) as f64;
+    let b: Value = serde_json::from_str(&out).unwrap();
+    let newest = b["id"].as_str().unwrap().to_string();
+    let restored = format!("restored-{pool}");
+    let restore = timed(|| {
+        d.cli_ok(&["backup", "restore", &newest, "--name", &restored, "--pool", pool]);
+    });
+    ([full, incremental, restore], read, mountpoint)
+}
+
+/// restic on the same files: init, full backup, the same 1% change
+/// again, incremental, restore into a directory on the pool's filesystem.
+fn run_restic(
+    work: &Path,
+    fs: &Path,
+    files_at: &Path,
+    files: &[PathBuf],
+    key: &Path,
+    n: usize,
+) -> [f64; 3] {
+    let repo = work.join(format!("repo-restic-{n}"));
+    let base = |args: &[&str]| {
+        let mut c = Command::new("restic");
+        c.arg("-r").arg(&repo).arg("--password-file").arg(key).arg("-q").args(args);
+        c
+    };
+    sh(&mut base(&["init"]));
+    let full = timed(|| sh(base(&["backup"]).arg(files_at)));
+    // Other files, new bytes: nothing restic already holds.
+    change_one_percent(files_at, &files[1..], 1_000_000);
+    sh(&mut Command::new("sync"));
+    let incremental = timed(|| sh(base(&["backup"]).arg(files_at)));
+    let target = fs.join(format!("restored-by-restic-{n}"));
+    let restore = timed(|| sh(base(&["restore", "latest", "--target"]).arg(&target)));
+    let _ = std::fs::remove_dir_all(&target);
+    [full, incremental, restore]
 }

@@ -28,7 +28,9 @@
 //! - [`tree`]: directory-tree work that must stay beneath a pool root
 //!   (`tree/walk.rs`: the one iterative walk, bounded in stack and open
 //!   descriptors whatever the depth; `tree/copy.rs`: copies that keep
-//!   everything; `tree/bind.rs`: binds of a directory by descriptor):
+//!   everything; `tree/read.rs`: a live tree listed for a backup that
+//!   reads a volume in place; `tree/bind.rs`: binds of a directory by
+//!   descriptor):
 //!   removal that never follows a symlink or crosses a mount, copies that
 //!   keep metadata, disk usage.
 //! - [`docker`]: the VolumeDriver protocol adapter (plugin socket).

@@ -28,6 +28,13 @@ impl RootMeta {
         Ok(RootMeta { mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() })
     }
 
+    /// Of the open directory `dir` (shown as `path`).
+    pub fn of(dir: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<RootMeta> {
+        let st = rustix::fs::fstat(dir)
+            .map_err(|e| Error::Failed(format!("reading {}: {e}", path.display())))?;
+        Ok(RootMeta { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid })
+    }
+
     /// Gives the directory `path` this owner and mode. Owner first: chown
     /// clears setuid and setgid.
     pub fn apply(&self, path: &Path) -> Result<()> {

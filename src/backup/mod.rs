@@ -12,7 +12,9 @@
 //!   retention; `restore.rs`: restore, with `walk.rs`, the hash-checked
 //!   tree walk that refuses entries a restore must not write.
 //! - `source.rs`: the backup's source (rustic's walk, counted and watched
-//!   for unreadable entries); `meta.rs`: the snapshot description (volume
+//!   for unreadable entries); `live.rs`: the source of a backup that reads
+//!   the live volume (listed by descriptor, each file checked not to
+//!   change while read); `meta.rs`: the snapshot description (volume
 //!   fields, root owner and mode).
 //! - `progress.rs`: rustic's progress relayed to [`OnProgress`];
 //!   `fail.rs`: rustic's errors and panics mapped to [`Error`].
@@ -25,6 +27,7 @@ use std::path::Path;
 
 mod fail;
 pub(crate) mod key;
+mod live;
 mod meta;
 mod ops;
 mod progress;
@@ -51,7 +54,8 @@ pub struct VolumeMeta {
     pub volume_name: String,
     /// Its public id on the host that backed it up (`1v7`).
     pub volume_id: String,
-    /// The snapshot the backup was read from (`1s9`).
+    /// The snapshot the backup was read from (`1s9`); empty when it read
+    /// the live volume.
     pub snapshot_id: String,
     /// The pool backend it lived in (`dir`, `btrfs`, `loop`).
     pub backend: String,
@@ -89,6 +93,12 @@ pub struct BackupInfo {
     pub stored_bytes: u64,
     /// Files and directories in the backup.
     pub files: u64,
+    /// Files found unchanged since the parent backup, so not read.
+    pub unchanged_files: u64,
+    /// Files of a live backup that changed while being read every time
+    /// they were read, kept as last read (possibly torn), relative to the
+    /// volume's root.
+    pub changed: Vec<String>,
 }
 
 /// How far a long operation is.
@@ -155,6 +165,21 @@ pub trait Repository: Send + Sync {
     fn backup(
         &self,
         src: &Path,
+        meta: &VolumeMeta,
+        parent: Option<&str>,
+        progress: OnProgress<'_>,
+    ) -> Result<BackupInfo>;
+
+    /// Backs up the live directory tree `dir` (named `path` in messages)
+    /// without copying it first: each file is read from the inode listed
+    /// and must not change while read, else it is read again in another
+    /// pass; one that changes in every pass is kept as last read and named
+    /// in [`BackupInfo::changed`]. Per file, not a point-in-time image of
+    /// the tree. `parent` as for `backup`; the change time counts too.
+    fn backup_live(
+        &self,
+        dir: std::os::fd::OwnedFd,
+        path: &Path,
         meta: &VolumeMeta,
         parent: Option<&str>,
         progress: OnProgress<'_>,

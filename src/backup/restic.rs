@@ -250,5 +250,7 @@ pub(super) fn info(snap: &SnapshotFile) -> Option<BackupInfo> {
         size_bytes: summary.total_bytes_processed,
         stored_bytes: summary.data_added_packed,
         files: summary.total_files_processed + summary.total_dirs_processed,
+        unchanged_files: summary.files_unmodified,
+        changed: Vec::new(),
     })
 }

@@ -27,7 +27,7 @@ use crate::tree::{Root, open_listed};
 pub(super) struct Errors(Arc<Mutex<Vec<String>>>);
 
 impl Errors {
-    fn push(&self, e: String) {
+    pub fn push(&self, e: String) {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).push(e);
     }
 

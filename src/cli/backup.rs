@@ -10,7 +10,8 @@ use super::{Client, Global};
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCmd {
-    /// Back up a volume (from a new snapshot, removed after) or a snapshot
+    /// Back up a volume (as it is, or from a new snapshot removed after;
+    /// see README) or a snapshot
     Create {
         /// A volume, or a snapshot id (1s7)
         source: String,
@@ -69,6 +70,11 @@ pub async fn run(cmd: BackupCmd, client: &Client, global: &Global) -> Result<(),
                 cell(&b["state"]),
                 size(&b["storedBytes"])
             );
+            // Files that changed while being read, named by the backup.
+            let line = match b["transitioningMessage"].as_str().filter(|m| !m.is_empty()) {
+                Some(warning) => format!("{line}\nwarning: {warning}"),
+                None => line,
+            };
             done(global, &b, line);
         }
         BackupCmd::Ls { volume, target } => {

@@ -202,7 +202,7 @@ impl Ballast {
         }
         if self.inner.locks.leased(Lease::Volume(v.id)) {
             return Err(Error::InvalidState(format!(
-                "volume {:?} is busy: another volume is being filled from it",
+                "volume {:?} is busy: it is being read (a backup, or a volume filled from it)",
                 v.name
             )));
         }

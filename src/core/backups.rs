@@ -1,4 +1,5 @@
-//! Backups: take one (always from a snapshot), list them (this host's and,
+//! Backups: take one (from a snapshot, or from the live volume where a
+//! snapshot would copy it whole), list them (this host's and,
 //! once a target is synced, every host's), verify, remove, and restore in
 //! place (`restorefrombackup`). Restoring into a new volume is a fill
 //! (`from-backup`, in `create.rs`).
@@ -20,6 +21,7 @@ use crate::backup::{
     self, Backup, BackupInfo, BackupState, Keep, Progress, Repository, VolumeMeta,
 };
 use crate::config::BackupTarget;
+use crate::pool::BackendKind;
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::units::human_size;
 use crate::volume::{State, Transitioning, Volume, now_ms};
@@ -162,7 +164,8 @@ impl Ballast {
     }
 
     /// Backs up a volume, from `snapshot` when one is named (it must be
-    /// the volume's and created), else from a snapshot taken for it and
+    /// the volume's and created), else from the live volume where a
+    /// snapshot would copy it whole, else from a snapshot taken for it and
     /// removed after. Returns the backup in state `creating`.
     pub async fn create_backup(
         &self,
@@ -260,6 +263,10 @@ impl Ballast {
         snap: Option<Arc<Snapshot>>,
     ) -> Result<(BackupInfo, i64)> {
         let id = b.id;
+        if snap.is_none() && self.reads_live(&v)? {
+            let started = now_ms();
+            return self.read_live_into_backup(b, &v).await.map(|info| (info, started));
+        }
         let (snap, temporary) = match snap {
             Some(s) => (s, false),
             None => {
@@ -273,6 +280,49 @@ impl Ballast {
         if temporary && let Err(e) = self.remove_snapshot(&snap.public_id()).await {
             tracing::warn!(snapshot = %snap.public_id(), error = %e, "cannot remove the snapshot a backup was read from");
         }
+        result
+    }
+
+    /// Whether a backup of `v` reads the live volume rather than a new
+    /// snapshot: where a snapshot would copy every byte of it (a dir pool
+    /// or host path on a filesystem without reflinks). Loop volumes are
+    /// always snapshotted: reading one in place would need its filesystem
+    /// mounted, which is Docker's to decide.
+    fn reads_live(&self, v: &Volume) -> Result<bool> {
+        let storage = self.storage(v)?;
+        Ok(!storage.copies_share_data() && storage.kind() != BackendKind::Loop)
+    }
+
+    /// Backs up the volume as it is now, under a read lease on it (no
+    /// revert, restore or removal meanwhile); see
+    /// [`Repository::backup_live`] for what the backup holds.
+    async fn read_live_into_backup(&self, b: &Backup, v: &Arc<Volume>) -> Result<BackupInfo> {
+        let lease = {
+            let _guard = self.inner.locks.lock(Key::Volume(v.id)).await;
+            let now = self.volume_by_id(v.id)?;
+            self.check(Action::Snapshot, &now)?;
+            self.inner.locks.lease(Lease::Volume(v.id))
+        };
+        let repo = self.repo(&b.target).await?;
+        let parent =
+            self.newest_backup(&b.target, &b.meta.volume_id).and_then(|p| p.restic_id.clone());
+        let (v, meta, id) = (v.clone(), b.meta.clone(), b.id);
+        let result = self
+            .blocking(move |this| {
+                let storage = this.storage(&v)?;
+                let key = v.storage_key();
+                let dir = storage
+                    .open_volume(&key)
+                    .map_err(|e| Error::internal(format!("reading volume {:?}", v.name), e))?;
+                let path = storage.mountpoint(&key);
+                let report = throttled(move |p, rate| {
+                    this.backup_message(id, format!("backing up: {}", progress_text(p, rate)));
+                });
+                repo.backup_live(dir, &path, &meta, parent.as_deref(), &report)
+                    .map_err(engine_error)
+            })
+            .await;
+        drop(lease);
         result
     }
 
@@ -324,7 +374,7 @@ impl Ballast {
             Ok((info, taken_ms)) => {
                 tracing::info!(backup = %b.public_id(), ?took, bytes = info.size_bytes, stored = info.stored_bytes, "backup created");
                 b.state = BackupState::Created;
-                b.message.clear();
+                b.message = torn_message(&info.changed);
                 b.restic_id = Some(info.id);
                 b.created_ms = taken_ms;
                 b.size_bytes = info.size_bytes;
@@ -742,6 +792,22 @@ fn progress_text(p: Progress, rate: f64) -> String {
         "{pct}% ({done} of {}), {} files, {rate_text}{left}",
         human_size(p.bytes_total),
         p.files_done
+    )
+}
+
+/// What a created backup says about the files that changed every time
+/// they were read (empty when none did).
+fn torn_message(changed: &[String]) -> String {
+    let Some(first) = changed.first() else { return String::new() };
+    let more = match changed.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    format!(
+        "{} file{} changed while being read and may be torn: {first}{more}; for a consistent \
+         copy, stop the writer or back up a snapshot (--snapshot)",
+        changed.len(),
+        if changed.len() == 1 { "" } else { "s" }
     )
 }
 

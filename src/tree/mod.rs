@@ -7,7 +7,8 @@
 //! copied as a symlink, never followed, and a mount inside a volume stops
 //! a removal instead of being emptied. Every walk is the one in
 //! `walk.rs`: iterative, with a bounded number of open descriptors, so a
-//! tree of any depth is handled.
+//! tree of any depth is handled; `read.rs` lists a live tree for a backup
+//! that reads a volume in place.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
@@ -20,6 +21,7 @@ use rustix::io::Errno;
 
 mod bind;
 mod copy;
+pub mod read;
 #[cfg(test)]
 pub(crate) mod testing;
 mod walk;

@@ -1,4 +1,4 @@
-//! The one tree walk behind removal, disk usage and copies.
+//! The one tree walk behind removal, disk usage, copies and live reads.
 //!
 //! A volume's content is written by containers, so its depth is theirs to
 //! choose: 100,000 nested directories are a few megabytes. The walk is
@@ -244,10 +244,11 @@ fn gone_or_swapped(e: &io::Error) -> bool {
     )
 }
 
-/// The current directory's entries, in the order `pop` should visit them.
+/// The current directory's entries, in the order `pop` should visit them:
+/// sorted by name (byte order), as a backup's trees list them.
 fn listing(chain: &Chain) -> io::Result<Vec<(CString, FileType)>> {
     let mut list = entries(chain.fd()).map_err(|e| at_path(e, "listing", &chain.display(None)))?;
-    list.reverse();
+    list.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     Ok(list)
 }
 

@@ -10,6 +10,7 @@ mod admin_rest;
 mod admin_schemas;
 mod backup;
 mod backup_faults;
+mod backup_live;
 mod backup_pools;
 mod browser;
 mod btrfs;

@@ -136,3 +136,28 @@ fn the_files_land_at_the_root_of_the_destination() {
     let names: Vec<_> = fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["top"]);
 }
+
+#[test]
+fn a_live_backup_restores_everything_the_volume_held() {
+    if !root_or_skip("the round trip (owners, setuid)") {
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    populate(&src);
+    set_xattrs(&src);
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o2751)).unwrap();
+    std::os::unix::fs::chown(&src, Some(1001), Some(1002)).unwrap();
+    // Past the window in which a file just written is read twice.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let repo = fx.open();
+    let dir = File::open(&src).unwrap().into();
+    let info = repo.backup_live(dir, &src, &super::meta("data", "1v1"), None, &quiet).unwrap();
+    assert!(info.changed.is_empty(), "{info:?}");
+    let dest = fx.mkdir("dest");
+    repo.restore(&info.id, &dest, &quiet).unwrap();
+    let (want, got) = (describe(&src), describe(&dest));
+    assert_eq!(got, want);
+    assert_eq!(owner_mode(&dest), (0o2751, 1001, 1002), "the root's owner and mode");
+}

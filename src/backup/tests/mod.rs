@@ -5,6 +5,7 @@ mod concurrent;
 mod fidelity;
 mod hostile;
 mod incremental;
+mod live;
 mod password;
 mod restic_cli;
 mod s3;
