@@ -321,9 +321,10 @@ mod tests {
         root.create_dir("a", None, None, 0o755).unwrap();
         root.create_dir("b", None, None, 0o755).unwrap();
         let (a, b) = (root.host_path("a"), root.host_path("b"));
-        // Directories first: some filesystems list the newest first.
+        // Subdirectories named to come after the files: the walk visits
+        // names in byte order, so they are still to copy when the swap runs.
         for i in 0..DIRS {
-            std::fs::create_dir(a.join(format!("d{i}"))).unwrap();
+            std::fs::create_dir(a.join(format!("s{i}"))).unwrap();
         }
         for i in 0..FILES {
             std::fs::write(a.join(format!("f{i}")), format!("data {i}")).unwrap();
@@ -389,10 +390,10 @@ mod tests {
             true
         });
         copied.unwrap();
-        assert!(swapped.iter().any(|n| n.starts_with('d')), "directories too: {swapped:?}");
+        assert!(swapped.iter().any(|n| n.starts_with('s')), "directories too: {swapped:?}");
         check_copy(dir.path(), &swapped, |p| p.symlink_metadata().unwrap().is_symlink());
         let b = dir.path().join("vols/b");
-        for name in swapped.iter().filter(|n| n.starts_with('d')) {
+        for name in swapped.iter().filter(|n| n.starts_with('s')) {
             assert!(b.join(name).symlink_metadata().unwrap().is_symlink(), "{name}");
         }
         let mut found = vec![b.clone()];
