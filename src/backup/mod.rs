@@ -22,8 +22,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 mod fail;
+#[cfg(test)]
+pub(crate) mod forge;
 pub(crate) mod key;
 mod meta;
 mod ops;
@@ -167,8 +170,24 @@ pub trait Repository: Send + Sync {
     /// root owner and mode included. Every object is checked as it is
     /// read; a tree entry that would write outside `dest` fails the
     /// restore before anything is written. On error `dest` may hold a
-    /// partial tree: the caller throws it away.
-    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()>;
+    /// partial tree: the caller throws it away. A tree beyond the bounds
+    /// of a restore (50 million entries, 2,048 levels, a directory listed
+    /// in more than 128 MiB, a path longer than PATH_MAX) is refused
+    /// before anything is written.
+    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()> {
+        self.restore_until(id, dest, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Repository::restore`], cancelled once `stop` is set: reading or
+    /// checking the tree stops at its next entry (the writing of the
+    /// files' contents, bounded by their size, runs to its end).
+    fn restore_until(
+        &self,
+        id: &str,
+        dest: &Path,
+        progress: OnProgress<'_>,
+        stop: &AtomicBool,
+    ) -> Result<()>;
 
     /// Forgets backup `id` and prunes the data no other backup uses.
     fn remove(&self, id: &str) -> Result<()>;

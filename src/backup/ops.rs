@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::PoisonError;
+use std::sync::atomic::AtomicBool;
 
 use rustic_core::jiff::Zoned;
 use rustic_core::repofile::SnapshotId;
@@ -105,8 +106,14 @@ impl Repository for Restic {
             .collect())
     }
 
-    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()> {
-        super::restore::restore(self, id, dest, progress)
+    fn restore_until(
+        &self,
+        id: &str,
+        dest: &Path,
+        progress: OnProgress<'_>,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        super::restore::restore(self, id, dest, progress, stop)
     }
 
     fn remove(&self, id: &str) -> Result<()> {

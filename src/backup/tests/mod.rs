@@ -1,6 +1,7 @@
 //! Tests of the backup engine, on `file://` repositories in temporary
 //! directories. One file per theme; the helpers are here.
 
+mod bounds;
 mod concurrent;
 mod fidelity;
 mod hostile;
