@@ -41,7 +41,7 @@ mod walk;
 pub use record::{Backup, BackupState};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// What ballast records about the volume in each backup, so that a host
 /// with an empty state directory knows what every backup holds. Stored in

@@ -13,6 +13,8 @@ mod expose;
 mod locks;
 mod mount;
 mod remove;
+#[cfg(test)]
+mod restore_tests;
 mod schedule;
 mod snapshots;
 

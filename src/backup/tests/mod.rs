@@ -92,7 +92,7 @@ pub(super) fn backup(repo: &dyn Repository, src: &Path, volume: &str) -> BackupI
 }
 
 /// Deterministic bytes that do not compress (a xorshift stream).
-pub(super) fn noise(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
