@@ -93,6 +93,25 @@ async fn a_failed_restore_in_place_leaves_the_volume_usable_and_says_the_data_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_into_a_new_volume_keeps_none_of_its_partial_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let big = crate::backup::tests::noise(2, 6 << 20);
+    let id = backed_up(&b, "v", &[("big", big), ("small", b"small".to_vec())]).await;
+    tamper(&dir.path().join("repo"));
+
+    b.create("w", from_backup(&id)).await.unwrap();
+    let w = settled(&b, "w").await;
+    assert_eq!(w.transitioning, Transitioning::Error);
+    let m = &w.transitioning_message;
+    assert!(m.contains("what was written was deleted: remove the volume"), "{m}");
+    let mp = b.mountpoint(&w).unwrap();
+    assert_eq!(std::fs::read_dir(&mp).unwrap().count(), 0, "partial files are left");
+    assert_eq!(w.used_bytes, 0);
+    b.remove("w").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crafted_backup_of_two_to_the_47_entries_fails_its_volume_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
