@@ -132,8 +132,9 @@ impl Ballast {
             .collect()
     }
 
-    /// A backup by id (`1b7`) or by restic snapshot id (8 hex digits or
-    /// more, as `restic snapshots` shows it).
+    /// A backup by id (`1b7`), by restic snapshot id (8 hex digits or
+    /// more, as `restic snapshots` shows it), or by the name listings show
+    /// (`db-1b7`, or `db-3f2a91bc` for one made on another host).
     pub fn find_backup(&self, reference: &str) -> Result<Arc<Backup>> {
         let all = self.backups_read();
         if let Some(id) = parse_public_id("1b", reference) {
@@ -143,15 +144,18 @@ impl Ballast {
                 .ok_or_else(|| Error::NotFound(format!("no backup with id {reference:?}")));
         }
         let hex = reference.len() >= 8 && reference.bytes().all(|b| b.is_ascii_hexdigit());
-        let found: Vec<_> = all
+        let mut found: Vec<_> = all
             .values()
             .filter(|b| hex && b.restic_id.as_deref().is_some_and(|r| r.starts_with(reference)))
             .collect();
+        if found.is_empty() {
+            found = all.values().filter(|b| b.name == reference).collect();
+        }
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Error::NotFound(format!(
-                "no backup with id {reference:?}; backups made on another host appear once their \
-                 target is listed (ballast backup ls --target NAME)"
+                "no backup with id or name {reference:?}; backups made on another host appear \
+                 once their target is listed (ballast backup ls --target NAME)"
             ))),
             many => Err(Error::InvalidInput(format!(
                 "{} backups match {reference:?}; use an id: {}",

@@ -151,3 +151,23 @@ async fn removing_a_volume_being_restored_cancels_the_restore() {
     assert_eq!(gone.state, State::Removed);
     b.remove_backup(&restic_id[..12]).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_by_the_name_its_listing_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let id = backed_up(&b, "v", &[("f", b"data".to_vec())]).await;
+    let name = b.find_backup(&id).unwrap().name.clone();
+    assert_eq!(name, format!("v-{id}"));
+
+    b.create("w", from_backup(&name)).await.unwrap();
+    let w = settled(&b, "w").await;
+    assert_eq!(w.transitioning, Transitioning::No, "{}", w.transitioning_message);
+    assert_eq!(std::fs::read(b.mountpoint(&w).unwrap().join("f")).unwrap(), b"data");
+    // One made elsewhere is named after its restic id once listed.
+    let target = b.backup_targets().remove(0);
+    let restic_id = crate::backup::forge::dag(&target, dir.path(), 1);
+    b.sync_backups("nas").await.unwrap();
+    let listed = b.find_backup(&format!("forged-{}", &restic_id[..8])).unwrap();
+    assert_eq!(listed.restic_id.as_deref(), Some(restic_id.as_str()));
+}
