@@ -74,13 +74,12 @@ impl Repository for Restic {
                 // The snapshot lacks what could not be read: not a backup.
                 let _ = repo.delete_snapshots(&[snap.id]);
                 return Err(Error::Failed(format!(
-                    "{doing} to backup target {}: {} entr{} of {} could not be read, so the \
-                     backup was discarded; first: {}",
+                    "{doing} to backup target {}: {} entr{} of the volume could not be read, \
+                     so the backup was discarded; first: {}",
                     self.target.name,
                     missed.len(),
                     if missed.len() == 1 { "y" } else { "ies" },
-                    src.display(),
-                    missed[0]
+                    super::fail::below(&missed[0], src)
                 )));
             }
             info(&snap).ok_or_else(|| {

@@ -246,10 +246,10 @@ fn too_deep() -> String {
 /// characters (never the destination's host path).
 fn too_long(path: &Path, depth: usize, room: usize) -> String {
     let text = path.display().to_string();
-    let prefix: String = text.chars().take(100).collect();
+    let prefix: String = text.chars().take(100).chain(['…']).collect();
     format!(
-        "entry {prefix:?}… (depth {depth}, {} bytes) is longer than a path below the volume \
-         may be ({room} bytes)",
+        "entry {prefix:?} (depth {depth}, {} bytes) is longer than a path below the volume may \
+         be ({room} bytes)",
         text.len()
     )
 }

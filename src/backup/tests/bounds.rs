@@ -1,6 +1,6 @@
 //! Trees no archiver makes, forged with the repository's key: a restore
 //! refuses one beyond its bounds at once, writing nothing, and stops when
-//! cancelled.
+//! cancelled. And a volume too deep to back up, refused in a few words.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -88,6 +88,26 @@ fn a_restore_told_to_stop_ends_soon_with_nothing_written() {
 }
 
 #[test]
+fn a_path_longer_than_path_max_is_refused_by_its_depth_and_first_characters() {
+    let fx = Fixture::new();
+    let mut forge = Forge::new(&fx.target, &fx.path("state"));
+    let name = "x".repeat(200);
+    let mut tree = forge.tree(Vec::new());
+    for _ in 0..25 {
+        tree = forge.tree(vec![dir(&name, tree)]);
+    }
+    let id = forge.seal(tree);
+    let (m, _) = refused(&*fx.open(), &id, &fx);
+    assert!(m.contains("bytes) is longer than a path below the volume may be"), "{m}");
+    // Where it stops depends on the destination's own length: 4,096 bytes
+    // hold 20 or 21 levels of 201.
+    assert!(m.contains("…\" (depth 20,") || m.contains("…\" (depth 21,"), "{m}");
+    assert!(m.contains(&format!("\"{}…", &name[..100])), "{m}");
+    assert!(!m.contains(&fx.path("").display().to_string()), "names a host path: {m}");
+    assert!(m.len() < 400, "{m}");
+}
+
+#[test]
 fn a_forged_tree_within_the_bounds_restores() {
     // The forging itself is sound: a small DAG restores, each copy whole.
     let fx = Fixture::new();
@@ -97,4 +117,21 @@ fn a_forged_tree_within_the_bounds_restores() {
     assert!(dest.join("a/b/a").is_dir());
     assert!(dest.join("b/a/b").is_dir());
     assert_eq!(std::fs::read_dir(dest.join("b/b/b")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_volume_deeper_than_path_max_is_refused_in_a_short_message_without_host_paths() {
+    use crate::tree::testing::{make_deep, open_path, write_at};
+    let fx = Fixture::new();
+    let src = fx.mkdir("src");
+    // 2,100 levels of "d/": more than PATH_MAX (4,096 bytes) below src.
+    write_at(make_deep(open_path(&src), 2100), c"deepest", b"x");
+    let m = match fx.open().backup(&src, &super::meta("v", "1v1"), None, &quiet) {
+        Err(Error::Failed(m)) => m,
+        other => panic!("a backup of a tree deeper than PATH_MAX: {other:?}"),
+    };
+    assert!(m.len() < 500, "{} characters: {m}", m.len());
+    assert!(!m.contains(&fx.path("").display().to_string()), "names a host path: {m}");
+    assert!(m.contains("depth"), "names the depth: {m}");
+    assert!(m.contains("d/d/d/d"), "names the path below the volume: {m}");
 }
