@@ -10,7 +10,8 @@
 //!   (any backend), snapshot lookup, prune, check.
 //! - `ops.rs`: [`Repository`] for it: backup, list, remove, verify,
 //!   retention; `restore.rs`: restore, with `walk.rs`, the hash-checked
-//!   tree walk that refuses entries a restore must not write.
+//!   tree walk that refuses entries a restore must not write and trees
+//!   beyond a restore's bounds (entries, depth, listing size).
 //! - `source.rs`: the backup's source (rustic's walk, counted and watched
 //!   for unreadable entries); `meta.rs`: the snapshot description (volume
 //!   fields, root owner and mode).
@@ -19,6 +20,8 @@
 //! - `s3.rs`: rustic's backend traits over opendal's S3 service.
 //! - `key.rs`: the repository password (a file, generated when absent).
 //! - `record.rs`: the backup record this host keeps of each backup.
+//! - `forge.rs` (tests only): objects written straight into a repository
+//!   with its key, for trees no archiver makes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
