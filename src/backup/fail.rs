@@ -131,3 +131,35 @@ pub(super) fn panic_summary(msg: &str) -> String {
     let line = msg.lines().next().unwrap_or(msg);
     line.chars().take(300).collect()
 }
+
+/// `text` (a message about an entry below `root`) fit for a user: paths
+/// below `root` made relative to it and `root` itself never shown (a host
+/// path). A path longer than 100 characters (a tree deeper than
+/// PATH_MAX, whose error repeats its path in thousands of characters)
+/// makes the message its first 100 characters, its depth and the error's
+/// last words; any other message is cut at 300 characters.
+pub(super) fn below(text: &str, root: &std::path::Path) -> String {
+    let root = root.display().to_string();
+    let text = text.replace(&format!("{root}/"), "").replace(&root, ".");
+    let is_word = |c: char| !c.is_whitespace() && !matches!(c, '"' | '`' | '\'' | ',');
+    let long = text
+        .split(|c: char| !is_word(c))
+        .map(|w| w.trim_end_matches(':'))
+        .find(|w| w.contains('/') && w.chars().count() > 100);
+    if let Some(path) = long {
+        let prefix: String = path.chars().take(100).collect();
+        let depth = path.matches('/').count() + 1;
+        let last = text.rsplit(": ").next().unwrap_or_default();
+        let last = last.trim_end_matches([')', '}', '`', ' ', '"']);
+        let last = if last.contains('(') && !last.ends_with(')') {
+            format!("{last})")
+        } else {
+            last.into()
+        };
+        return format!("{prefix}… (depth {depth}): {last}");
+    }
+    if text.chars().count() > 300 {
+        return text.chars().take(300).chain(['…']).collect();
+    }
+    text
+}

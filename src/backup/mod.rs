@@ -10,7 +10,8 @@
 //!   (any backend), snapshot lookup, prune, check.
 //! - `ops.rs`: [`Repository`] for it: backup, list, remove, verify,
 //!   retention; `restore.rs`: restore, with `walk.rs`, the hash-checked
-//!   tree walk that refuses entries a restore must not write.
+//!   tree walk that refuses entries a restore must not write and trees
+//!   beyond a restore's bounds (entries, depth, listing size).
 //! - `source.rs`: the backup's source (rustic's walk, counted and watched
 //!   for unreadable entries); `live.rs`: the source of a backup that reads
 //!   the live volume (listed by descriptor, each file checked not to
@@ -21,11 +22,16 @@
 //! - `s3.rs`: rustic's backend traits over opendal's S3 service.
 //! - `key.rs`: the repository password (a file, generated when absent).
 //! - `record.rs`: the backup record this host keeps of each backup.
+//! - `forge.rs` (tests only): objects written straight into a repository
+//!   with its key, for trees no archiver makes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 mod fail;
+#[cfg(test)]
+pub(crate) mod forge;
 pub(crate) mod key;
 mod live;
 mod meta;
@@ -41,7 +47,7 @@ mod walk;
 pub use record::{Backup, BackupState};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// What ballast records about the volume in each backup, so that a host
 /// with an empty state directory knows what every backup holds. Stored in
@@ -193,8 +199,24 @@ pub trait Repository: Send + Sync {
     /// root owner and mode included. Every object is checked as it is
     /// read; a tree entry that would write outside `dest` fails the
     /// restore before anything is written. On error `dest` may hold a
-    /// partial tree: the caller throws it away.
-    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()>;
+    /// partial tree: the caller throws it away. A tree beyond the bounds
+    /// of a restore (50 million entries, 2,048 levels, a directory listed
+    /// in more than 128 MiB, a path longer than PATH_MAX) is refused
+    /// before anything is written.
+    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()> {
+        self.restore_until(id, dest, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Repository::restore`], cancelled once `stop` is set: reading or
+    /// checking the tree stops at its next entry (the writing of the
+    /// files' contents, bounded by their size, runs to its end).
+    fn restore_until(
+        &self,
+        id: &str,
+        dest: &Path,
+        progress: OnProgress<'_>,
+        stop: &AtomicBool,
+    ) -> Result<()>;
 
     /// Forgets backup `id` and prunes the data no other backup uses.
     fn remove(&self, id: &str) -> Result<()>;

@@ -5,6 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::PoisonError;
+use std::sync::atomic::AtomicBool;
 
 use rustic_core::jiff::Zoned;
 use rustic_core::repofile::{SnapshotFile, SnapshotId};
@@ -90,13 +91,12 @@ impl Run<'_> {
             // The snapshot lacks what could not be read: not a backup.
             let _ = self.repo.delete_snapshots(&[snap.id]);
             return Err(Error::Failed(format!(
-                "{doing} to backup target {}: {} entr{} of {} could not be read, so the \
-                 backup was discarded; first: {}",
+                "{doing} to backup target {}: {} entr{} of the volume could not be read, \
+                 so the backup was discarded; first: {}",
                 self.restic.target.name,
                 missed.len(),
                 if missed.len() == 1 { "y" } else { "ies" },
-                src.display(),
-                missed[0]
+                super::fail::below(&missed[0], src)
             )));
         }
         Ok(snap)
@@ -183,8 +183,14 @@ impl Repository for Restic {
             .collect())
     }
 
-    fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()> {
-        super::restore::restore(self, id, dest, progress)
+    fn restore_until(
+        &self,
+        id: &str,
+        dest: &Path,
+        progress: OnProgress<'_>,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        super::restore::restore(self, id, dest, progress, stop)
     }
 
     fn remove(&self, id: &str) -> Result<()> {

@@ -1,11 +1,13 @@
-//! Restore: refuse a tree that would write outside the destination, let
-//! rustic write the files, then check every file's content against the
-//! hashes its tree names and give the root its owner and mode.
+//! Restore: refuse a tree that would write outside the destination or
+//! is beyond the walk's bounds (see `walk.rs`), let rustic write the
+//! files, then check every file's content against the hashes its tree
+//! names and give the root its owner and mode.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustic_core::repofile::{Node, SnapshotFile};
 use rustic_core::{IndexedFull, LocalDestination, Repository as Rustic, RestoreOptions};
@@ -14,33 +16,53 @@ use super::fail::{panic_read_repository, panic_summary, unwind};
 use super::meta::Description;
 use super::progress::relayed;
 use super::restic::Restic;
-use super::walk::Walk;
+use super::walk::{Bounds, Halt, PATH_MAX, Walk, measure};
 use super::{Error, OnProgress, Result};
 
-pub(super) fn restore(r: &Restic, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()> {
+pub(super) fn restore(
+    r: &Restic,
+    id: &str,
+    dest: &Path,
+    progress: OnProgress<'_>,
+    stop: &AtomicBool,
+) -> Result<()> {
     let doing = format!("restore of backup {id}");
     let doing = doing.as_str();
     check_empty_dir(dest)?;
     let dest_str = dest
         .to_str()
         .ok_or_else(|| Error::Failed(format!("{doing}: {} is not UTF-8", dest.display())))?;
+    let bounds = Bounds { stop, room: PATH_MAX.saturating_sub(dest_str.len() + 2) };
+    let cancelled = || Error::Failed(format!("{doing}: cancelled"));
     relayed(progress, |bars| {
         let repo = r.repo(bars, doing, false)?;
         let snap = r.find(&repo, id, doing)?;
         let full = snap.id.to_hex().as_str().to_string();
-        let err = |e: Box<rustic_core::RusticError>| r.target.error(doing, &e);
+        let err = |e: Box<rustic_core::RusticError>| {
+            if stop.load(Ordering::Relaxed) { cancelled() } else { r.target.error(doing, &e) }
+        };
+        let refused = |why: String| {
+            Error::Refused(format!(
+                "{doing} on backup target {}: refused, nothing was written: {why}",
+                r.target.name
+            ))
+        };
         let repo = repo.to_indexed().map_err(err)?;
 
-        // First pass: nothing is written until the whole tree is known good.
-        let mut walk = Walk::new(&repo, snap.tree).map_err(err)?;
+        // Nothing is written until the whole tree is known good: first
+        // its size, each distinct tree read once, then every entry.
+        match measure(&repo, snap.tree, stop) {
+            Ok(_) => {}
+            Err(Halt::Refused(why)) => return Err(refused(why)),
+            Err(Halt::Cancelled) => return Err(cancelled()),
+            Err(Halt::Failed(e)) => return Err(err(e)),
+        }
+        let mut walk = Walk::new(&repo, snap.tree, bounds).map_err(err)?;
         let mut nodes = 0u64;
         while let Some(item) = walk.next() {
             if let Err(e) = item {
                 return Err(match walk.refused.take() {
-                    Some(why) => Error::Refused(format!(
-                        "{doing} on backup target {}: refused, nothing was written: {why}",
-                        r.target.name
-                    )),
+                    Some(why) => refused(why),
                     None => err(e),
                 });
             }
@@ -51,8 +73,9 @@ pub(super) fn restore(r: &Restic, id: &str, dest: &Path, progress: OnProgress<'_
         opts.sparse = sparse_by_content();
         let local = LocalDestination::new(dest_str, false, false).map_err(err)?;
         let wrote = unwind(|| -> rustic_core::RusticResult<()> {
-            let plan = repo.prepare_restore(&opts, Walk::new(&repo, snap.tree)?, &local, false)?;
-            repo.restore(plan, &opts, Walk::new(&repo, snap.tree)?, &local)
+            let plan =
+                repo.prepare_restore(&opts, Walk::new(&repo, snap.tree, bounds)?, &local, false)?;
+            repo.restore(plan, &opts, Walk::new(&repo, snap.tree, bounds)?, &local)
         });
         match wrote {
             Ok(done) => done.map_err(err)?,
@@ -72,7 +95,7 @@ pub(super) fn restore(r: &Restic, id: &str, dest: &Path, progress: OnProgress<'_
             }
         }
 
-        verify_contents(r, &repo, &snap, dest, doing)?;
+        verify_contents(r, &repo, &snap, dest, doing, bounds)?;
         if let Some(root) =
             snap.description.as_deref().and_then(Description::parse).and_then(|d| d.root)
         {
@@ -114,9 +137,16 @@ fn verify_contents<S: IndexedFull>(
     snap: &SnapshotFile,
     dest: &Path,
     doing: &str,
+    bounds: Bounds<'_>,
 ) -> Result<()> {
-    let err = |e: Box<rustic_core::RusticError>| r.target.error(doing, &e);
-    for item in Walk::new(repo, snap.tree).map_err(err)? {
+    let err = |e: Box<rustic_core::RusticError>| {
+        if bounds.stop.load(Ordering::Relaxed) {
+            Error::Failed(format!("{doing}: cancelled"))
+        } else {
+            r.target.error(doing, &e)
+        }
+    };
+    for item in Walk::new(repo, snap.tree, bounds).map_err(err)? {
         let (path, node) = item.map_err(err)?;
         if node.is_file() {
             verify_file(r, repo, snap, &dest.join(&path), &node, doing)?;

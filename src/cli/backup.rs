@@ -92,6 +92,7 @@ pub async fn run(cmd: BackupCmd, client: &Client, global: &Global) -> Result<(),
             print_list(global, &client.list(&url).await?);
         }
         BackupCmd::Restore { backup, name, into, pool } => {
+            let in_place = into.is_some();
             let (path, v) = match into {
                 Some(volume) => {
                     let url = format!("/v1/volumes/{}?action=restorefrombackup", seg(&volume));
@@ -107,6 +108,12 @@ pub async fn run(cmd: BackupCmd, client: &Client, global: &Global) -> Result<(),
                 }
             };
             let v = wait(client, global, &path, v).await?;
+            // A failed in-place restore leaves the volume usable
+            // (`transitioning: no`) with the failure in its message.
+            let message = v["transitioningMessage"].as_str().unwrap_or_default();
+            if in_place && v["transitioning"] == "no" && !message.is_empty() {
+                return Err(message.to_string());
+            }
             let line = if v["transitioning"] == "yes" {
                 format!("restoring {} from {backup}", cell(&v["name"]))
             } else {

@@ -134,8 +134,9 @@ impl Ballast {
             .collect()
     }
 
-    /// A backup by id (`1b7`) or by restic snapshot id (8 hex digits or
-    /// more, as `restic snapshots` shows it).
+    /// A backup by id (`1b7`), by restic snapshot id (8 hex digits or
+    /// more, as `restic snapshots` shows it), or by the name listings show
+    /// (`db-1b7`, or `db-3f2a91bc` for one made on another host).
     pub fn find_backup(&self, reference: &str) -> Result<Arc<Backup>> {
         let all = self.backups_read();
         if let Some(id) = parse_public_id("1b", reference) {
@@ -145,15 +146,18 @@ impl Ballast {
                 .ok_or_else(|| Error::NotFound(format!("no backup with id {reference:?}")));
         }
         let hex = reference.len() >= 8 && reference.bytes().all(|b| b.is_ascii_hexdigit());
-        let found: Vec<_> = all
+        let mut found: Vec<_> = all
             .values()
             .filter(|b| hex && b.restic_id.as_deref().is_some_and(|r| r.starts_with(reference)))
             .collect();
+        if found.is_empty() {
+            found = all.values().filter(|b| b.name == reference).collect();
+        }
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Error::NotFound(format!(
-                "no backup with id {reference:?}; backups made on another host appear once their \
-                 target is listed (ballast backup ls --target NAME)"
+                "no backup with id or name {reference:?}; backups made on another host appear \
+                 once their target is listed (ballast backup ls --target NAME)"
             ))),
             many => Err(Error::InvalidInput(format!(
                 "{} backups match {reference:?}; use an id: {}",
@@ -646,15 +650,36 @@ impl Ballast {
                 Err(e) => Err(e),
             };
             drop(lease);
-            let result = result.map_err(|e| Error::Internal(format!("{label}: {e}")));
-            let done = |v: &mut Volume| {
-                v.state = State::Inactive;
-                v.archived_in = None;
-            };
-            let ended = format!("volume restored from a backup in {:?}", t.elapsed());
-            this.end_job(vid, result, done, (&ended, "restore from a backup failed")).await;
+            match result {
+                Ok(used) => {
+                    let done = |v: &mut Volume| {
+                        v.state = State::Inactive;
+                        v.archived_in = None;
+                    };
+                    let ended = format!("volume restored from a backup in {:?}", t.elapsed());
+                    this.end_job(vid, Ok(used), done, (&ended, "restore from a backup failed"))
+                        .await;
+                }
+                Err(e) => this.end_failed_restore(vid, &label, e).await,
+            }
         });
         Ok(started)
+    }
+
+    /// Ends an in-place restore that failed. The restore was built beside
+    /// the volume (or, for a `requested` volume, its new storage was
+    /// destroyed again), so the volume is as it was and stays usable:
+    /// `transitioning: no`, the failure in its message.
+    async fn end_failed_restore(&self, id: i64, label: &str, e: Error) {
+        let _guard = self.inner.locks.lock(Key::Volume(id)).await;
+        let Ok(current) = self.volume_by_id(id) else { return };
+        let mut v = (*current).clone();
+        tracing::error!(volume = %v.name, error = %e, "restore from a backup failed; the volume is unchanged");
+        v.transitioning = Transitioning::No;
+        v.transitioning_message = format!("{label} failed; the data is unchanged: {e}");
+        if let Ok(v) = self.save(v).await {
+            self.publish(v);
+        }
     }
 
     /// A backup that can be restored: created and written.
@@ -717,7 +742,10 @@ impl Ballast {
         let report = throttled(move |p, rate| {
             this.volume_message(id, &name, format!("{label}: {}", progress_text(p, rate)));
         });
-        repo.restore(restic_id, dest, &report).map_err(|e| std::io::Error::other(e.to_string()))
+        // Removing the volume cancels the restore (see `remove.rs`).
+        let restoring = self.inner.locks.restoring(v.id);
+        repo.restore_until(restic_id, dest, &report, &restoring.stop)
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 

@@ -276,9 +276,8 @@ impl Ballast {
             .blocking(move |this| {
                 let backend = this.storage(&work)?;
                 let key = work.storage_key();
+                let spec = Spec { size: work.size_bytes, ..opts::parse(&work.driver_opts)?.spec() };
                 if restart {
-                    let spec =
-                        Spec { size: work.size_bytes, ..opts::parse(&work.driver_opts)?.spec() };
                     backend.destroy(&key).and_then(|()| backend.create(&key, &spec)).map_err(
                         |e| Error::internal(format!("making volume {:?} anew", work.name), e),
                     )?;
@@ -300,7 +299,10 @@ impl Ballast {
                             filled.and(backend.deactivate(&key))
                         }),
                 }
-                .map_err(|e| Error::internal(format!("filling volume {:?}", work.name), e))?;
+                .map_err(|e| {
+                    let failed = format!("filling volume {:?} failed: {e}", work.name);
+                    Error::Internal(discard_partial(&*backend, &work, &spec, &source, failed))
+                })?;
                 Ok(backend.usage(&key).unwrap_or(0))
             })
             .await;
@@ -556,6 +558,35 @@ impl Drop for Reservation<'_> {
         let mut reserved = self.ballast.inner.reserved.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = reserved.get_mut(&self.pool) {
             *n = n.saturating_sub(self.size);
+        }
+    }
+}
+
+/// Throws away what a failed fill wrote (it may be most of the volume:
+/// a restore fails on its last check), so that the volume holds and
+/// reports no data until it is removed; a host directory is the user's
+/// and is left as it is. Returns `failed` with what happened and what to
+/// do.
+fn discard_partial(
+    backend: &dyn crate::pool::Backend,
+    v: &Volume,
+    spec: &Spec,
+    source: &Source,
+    failed: String,
+) -> String {
+    let again = match source {
+        Source::Backup(_) => "create it again from another backup, or once the backup is repaired",
+        _ => "create it again",
+    };
+    if v.host_path.is_some() {
+        return format!("{failed}; remove the volume, empty the host directory and {again}");
+    }
+    let key = v.storage_key();
+    match backend.destroy(&key).and_then(|()| backend.create(&key, spec)) {
+        Ok(()) => format!("{failed}; what was written was deleted: remove the volume and {again}"),
+        Err(e) => {
+            tracing::warn!(volume = %v.name, error = %e, "cannot delete what a failed fill wrote");
+            format!("{failed}; remove the volume and {again}")
         }
     }
 }

@@ -18,6 +18,7 @@
 //! lease on it, which keeps revert, remove and purge of the source away.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
@@ -42,6 +43,8 @@ pub(super) struct Locks {
     map: Mutex<HashMap<Key, Entry>>,
     /// What long jobs are reading now, with how many readers.
     leases: Mutex<HashMap<Lease, u32>>,
+    /// Volume id → the stop flag of the restore writing into it.
+    restores: Mutex<HashMap<i64, Arc<AtomicBool>>>,
 }
 
 /// Something a job reads from, or (`Filling`) a volume a job is filling.
@@ -120,9 +123,50 @@ impl Locks {
             .collect()
     }
 
+    /// Registers a restore into volume `volume`, cancelled by
+    /// [`Locks::cancel_restore`] until the returned value is dropped.
+    pub(super) fn restoring(self: &Arc<Self>, volume: i64) -> Restoring {
+        let stop = Arc::new(AtomicBool::new(false));
+        self.restores().insert(volume, stop.clone());
+        Restoring { locks: self.clone(), volume, stop }
+    }
+
+    /// Tells the restore into `volume` to stop; false when none runs.
+    pub(super) fn cancel_restore(&self, volume: i64) -> bool {
+        let restores = self.restores();
+        let Some(stop) = restores.get(&volume) else { return false };
+        stop.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether a restore into `volume` runs.
+    pub(super) fn is_restoring(&self, volume: i64) -> bool {
+        self.restores().contains_key(&volume)
+    }
+
+    fn restores(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<AtomicBool>>> {
+        self.restores.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<Lease, u32>> {
         // Holders only count up or down; a panic cannot leave it half-done.
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running restore's registration and stop flag.
+pub(super) struct Restoring {
+    locks: Arc<Locks>,
+    volume: i64,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Drop for Restoring {
+    fn drop(&mut self) {
+        let mut restores = self.locks.restores();
+        if restores.get(&self.volume).is_some_and(|s| Arc::ptr_eq(s, &self.stop)) {
+            restores.remove(&self.volume);
+        }
     }
 }
 

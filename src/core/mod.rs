@@ -13,6 +13,8 @@ mod expose;
 mod locks;
 mod mount;
 mod remove;
+#[cfg(test)]
+mod restore_tests;
 mod schedule;
 mod snapshots;
 
@@ -125,6 +127,9 @@ impl Ballast {
                 }
                 s if s.is_live() => {
                     let mut v = v;
+                    if v.state == State::Requested && v.host_path.is_none() {
+                        clear_requested(&pools, &v);
+                    }
                     if v.transitioning == Transitioning::Yes && v.fill_from.is_some() {
                         // A fill cut by a crash: `resume_fills` starts it
                         // again from scratch; until then it cannot mount.
@@ -422,6 +427,26 @@ impl Ballast {
     }
 }
 
+/// Deletes what is stored under a requested volume's key: it has no
+/// storage of its own, so anything there is what a restore into it (or a
+/// deallocate) cut by a crash left, if only an empty directory.
+fn clear_requested(pools: &BTreeMap<String, Pool>, v: &Volume) {
+    let Some(Ok(backend)) = pools.get(&v.pool).map(|p| p.backend()) else { return };
+    let key = v.storage_key();
+    match backend
+        .exists(&key)
+        .and_then(|there| if there { backend.destroy(&key).map(|()| true) } else { Ok(false) })
+    {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::warn!(volume = %v.name, "removed what an interrupted restore left in a requested volume")
+        }
+        Err(e) => {
+            tracing::warn!(volume = %v.name, error = %e, "cannot remove what an interrupted restore left")
+        }
+    }
+}
+
 /// Removes a snapshot that an interrupted job took for itself.
 fn remove_leftover_snapshot(
     store: &Store,
@@ -606,6 +631,32 @@ mod tests {
         assert!(b.get("half").is_err(), "never acknowledged, so not listed");
         assert!(!storage.exists(), "its storage is gone");
         assert!(Store::open(&dir.path().join("ballast.db")).unwrap().get(v.id).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn start_up_clears_what_a_restore_into_a_requested_volume_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        let v = b.create("r", BTreeMap::new()).await.unwrap();
+        b.deallocate("r", true).await.unwrap();
+        drop(b);
+        // What kill -9 early in a restore into it leaves: the restore
+        // marked, the storage allocated and still empty.
+        let store = Store::open(&dir.path().join("ballast.db")).unwrap();
+        let mut cut = store.get(v.id).unwrap().unwrap();
+        cut.transitioning = Transitioning::Yes;
+        cut.transitioning_message = "restoring from backup 1b1 (r-1b1): starting".into();
+        store.save(&cut).unwrap();
+        drop(store);
+        let storage = dir.path().join("pool/volumes").join(v.storage_key());
+        std::fs::create_dir(&storage).unwrap();
+
+        let b = open(dir.path());
+        assert!(!storage.exists(), "the interrupted restore's directory is left");
+        let r = b.get("r").unwrap();
+        assert_eq!(r.state, State::Requested);
+        assert_eq!(r.transitioning, Transitioning::Error);
+        assert!(r.transitioning_message.contains("interrupted"), "{}", r.transitioning_message);
     }
 
     #[tokio::test]

@@ -26,7 +26,11 @@ impl Ballast {
     /// admin API but not mounted is detached first.
     pub async fn remove(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        let Ok(seen) = self.get(name) else { return Ok(()) };
+        let Ok(mut seen) = self.get(name) else { return Ok(()) };
+        if self.cancel_restore(seen.id).await {
+            let Ok(now) = self.get(name) else { return Ok(()) };
+            seen = now;
+        }
         // Refused at once rather than after the job: Docker must not wait.
         Action::Remove.check(&seen).or_else(|e| match seen.state {
             State::Active if seen.mount_count() == 0 => Ok(()),
@@ -53,6 +57,7 @@ impl Ballast {
 
     /// The `remove` action: into the trash.
     pub async fn remove_volume(&self, reference: &str) -> Result<Arc<Volume>> {
+        self.cancel_restore(self.find(reference)?.id).await;
         let (guard, v) = self.lock_ref(reference).await?;
         self.remove_locked(&v, guard).await
     }
@@ -77,6 +82,27 @@ impl Ballast {
             return Ok(purged);
         }
         Ok(v)
+    }
+
+    /// Cancels the restore from a backup writing into volume `id`, if one
+    /// runs, and waits for its job to end (up to 20 s: a file's content
+    /// being written is finished first): a backup that cannot be restored
+    /// must not keep its volume. Returns whether one was cancelled.
+    async fn cancel_restore(&self, id: i64) -> bool {
+        if !self.inner.locks.cancel_restore(id) {
+            return false;
+        }
+        tracing::info!(volume = id, "removal cancels the restore into the volume");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            let settled =
+                self.volume_by_id(id).is_ok_and(|v| v.transitioning != Transitioning::Yes);
+            if settled && !self.inner.locks.is_restoring(id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
     }
 
     /// The `restore` action: out of the trash, under its old name or `name`.

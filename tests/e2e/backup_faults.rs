@@ -198,6 +198,43 @@ fn kill_9_during_a_backup_and_a_restore_then_both_succeed() {
 }
 
 #[test]
+fn kill_9_during_a_restore_into_a_deallocated_volume_leaves_no_storage_behind() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = repo_in(dir.path());
+    let mut d = Daemon::private_with("restore-crash", &target("nas", &repo, &key, ""));
+    d.cli_ok(&["volume", "create", "cold"]);
+    let files = files_of(&d, "cold");
+    for i in 0..4u64 {
+        std::fs::write(files.join(format!("blob{i}")), noise(i, 24 << 20)).unwrap();
+    }
+    deactivate(&d, "cold");
+    let b = backup(&d, &["cold"]);
+    d.admin_ok("POST", "/v1/volumes/cold?action=deallocate", Value::Null, 200);
+    let storage = d.state_dir().join("pools/default/volumes/v1");
+    assert!(!storage.exists());
+
+    let body = json!({ "backupId": b["id"] });
+    d.admin_ok("POST", "/v1/volumes/cold?action=restorefrombackup", body, 202);
+    wait_until("the restore is writing", || {
+        let v = d.admin_ok("GET", "/v1/volumes/cold", Value::Null, 200);
+        v["transitioningMessage"].as_str().unwrap_or("").contains("MiB")
+    });
+    d.kill9();
+    d.start_again();
+    let v = d.admin_ok("GET", "/v1/volumes/cold", Value::Null, 200);
+    assert_eq!(v["state"], "requested", "{v}");
+    assert!(v["transitioningMessage"].as_str().unwrap().contains("interrupted"), "{v}");
+    // A requested volume has no storage: nothing of the cut restore stays.
+    assert!(!storage.exists(), "the cut restore's storage is left");
+    let pool = d.state_dir().join("pools/default");
+    assert_eq!(std::fs::read_dir(pool.join("staging")).unwrap().count(), 0);
+    d.cli_ok(&["volume", "rm", "cold"]);
+}
+
+#[test]
 fn retention_keeps_the_newest_backups_of_each_volume() {
     if !root_or_skip() {
         return;

@@ -102,8 +102,11 @@ fn a_restore_into_a_pool_too_small_fails_cleanly() {
         d.admin("POST", "/v1/volumes/keep?action=restorefrombackup", json!({ "backupId": id }));
     assert_eq!(status, 202, "{body}");
     let v = d.settle("/v1/volumes/keep");
-    assert_eq!(v["transitioning"], "error", "{v}");
-    assert!(v["transitioningMessage"].as_str().unwrap().contains("No space left"), "{v}");
+    // Failed, and usable: the data is unchanged.
+    assert_eq!(v["transitioning"], "no", "{v}");
+    let message = v["transitioningMessage"].as_str().unwrap();
+    assert!(message.contains("failed; the data is unchanged"), "{v}");
+    assert!(message.contains("No space left"), "{v}");
     assert_eq!(describe(&files_of(&d, "keep")), before, "the volume changed");
     deactivate(&d, "keep");
     // Nothing of the failed restores is left taking the space.

@@ -1,6 +1,7 @@
 //! Tests of the backup engine, on `file://` repositories in temporary
 //! directories. One file per theme; the helpers are here.
 
+mod bounds;
 mod concurrent;
 mod fidelity;
 mod hostile;
@@ -92,7 +93,7 @@ pub(super) fn backup(repo: &dyn Repository, src: &Path, volume: &str) -> BackupI
 }
 
 /// Deterministic bytes that do not compress (a xorshift stream).
-pub(super) fn noise(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
