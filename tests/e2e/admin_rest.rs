@@ -132,7 +132,7 @@ fn tcp_admin_needs_the_configured_credentials() {
     let get = |auth: Option<&str>| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         use std::io::{Read, Write};
-        let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
         write!(s, "GET /v1/volumes HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
             .unwrap();
         let mut out = String::new();
@@ -140,11 +140,17 @@ fn tcp_admin_needs_the_configured_credentials() {
         out.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
     };
     use base64::Engine;
-    let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let enc = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
     assert_eq!(get(None), 401);
     assert_eq!(get(Some(&enc("ops:wrong"))), 401);
     assert_eq!(get(Some(&enc("ops:s3cr3t-key2"))), 401);
     assert_eq!(get(Some(&enc("ops:s3cr3t-key"))), 200);
+    // The scheme's case does not matter (RFC 9110): curl and Go send
+    // `Basic`, some clients `basic`.
+    let token = enc("ops:s3cr3t-key").split_off("Basic ".len());
+    assert_eq!(get(Some(&format!("basic {token}"))), 200);
+    assert_eq!(get(Some(&format!("BASIC {token}"))), 200);
+    assert_eq!(get(Some(&format!("Bearer {token}"))), 401);
     // The Unix socket is guarded by its mode instead.
     assert_eq!(std::fs::metadata(&d.admin_socket).unwrap().mode() & 0o777, 0o600);
     d.admin_ok("GET", "/v1/volumes", Value::Null, 200);
