@@ -136,7 +136,7 @@ pub async fn update(
     Body(body): Body,
 ) -> ApiResult {
     let mut v = a.ballast.find(&id)?;
-    let body = body_json(&body)?;
+    let body = body_json(&body, &schema::types::VOLUME)?;
     let req: UpdateBody = accept_json(&a, &schema::types::VOLUME, &body, Mode::Update)?;
     // The whole resource may come back, but not another one's.
     if let Some(given) = body.get("id").and_then(|i| i.as_str())

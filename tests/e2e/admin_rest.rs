@@ -324,3 +324,58 @@ fn the_openapi_document_validates_and_matches_the_routes() {
         assert!(!body.contains("no route"), "{op} is documented but not routed: {body}");
     }
 }
+
+#[test]
+fn form_bodies_work_like_json_and_other_media_types_get_415() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_d, mut http) = Daemon::private_with_tcp("admin-forms", "");
+    let base = http.base();
+    let volumes = format!("{base}/v1/volumes");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+
+    // A create as an HTML form or `curl -d` sends it: every field typed
+    // as the JSON body would have it.
+    let body =
+        b"name=form-made&description=made+from+a+form&allocate=false&driverOpts%5Bmode%5D=0700";
+    let a = http.send("POST", &volumes, &form, body);
+    let v = http.spec_body("form create", &a);
+    assert_eq!(a.status, 201, "{v}");
+    assert_eq!(
+        (&v["name"], &v["description"], &v["state"], &v["driverOpts"]["mode"]),
+        (&json!("form-made"), &json!("made from a form"), &json!("requested"), &json!("0700")),
+        "{v}"
+    );
+    // An action's input as a form.
+    let id = v["id"].as_str().unwrap().to_string();
+    http.ok("POST", &format!("{volumes}/{id}?action=allocate"), None, 200);
+    let a = http.send("POST", &format!("{volumes}/{id}?action=snapshot"), &form, b"name=form-snap");
+    let s = http.spec_body("form action", &a);
+    assert_eq!((a.status, &s["name"]), (202, &json!("form-snap")), "{s}");
+    // A value that is not of the field's type is named, as in JSON.
+    let a = http.send("POST", &volumes, &form, b"name=form-bad&allocate=maybe");
+    let e = http.spec_body("form with a bad boolean", &a);
+    assert_eq!((a.status, &e["fieldName"]), (422, &json!("allocate")), "{e}");
+    // JSON with a charset is JSON.
+    let json_utf8 = [("Content-Type", "application/json; charset=utf-8")];
+    let a = http.send("POST", &volumes, &json_utf8, br#"{"name":"json-charset"}"#);
+    assert_eq!(a.status, 201, "{}", a.body);
+
+    // Anything else is a 415 naming what is read, and changes nothing.
+    for media in ["text/plain", "application/xml"] {
+        let a = http.send("POST", &volumes, &[("Content-Type", media)], br#"{"name":"not-made"}"#);
+        let e = http.spec_body(media, &a);
+        assert_eq!((a.status, &e["code"]), (415, &json!("UnsupportedMediaType")), "{e}");
+        let message = e["message"].as_str().unwrap();
+        for named in [media, "application/json", "application/x-www-form-urlencoded"] {
+            assert!(message.contains(named), "{media}: {message}");
+        }
+    }
+    let left = http.get(&format!("{volumes}?name=not-made"));
+    assert_eq!(left["data"], json!([]), "{left}");
+    // An empty body has nothing to misread, whatever its type.
+    let plain = [("Content-Type", "text/plain")];
+    let a = http.send("POST", &format!("{volumes}/{id}?action=activate"), &plain, b"");
+    assert_eq!(a.status, 200, "{}", a.body);
+}

@@ -131,6 +131,17 @@ fn schemas_openapi_and_resources_agree() {
             }
         }
     }
+    // Every request body may be JSON or a form, and any other media type
+    // is documented as a 415.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (verb, op) in item.as_object().unwrap() {
+            let Some(content) = op["requestBody"]["content"].as_object() else { continue };
+            let types: BTreeSet<&str> = content.keys().map(String::as_str).collect();
+            let want = BTreeSet::from(["application/json", "application/x-www-form-urlencoded"]);
+            assert_eq!(types, want, "{verb} {path}");
+            assert!(op["responses"]["415"].is_object(), "{verb} {path} documents no 415");
+        }
+    }
     // What a create and an update take.
     let volume = &schemas["data"].as_array().unwrap().iter().find(|s| s["id"] == "volume").unwrap();
     let writable = |flag: &str| -> BTreeSet<String> {
