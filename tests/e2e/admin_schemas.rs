@@ -75,6 +75,14 @@ fn schemas_openapi_and_resources_agree() {
                 }
             }
         }
+        // Every reference names a type that has a schema, so that a typed
+        // client can resolve each field's type (`imageId`, `instanceId`).
+        for (name, f) in s["resourceFields"].as_object().unwrap() {
+            let ty = f["type"].as_str().unwrap();
+            if let Some(to) = ty.strip_prefix("reference[").and_then(|t| t.strip_suffix(']')) {
+                assert!(ids.contains(to), "{id}.{name} is a {ty}, and {to} has no schema");
+            }
+        }
         // The OpenAPI component of the same name has the same fields,
         // types, options and nullability.
         let c = &comps[component(id)];
