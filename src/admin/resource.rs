@@ -3,7 +3,7 @@
 //! sort without rendering them.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::Admin;
 use super::query::{Cell, Row};
 use crate::backup::{Backup, BackupState};
+use crate::core::{Holds, Offers};
 use crate::pool::Scope;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{State as VolState, Volume, rfc3339_ms};
@@ -19,13 +20,13 @@ use crate::volume::{State as VolState, Volume, rfc3339_ms};
 /// request rather than once per volume.
 pub struct Context {
     snapshot_counts: HashMap<i64, usize>,
-    snapshotting: HashSet<i64>,
+    offers: Offers,
 }
 
 impl Context {
     pub fn new(a: &Admin) -> Context {
-        let (snapshot_counts, snapshotting) = a.ballast.snapshot_summary();
-        Context { snapshot_counts, snapshotting }
+        let (snapshot_counts, _) = a.ballast.snapshot_summary();
+        Context { snapshot_counts, offers: a.ballast.offers() }
     }
 }
 
@@ -162,11 +163,7 @@ pub fn volume<'a>(
             backups: url("/v1/backups?volumeId=", ""),
             storage_pool: Url { base, head: "/v1/storagepools/", id: &v.pool, tail: "" },
         },
-        actions: ActionLinks {
-            base,
-            id,
-            actions: a.ballast.actions(v, ctx.snapshotting.contains(&v.id)),
-        },
+        actions: ActionLinks { base, id, actions: a.ballast.actions(v, &ctx.offers) },
     }
 }
 
@@ -269,13 +266,19 @@ pub fn volume_value(a: &Admin, base: &str, v: &Volume) -> Value {
     serde_json::to_value(volume(a, base, v, &Context::new(a), &id)).unwrap_or(Value::Null)
 }
 
-/// A snapshot resource. `backup` is offered only where a target is
-/// configured: without one it could never succeed.
+/// A snapshot resource.
 pub fn snapshot(a: &Admin, base: &str, s: &Snapshot) -> Value {
+    snapshot_with(a, base, s, &a.ballast.holds())
+}
+
+/// A snapshot resource, with what its actions depend on gathered once
+/// for many. `backup` is offered only where a target is configured:
+/// without one it could never succeed.
+pub fn snapshot_with(a: &Admin, base: &str, s: &Snapshot, holds: &Holds) -> Value {
     let id = s.public_id();
     let self_link = format!("{base}/v1/snapshots/{id}");
     let mut actions = Map::new();
-    if matches!(s.state, SnapState::Created | SnapState::Error) {
+    if s.state != SnapState::Removed && a.ballast.snapshot_removal(s, holds).is_none() {
         actions.insert("remove".into(), json!(format!("{self_link}?action=remove")));
     }
     if s.state == SnapState::Created && a.ballast.has_backup_target() {
@@ -312,24 +315,51 @@ pub fn snapshot(a: &Admin, base: &str, s: &Snapshot) -> Value {
 
 /// A backup resource, with the actions its target allows.
 pub fn backup_value(a: &Admin, base: &str, b: &Backup) -> Value {
-    let uuid = a.ballast.uuid("backup", b.id);
-    backup(base, b, &uuid, a.ballast.has_target(&b.target))
+    backup_with(a, base, b, &a.ballast.holds())
 }
 
-/// A backup resource; `reachable` says whether its target is configured,
-/// without which nothing can be done with it.
-fn backup(base: &str, b: &Backup, uuid: &str, reachable: bool) -> Value {
+/// Why `action` of backup `b` cannot run now, if it cannot; `renamed`
+/// says whether the call names the new volume (a restore into the
+/// backed-up volume's name needs that name free).
+pub fn backup_refusal(
+    a: &Admin,
+    b: &Backup,
+    action: &str,
+    holds: &Holds,
+    renamed: bool,
+) -> Option<String> {
+    let id = b.public_id();
+    if !a.ballast.has_target(&b.target) {
+        return Some(format!(
+            "backup {id} is in target {:?}, which is not configured: add its \
+             [[backup_target]] back to the config to {action} it",
+            b.target
+        ));
+    }
+    let written = b.state == BackupState::Created && b.restic_id.is_some();
+    match action {
+        "remove" => a.ballast.backup_removal(b, holds).map(|e| e.to_string()),
+        _ if !written => Some(format!("backup {id} is {}, not created", b.state.as_str())),
+        "restore" if !renamed && a.ballast.get(&b.meta.volume_name).is_ok() => Some(format!(
+            "the name {:?} is taken by a live volume; restore under another name (input `name`)",
+            b.meta.volume_name
+        )),
+        _ => None,
+    }
+}
+
+/// A backup resource, with what its actions depend on gathered once for
+/// many: an action is listed when a call without input would run.
+pub fn backup_with(a: &Admin, base: &str, b: &Backup, holds: &Holds) -> Value {
     let id = b.public_id();
     let self_link = format!("{base}/v1/backups/{id}");
     let mut actions = Map::new();
-    if reachable && b.state != BackupState::Creating {
-        actions.insert("remove".into(), json!(format!("{self_link}?action=remove")));
-    }
-    if reachable && b.state == BackupState::Created {
-        for action in ["verify", "restore"] {
+    for action in ["remove", "verify", "restore"] {
+        if backup_refusal(a, b, action, holds, false).is_none() {
             actions.insert(action.into(), json!(format!("{self_link}?action={action}")));
         }
     }
+    let uuid = a.ballast.uuid("backup", b.id);
     let mut links = Map::new();
     links.insert("self".into(), json!(self_link));
     links.insert("target".into(), json!(format!("{base}/v1/backuptargets/{}", b.target)));

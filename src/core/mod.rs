@@ -16,8 +16,9 @@ mod remove;
 mod schedule;
 mod snapshots;
 
-pub use actions::Action;
+pub use actions::{Action, Given, Offers};
 pub use create::IfTaken;
+pub use snapshots::Holds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
