@@ -22,7 +22,13 @@ impl Credentials {
     }
 
     fn accepts(&self, authorization: Option<&str>) -> bool {
-        let Some(encoded) = authorization.and_then(|h| h.strip_prefix("Basic ")) else {
+        // The scheme is case-insensitive (RFC 9110 §11.1): `basic` and
+        // `BASIC` are Basic too.
+        let encoded = authorization.and_then(|h| {
+            let (scheme, rest) = h.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(rest)
+        });
+        let Some(encoded) = encoded else {
             return false;
         };
         let Ok(given) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
@@ -78,5 +84,17 @@ mod tests {
             assert!(!c.accepts(Some(&bad)), "{bad}");
         }
         assert!(!c.accepts(None));
+    }
+
+    #[test]
+    fn the_scheme_is_read_whatever_its_case() {
+        let c = Credentials::new("ak", "sk");
+        let token = basic("ak", "sk").split_once(' ').unwrap().1.to_string();
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            assert!(c.accepts(Some(&format!("{scheme} {token}"))), "{scheme}");
+        }
+        for bad in [format!("Basically {token}"), format!("Basic{token}"), token.clone()] {
+            assert!(!c.accepts(Some(&bad)), "{bad}");
+        }
     }
 }

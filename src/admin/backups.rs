@@ -19,8 +19,9 @@ use crate::config::BackupTarget;
 use crate::core::IfTaken;
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
-    let data =
-        a.ballast.backups(None).iter().map(|b| resource::backup_value(&a, &base, b)).collect();
+    let holds = a.ballast.holds();
+    let backups = a.ballast.backups(None);
+    let data = backups.iter().map(|b| resource::backup_with(&a, &base, b, &holds)).collect();
     Ok(reply(StatusCode::OK, query::of_values(&base, &BACKUP, &pairs, data)?))
 }
 
@@ -107,25 +108,22 @@ pub async fn action(
 ) -> ApiResult {
     let action = action_of(&BACKUP, &pairs)?.name;
     let found = a.ballast.find_backup(&id)?;
-    if !a.ballast.has_target(&found.target) {
-        return Err(super::not_available(
-            action,
-            format!(
-                "backup {} is in target {:?}, which is not configured: add its \
-                 [[backup_target]] back to the config to {action} it",
-                found.public_id(),
-                found.target
-            ),
-        ));
+    let input: RestoreInput = match action {
+        "restore" => accept(&a, &BACKUP_RESTORE_INPUT, &body, Mode::Input)?,
+        _ => RestoreInput::default(),
+    };
+    // Without input, exactly what the `actions` map lists; a restore
+    // that names the new volume may run when the old name is taken.
+    let renamed = input.name.is_some();
+    if let Some(why) = resource::backup_refusal(&a, &found, action, &a.ballast.holds(), renamed) {
+        return Err(super::not_available(action, why));
     }
-    super::require_listed(&resource::backup_value(&a, &base, &found), action)?;
     match action {
         "verify" => {
             let b = a.ballast.verify_backup(&id).await?;
             Ok(reply(StatusCode::OK, resource::backup_value(&a, &base, &b)))
         }
         "restore" => {
-            let input: RestoreInput = accept(&a, &BACKUP_RESTORE_INPUT, &body, Mode::Input)?;
             if let Some(p) = &input.storage_pool_id
                 && !a.ballast.pools().any(|x| x.name() == p)
             {

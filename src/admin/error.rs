@@ -7,7 +7,7 @@
 //! `InvalidReference` 422; `NotUnique` 409 (a name taken);
 //! `ActionNotAvailable` 409 (not in this state); `InvalidState` 409;
 //! `Unauthorized` 401; `MethodNotAllowed` 405; `RequestTooLarge` 413;
-//! `Internal` 500.
+//! `UnsupportedMediaType` 415; `Internal` 500.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -106,6 +106,7 @@ fn default_detail(code: &str) -> &'static str {
         "NotFound" => "list the collection to see what exists",
         "MethodNotAllowed" => "the Allow header lists the methods this URL takes",
         "RequestTooLarge" => "request bodies are at most 2 MiB",
+        "UnsupportedMediaType" => "send application/json or application/x-www-form-urlencoded",
         "Unauthorized" => "send HTTP basic auth with the configured access and secret key",
         _ => "the daemon's log has more",
     }

@@ -5,14 +5,16 @@
 //! [`resource`]. Every failure, whether the domain's or the request's (an
 //! unknown route or method, a body too large, a path that does not
 //! decode), becomes a Rancher error body in [`ApiError`]'s `IntoResponse`
-//! and nowhere else. Bodies are read as bytes and parsed whatever the
-//! Content-Type, like the plugin socket.
+//! and nowhere else. Bodies are JSON (also when sent without a
+//! Content-Type, as Docker and scripts do) or forms (`form.rs`); any other
+//! media type is a 415.
 
 mod auth;
 mod backups;
 mod discovery;
 pub mod error;
 mod extract;
+mod form;
 mod html;
 mod openapi;
 mod pools;
@@ -27,7 +29,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -209,8 +210,13 @@ fn require_listed(resource: &Value, action: &str) -> Result<(), ApiError> {
     Err(not_available(action, why))
 }
 
-/// A JSON body of any Content-Type; an empty body is `{}`.
-fn body_json(body: &Bytes) -> Result<Value, ApiError> {
+/// A body as the JSON object it stands for: a form's fields typed by
+/// `schema`; an empty body is `{}`.
+fn body_json(body: &extract::Payload, schema: &schema::Schema) -> Result<Value, ApiError> {
+    let body = match body {
+        extract::Payload::Form(pairs) => return form::to_json(schema, pairs),
+        extract::Payload::Json(bytes) => bytes,
+    };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -225,10 +231,10 @@ fn body_json(body: &Bytes) -> Result<Value, ApiError> {
 fn accept<T: serde::de::DeserializeOwned>(
     a: &Admin,
     schema: &schema::Schema,
-    body: &Bytes,
+    body: &extract::Payload,
     mode: schema::Mode,
 ) -> Result<T, ApiError> {
-    accept_json(a, schema, &body_json(body)?, mode)
+    accept_json(a, schema, &body_json(body, schema)?, mode)
 }
 
 /// [`accept`] of a body already parsed.

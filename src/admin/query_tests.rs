@@ -12,7 +12,7 @@ fn rows() -> Vec<Value> {
                 "state": if i % 3 == 0 { "active" } else { "inactive" },
                 "usedBytes": i * 100,
                 "isHostPath": i == 7,
-                "instanceId": if i == 5 { json!(["c1", "c2"]) } else { json!([]) },
+                "mountIds": if i == 5 { json!(["c1", "c2"]) } else { json!([]) },
                 "description": if i == 4 { "100%_sure" } else { "plain" },
                 "uri": if i == 2 { Value::Null } else { json!(format!("dir:///v/{i}")) },
             })
@@ -53,8 +53,8 @@ fn every_modifier_filters_as_the_spec_says() {
     assert_eq!(ids("driver=ballast&limit=1000").len(), 0, "the driver is a known option");
     assert_eq!(ids("uri_null="), ["1v2"]);
     assert_eq!(ids("uri_notnull=&limit=1000").len(), 24);
-    assert_eq!(ids("instanceId=c2"), ["1v5"]);
-    assert_eq!(ids("instanceId_null=&limit=1000").len(), 24);
+    assert_eq!(ids("mountIds=c2"), ["1v5"]);
+    assert_eq!(ids("mountIds_null=&limit=1000").len(), 24);
     assert_eq!(ids("isHostPath=true"), ["1v7"]);
     assert_eq!(ids("state=active&state_ne=active"), Vec::<String>::new(), "a repeated field ANDs");
     assert_eq!(ids("name_prefix=vol-1&name_prefix=vol-2"), Vec::<String>::new());
@@ -65,7 +65,7 @@ fn bad_filters_name_the_problem() {
     let err = |q: &str| Query::parse(&VOLUME, &pairs(q), "ballast").unwrap_err();
     let e = err("colour=red");
     assert_eq!((e.code, e.field.as_deref()), ("InvalidFilter", Some("colour")));
-    assert!(e.message.contains("filterable fields: id, name"), "{}", e.message);
+    assert!(e.message.contains("filterable fields: id, kind, uuid, name"), "{}", e.message);
     assert_eq!(err("name_bigger=x").code, "InvalidFilter");
     assert_eq!(err("isHostPath_like=x").code, "InvalidFilter", "no like on a boolean");
     assert_eq!(err("usedBytes_gt=ten").field.as_deref(), Some("usedBytes_gt"));

@@ -16,7 +16,9 @@ struct BackupInput {
 }
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
-    let data = a.ballast.snapshots(None).iter().map(|s| resource::snapshot(&a, &base, s)).collect();
+    let holds = a.ballast.holds();
+    let snapshots = a.ballast.snapshots(None);
+    let data = snapshots.iter().map(|s| resource::snapshot_with(&a, &base, s, &holds)).collect();
     Ok(reply(StatusCode::OK, query::of_values(&base, &SNAPSHOT, &pairs, data)?))
 }
 
@@ -42,6 +44,11 @@ pub async fn action(
     if action == "backup" {
         // Not listed without a target: say so, and how to add one.
         a.ballast.require_backup_target().map_err(|e| not_available(action, e.to_string()))?;
+    }
+    if action == "remove"
+        && let Some(e) = a.ballast.snapshot_removal(&s, &a.ballast.holds())
+    {
+        return Err(not_available(action, e.to_string()));
     }
     super::require_listed(&resource::snapshot(&a, &base, &s), action)?;
     match action {

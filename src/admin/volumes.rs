@@ -13,16 +13,16 @@ use super::resource::{self, Context, VolumeRow};
 use super::schema::{self, Mode};
 use super::urls::Base;
 use super::{Admin, ApiError, ApiResult, accept, accept_json, body_json, reply};
-use crate::core::{Action, IfTaken};
+use crate::core::{Action, Given, IfTaken};
 use crate::schedule::Schedule;
 use crate::volume::{State as VolState, Volume};
 
-/// Refuses an action absent from the volume's `actions` map now, in the
-/// core's words.
-fn require_available(a: &Admin, v: &Volume, action: Action) -> Result<(), ApiError> {
-    let (_, snapshotting) = a.ballast.snapshot_summary();
+/// Refuses an action that cannot run now with the input given (without
+/// input: one absent from the volume's `actions` map), in the core's
+/// words.
+fn require_available(a: &Admin, v: &Volume, action: Action, given: Given) -> Result<(), ApiError> {
     a.ballast
-        .available(action, v, snapshotting.contains(&v.id))
+        .available(action, v, given)
         .map_err(|e| super::not_available(action.name(), e.to_string()))
 }
 
@@ -136,7 +136,7 @@ pub async fn update(
     Body(body): Body,
 ) -> ApiResult {
     let mut v = a.ballast.find(&id)?;
-    let body = body_json(&body)?;
+    let body = body_json(&body, &schema::types::VOLUME)?;
     let req: UpdateBody = accept_json(&a, &schema::types::VOLUME, &body, Mode::Update)?;
     // The whole resource may come back, but not another one's.
     if let Some(given) = body.get("id").and_then(|i| i.as_str())
@@ -183,7 +183,7 @@ pub async fn update(
 }
 
 pub async fn remove(State(a): State<Admin>, Base(base): Base, Path(id): Path<String>) -> ApiResult {
-    require_available(&a, &*a.ballast.find(&id)?, Action::Remove)?;
+    require_available(&a, &*a.ballast.find(&id)?, Action::Remove, Given::default())?;
     let v = a.ballast.remove_volume(&id).await?;
     Ok(reply(StatusCode::OK, resource::volume_value(&a, &base, &v)))
 }
@@ -218,7 +218,8 @@ pub async fn action(
         }
         None => ActionInput::default(),
     };
-    require_available(&a, &v, action)?;
+    let given = Given { force: input.force, renamed: input.name.is_some() };
+    require_available(&a, &v, action, given)?;
     let v = match action {
         Action::Allocate => b.allocate(&id).await?,
         Action::Activate => b.activate(&id).await?,

@@ -4,6 +4,7 @@
 //! Snapshot, revert, remove, restore and purge live in their own files but
 //! are checked against the same table here.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Ballast;
@@ -92,6 +93,8 @@ impl Action {
             Some(Refusal::Mounted)
         } else if !self.from_states().contains(&v.state) {
             Some(Refusal::State)
+        } else if self == Action::Deallocate && v.host_path.is_some() {
+            Some(Refusal::HostPath)
         } else if self == Action::Restore && v.transitioning != Transitioning::No {
             // For a removed volume that means a purge began: part of the
             // data may be gone already, and nothing half-deleted comes back.
@@ -147,6 +150,26 @@ impl Action {
                 v.name
             )),
             Refusal::NoBackupTarget => Error::InvalidState(super::backups::NO_TARGET.into()),
+            Refusal::HostPath => Error::InvalidState(format!(
+                "volume {:?} is a host directory: there is no storage of ballast's to free",
+                v.name
+            )),
+            Refusal::NoBackup => Error::InvalidState(format!(
+                "deallocate would destroy the data of volume {:?}, and it has no backup newer \
+                 than its last write; back it up first (ballast backup create {}) or pass \
+                 \"force\": true to destroy it anyway",
+                v.name, v.name
+            )),
+            Refusal::HostPathTaken => Error::Conflict(format!(
+                "cannot restore volume {:?}: another volume already is that directory ({})",
+                v.name,
+                v.host_path.as_deref().unwrap_or(std::path::Path::new("")).display()
+            )),
+            Refusal::NameTaken => Error::Conflict(format!(
+                "the name {:?} is taken by another volume; restore under another name \
+                 (input `name`)",
+                v.name
+            )),
         }
     }
 
@@ -179,6 +202,34 @@ enum Refusal {
     Snapshotting,
     /// No backup target is configured.
     NoBackupTarget,
+    /// Deallocate of a host-path volume: there is nothing to free.
+    HostPath,
+    /// Deallocate without a backup of the latest data (`force` waives it).
+    NoBackup,
+    /// Restore under a name a live volume has (a new `name` waives it).
+    NameTaken,
+    /// Restore of a host-path volume whose directory a live volume is.
+    HostPathTaken,
+}
+
+/// What a call brings that lifts a refusal of the call without input:
+/// `force` (deallocate with no backup of the latest data) and a new
+/// `name` (restore of a volume whose name was taken since). An action
+/// only such input makes possible is not offered in `actions`, which
+/// lists what a call without input does now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given {
+    pub force: bool,
+    pub renamed: bool,
+}
+
+/// What offering the actions of many volumes needs besides their
+/// records, gathered once per request: the volumes a snapshot is being
+/// taken of, and the time of each volume's newest backup.
+#[derive(Debug, Default)]
+pub struct Offers {
+    snapshotting: HashSet<i64>,
+    newest_backup: HashMap<i64, i64>,
 }
 
 impl Ballast {
@@ -222,29 +273,56 @@ impl Ballast {
         Ok(())
     }
 
-    /// The actions `v` offers now (a resource's `actions` map).
-    /// `snapshotting` says whether a snapshot of it is being taken (see
-    /// [`Ballast::snapshot_summary`]).
-    pub fn actions(&self, v: &Volume, snapshotting: bool) -> Vec<Action> {
-        Action::ALL.into_iter().filter(|a| self.offer(*a, v, snapshotting).is_none()).collect()
+    /// What [`Ballast::actions`] needs to know of every volume at once.
+    pub fn offers(&self) -> Offers {
+        let (_, snapshotting) = self.snapshot_summary();
+        Offers { snapshotting, newest_backup: self.newest_backups() }
     }
 
-    /// Whether `action` is among [`Ballast::actions`] now; if not, why,
-    /// in words.
-    pub fn available(&self, action: Action, v: &Volume, snapshotting: bool) -> Result<()> {
-        self.offer(action, v, snapshotting).map_or(Ok(()), |r| Err(action.refused(r, v)))
+    /// The actions `v` offers now (a resource's `actions` map): those a
+    /// call without input would carry out.
+    pub fn actions(&self, v: &Volume, offers: &Offers) -> Vec<Action> {
+        let bare = Given::default();
+        Action::ALL.into_iter().filter(|a| self.offer(*a, v, offers, bare).is_none()).collect()
     }
 
-    /// Why `action` is not offered on `v` now, if it is not. Cheap: asked
-    /// for every action of every rendered volume.
-    fn offer(&self, action: Action, v: &Volume, snapshotting: bool) -> Option<Refusal> {
-        action.refusal(v).or(if snapshotting && action.needs_no_snapshot_running() {
+    /// Whether `action` with input `given` can run on `v` now; if not,
+    /// why, in words. Without input, whether it is among
+    /// [`Ballast::actions`].
+    pub fn available(&self, action: Action, v: &Volume, given: Given) -> Result<()> {
+        let offers = self.offers();
+        self.offer(action, v, &offers, given).map_or(Ok(()), |r| Err(action.refused(r, v)))
+    }
+
+    /// Why `action` is not possible on `v` now, if it is not. Cheap:
+    /// asked for every action of every rendered volume.
+    fn offer(&self, action: Action, v: &Volume, offers: &Offers, given: Given) -> Option<Refusal> {
+        if let Some(r) = action.refusal(v) {
+            return Some(r);
+        }
+        if offers.snapshotting.contains(&v.id) && action.needs_no_snapshot_running() {
             Some(Refusal::Snapshotting)
         } else if action.needs_backup_target() && !self.has_backup_target() {
             Some(Refusal::NoBackupTarget)
+        } else if action == Action::Deallocate
+            && !given.force
+            && offers.newest_backup.get(&v.id).is_none_or(|t| *t < v.written_ms)
+        {
+            Some(Refusal::NoBackup)
+        } else if action == Action::Restore && !given.renamed && self.get(&v.name).is_ok() {
+            Some(Refusal::NameTaken)
+        } else if action == Action::Restore && self.host_path_taken(v) {
+            Some(Refusal::HostPathTaken)
         } else {
             None
-        })
+        }
+    }
+
+    /// Whether a live volume is `v`'s host directory (one directory backs
+    /// at most one live volume).
+    fn host_path_taken(&self, v: &Volume) -> bool {
+        let Some(path) = v.host_path.as_deref() else { return false };
+        self.live_read().values().any(|o| o.id != v.id && o.host_path.as_deref() == Some(path))
     }
 
     /// requested → inactive: creates the backing storage.
@@ -280,21 +358,11 @@ impl Ballast {
     /// inactive → requested: frees the storage. Only when a backup holds
     /// the data as it is (the next Mount restores it), or with `force`.
     pub async fn deallocate(&self, reference: &str, force: bool) -> Result<Arc<Volume>> {
+        // A host-path volume is refused by the state table (`check`).
         self.transition(reference, Action::Deallocate, move |this, v| {
-            if v.host_path.is_some() {
-                return Err(Error::InvalidState(format!(
-                    "volume {:?} is a host directory: there is no storage of ballast's to free",
-                    v.name
-                )));
-            }
             let archive = this.backup_since(v.id, v.written_ms);
             if !force && archive.is_none() {
-                return Err(Error::InvalidState(format!(
-                    "deallocate would destroy the data of volume {:?}, and it has no backup newer \
-                     than its last write; back it up first (ballast backup create {}) or pass \
-                     \"force\": true to destroy it anyway",
-                    v.name, v.name
-                )));
+                return Err(Action::Deallocate.refused(Refusal::NoBackup, v));
             }
             // Recorded before the storage goes: a crash in between leaves a
             // requested volume whose leftover storage the next restore or

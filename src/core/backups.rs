@@ -9,7 +9,7 @@
 //! A snapshot being read keeps a read lease, so it cannot be removed and
 //! its volume cannot be reverted or purged under the backup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -458,6 +458,21 @@ impl Ballast {
             .cloned()
     }
 
+    /// Each volume's newest backup that holds data (row id → when its
+    /// snapshot was taken): [`Ballast::backup_since`] for every volume at
+    /// once.
+    pub(super) fn newest_backups(&self) -> HashMap<i64, i64> {
+        let mut newest = HashMap::new();
+        for b in self.backups_read().values() {
+            let Some(v) = b.volume_id.filter(|_| b.state == BackupState::Created) else { continue };
+            if b.restic_id.is_some() {
+                let t = newest.entry(v).or_insert(b.created_ms);
+                *t = (*t).max(b.created_ms);
+            }
+        }
+        newest
+    }
+
     /// The newest created backup of volume `volume_id` (public id) in
     /// `target`: the parent of the next one.
     fn newest_backup(&self, target: &str, volume_id: &str) -> Option<Arc<Backup>> {
@@ -577,29 +592,40 @@ impl Ballast {
         }
     }
 
-    /// Forgets a backup and prunes the data nothing else uses.
-    pub async fn remove_backup(&self, reference: &str) -> Result<Arc<Backup>> {
-        let b = self.find_backup(reference)?;
+    /// Why backup `b` cannot be removed now, if it cannot: it is being
+    /// taken, a volume is being restored from it, or it holds the data
+    /// of a deallocated volume.
+    pub fn backup_removal(&self, b: &Backup, holds: &super::Holds) -> Option<Error> {
         if b.state == BackupState::Creating {
-            return Err(Error::InvalidState(format!(
+            return Some(Error::InvalidState(format!(
                 "backup {} is still being created",
                 b.public_id()
             )));
         }
         if self.inner.locks.leased(Lease::Backup(b.id)) {
-            return Err(Error::InvalidState(format!(
+            return Some(Error::InvalidState(format!(
                 "backup {} is busy: a volume is being restored from it",
                 b.public_id()
             )));
         }
-        if let Some(v) = self.list().into_iter().find(|v| v.archived_in == Some(b.id)) {
-            return Err(Error::InvalidState(format!(
-                "backup {} holds the data of deallocated volume {:?}; restore the volume first \
-                 (docker run or ballast volume activate {})",
-                b.public_id(),
-                v.name,
-                v.name
-            )));
+        if !holds.archives.contains(&b.id) {
+            return None;
+        }
+        let v = self.list().into_iter().find(|v| v.archived_in == Some(b.id))?;
+        Some(Error::InvalidState(format!(
+            "backup {} holds the data of deallocated volume {:?}; restore the volume first \
+             (docker run or ballast volume activate {})",
+            b.public_id(),
+            v.name,
+            v.name
+        )))
+    }
+
+    /// Forgets a backup and prunes the data nothing else uses.
+    pub async fn remove_backup(&self, reference: &str) -> Result<Arc<Backup>> {
+        let b = self.find_backup(reference)?;
+        if let Some(e) = self.backup_removal(&b, &self.holds()) {
+            return Err(e);
         }
         if let Some(restic_id) = b.restic_id.clone() {
             let repo = self.repo(&b.target).await?;

@@ -18,8 +18,9 @@ mod restore_tests;
 mod schedule;
 mod snapshots;
 
-pub use actions::Action;
+pub use actions::{Action, Given, Offers};
 pub use create::IfTaken;
+pub use snapshots::Holds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -288,6 +289,19 @@ impl Ballast {
         self.inner.snapshot_seconds.clone()
     }
 
+    /// How long a removed volume stays in the trash before its purge.
+    pub fn trash_retention(&self) -> Duration {
+        self.inner.trash_retention
+    }
+
+    /// A resource's UUID (Rancher's `uuid`): stable, since it is derived
+    /// from this state directory's random identity, the kind and the row
+    /// id (never reused), and so also unique across hosts. An RFC 9562
+    /// version 8 (custom) UUID of SHA-256 bits.
+    pub fn uuid(&self, kind: &str, id: i64) -> String {
+        uuid_of(&self.inner.host_id, kind, id)
+    }
+
     /// The pools, by name.
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
         self.inner.pools.values()
@@ -493,6 +507,18 @@ fn host_id(state_dir: &Path) -> std::result::Result<String, String> {
     Ok(id)
 }
 
+/// The UUID of row `id` of `kind` in the state directory `host_id`.
+fn uuid_of(host_id: &str, kind: &str, id: i64) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("ballast uuid\0{host_id}\0{kind}\0{id}"));
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8
+    b[8] = (b[8] & 0x3f) | 0x80; // the RFC's variant
+    let hex = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
 /// Brings what is attached in line with the store: every active volume
 /// attached (after a daemon crash its mount is still there; after a host
 /// restart it is mounted again here, before Docker asks for it), and no
@@ -593,6 +619,25 @@ mod tests {
         let mut c = config();
         c.pools[0].path = state.join("pool");
         Ballast::open(&c, state).unwrap()
+    }
+
+    #[test]
+    fn a_uuid_survives_a_restart_and_differs_per_kind_row_and_state_directory() {
+        let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let before = open(dir.path()).uuid("volume", 7);
+        let after = open(dir.path()).uuid("volume", 7);
+        assert_eq!(before, after, "the same after a reopen");
+        let elsewhere = open(other.path()).uuid("volume", 7);
+        let b = open(dir.path());
+        let all = [&before, &b.uuid("volume", 8), &b.uuid("snapshot", 7), &elsewhere];
+        let distinct: HashSet<&String> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        // 8-4-4-4-12 hex digits, version 8, the RFC 9562 variant.
+        let groups: Vec<usize> = before.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{before}");
+        assert!(before.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{before}");
+        assert_eq!(&before[14..15], "8", "{before}");
+        assert!("89ab".contains(&before[19..20]), "{before}");
     }
 
     #[test]

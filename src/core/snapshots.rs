@@ -21,6 +21,16 @@ use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::volume::{Transitioning, Volume, now_ms, validate_new_name};
 use crate::{Error, Result};
 
+/// What the actions of snapshots and backups depend on besides their
+/// own records (see [`Ballast::holds`]).
+#[derive(Debug, Default)]
+pub struct Holds {
+    /// Live volumes a job (a revert, a restore, a fill) runs on.
+    busy: HashSet<i64>,
+    /// Backups holding the data of a deallocated volume.
+    pub(super) archives: HashSet<i64>,
+}
+
 impl Ballast {
     /// Snapshots, optionally of one volume, oldest first.
     pub fn snapshots(&self, volume_id: Option<i64>) -> Vec<Arc<Snapshot>> {
@@ -176,14 +186,46 @@ impl Ballast {
         }
     }
 
+    /// What the actions of snapshots and backups depend on besides their
+    /// own records, gathered once per answer.
+    pub fn holds(&self) -> Holds {
+        let live = self.live_read();
+        Holds {
+            busy: live
+                .values()
+                .filter(|v| v.transitioning == Transitioning::Yes)
+                .map(|v| v.id)
+                .collect(),
+            archives: live.values().filter_map(|v| v.archived_in).collect(),
+        }
+    }
+
+    /// Why snapshot `s` cannot be removed now, if it cannot: it is being
+    /// taken, a job runs on its volume, or a volume is being filled from it.
+    pub fn snapshot_removal(&self, s: &Snapshot, holds: &Holds) -> Option<Error> {
+        if s.state == SnapState::Creating {
+            Some(Error::InvalidState(format!("snapshot {} is still being created", s.public_id())))
+        } else if holds.busy.contains(&s.volume_id) {
+            Some(Error::InvalidState(format!(
+                "snapshot {} cannot be removed while a job runs on its volume 1v{}",
+                s.public_id(),
+                s.volume_id
+            )))
+        } else if self.inner.locks.leased(Lease::Snapshot(s.id)) {
+            Some(Error::InvalidState(format!(
+                "snapshot {} is busy: a volume is being filled from it",
+                s.public_id()
+            )))
+        } else {
+            None
+        }
+    }
+
     /// Removes a snapshot and its data.
     pub async fn remove_snapshot(&self, reference: &str) -> Result<Arc<Snapshot>> {
         let snap = self.find_snapshot(reference)?;
-        if snap.state == SnapState::Creating {
-            return Err(Error::InvalidState(format!(
-                "snapshot {} is still being created",
-                snap.public_id()
-            )));
+        if let Some(e) = self.snapshot_removal(&snap, &self.holds()) {
+            return Err(e);
         }
         let _guard = self.inner.locks.lock(Key::Volume(snap.volume_id)).await;
         let owner = self.volume_by_id(snap.volume_id)?;

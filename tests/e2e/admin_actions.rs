@@ -127,9 +127,13 @@ fn every_action_from_every_state() {
                         status == 200 || status == 202,
                         "{action} from {state}: {status} {body}"
                     );
+                    // Deallocate without a backup runs only with the
+                    // `force` given here: without input it is refused,
+                    // so it is not offered.
+                    let forced = (state, action) == ("inactive", "deallocate");
                     assert!(
-                        listed,
-                        "{action} from {state} works but is not in `actions`: {before}"
+                        listed != forced,
+                        "{action} from {state}: `actions` says otherwise: {before}"
                     );
                     let after = d.settle(&path);
                     assert_eq!(after["state"], to, "{action} from {state}");
@@ -152,6 +156,76 @@ fn every_action_from_every_state() {
     let (status, body) = d.admin("POST", "/v1/volumes/v1?action=explode", Value::Null);
     assert_eq!(status, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("unknown volume action \"explode\""));
+}
+
+/// Whether `action` is in the `actions` map of the resource at `path`.
+fn offered(d: &Daemon, path: &str, action: &str) -> bool {
+    d.admin_ok("GET", path, Value::Null, 200)["actions"].get(action).is_some()
+}
+
+/// A call of `action` with no body on the resource at `path`: refused as
+/// not available when it is not offered, carried out when it is.
+fn bare(d: &Daemon, path: &str, action: &str) -> (u16, Value) {
+    let listed = offered(d, path, action);
+    let (status, body) = d.admin("POST", &format!("{path}?action={action}"), Value::Null);
+    if listed {
+        assert!(status == 200 || status == 202, "{action} is offered but refused: {body}");
+    } else {
+        assert_eq!((status, body["code"].as_str()), (409, Some("ActionNotAvailable")), "{body}");
+    }
+    (status, body)
+}
+
+#[test]
+fn an_action_is_offered_exactly_when_a_call_without_input_runs() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, key) = crate::backup::repo_in(dir.path());
+    let d = Daemon::private_with("admin-offers", &crate::backup::target("nas", &repo, &key, ""));
+
+    // Deallocate without a backup of the latest data needs `force`.
+    let id = volume_in(&d, "offer-cold", "inactive");
+    let path = format!("/v1/volumes/{id}");
+    assert!(!offered(&d, &path, "deallocate"), "deallocate offered with no backup");
+    let (_, body) = bare(&d, &path, "deallocate");
+    assert!(body["message"].as_str().unwrap().contains("force"), "{body}");
+    // With a backup newer than the last write, a bare call does it.
+    let b = d.admin_ok("POST", "/v1/backups", json!({ "volumeId": id }), 202);
+    let backup = format!("/v1/backups/{}", b["id"].as_str().unwrap());
+    assert_eq!(d.settle(&backup)["state"], "created");
+    assert!(offered(&d, &path, "deallocate"), "deallocate not offered after a backup");
+    assert_eq!(bare(&d, &path, "deallocate").1["state"], "requested");
+    // That backup holds the volume's data now: not removable.
+    assert!(!offered(&d, &backup, "remove"), "the archive's remove is offered");
+    bare(&d, &backup, "remove");
+
+    // A backup restored under the name it was taken from, while a live
+    // volume has that name, needs a new `name`.
+    assert!(!offered(&d, &backup, "restore"), "restore offered while the name is taken");
+    let (_, body) = bare(&d, &backup, "restore");
+    assert!(body["message"].as_str().unwrap().contains("offer-cold"), "{body}");
+    let restored = d.admin_ok(
+        "POST",
+        &format!("{backup}?action=restore"),
+        json!({ "name": "offer-copy" }),
+        202,
+    );
+    d.settle(&format!("/v1/volumes/{}", restored["id"].as_str().unwrap()));
+    assert!(offered(&d, &backup, "verify"));
+    bare(&d, &backup, "verify");
+
+    // A volume in the trash whose name a new volume took needs a new
+    // `name` to come back.
+    let gone = volume_in(&d, "offer-trash", "removed");
+    let gone = format!("/v1/volumes/{gone}");
+    d.admin_ok("POST", "/v1/volumes", json!({ "name": "offer-trash" }), 201);
+    assert!(!offered(&d, &gone, "restore"), "restore offered while the name is taken");
+    bare(&d, &gone, "restore");
+    let back =
+        d.admin_ok("POST", &format!("{gone}?action=restore"), json!({ "name": "offer-back" }), 200);
+    assert_eq!((&back["name"], &back["state"]), (&json!("offer-back"), &json!("inactive")));
 }
 
 #[test]
@@ -296,11 +370,12 @@ fn trash_remove_restore_and_purge() {
     assert_eq!(trash["data"][0]["name"], "db");
     let old_id = trash["data"][0]["id"].as_str().unwrap().to_string();
 
-    // The name is free at once; restoring then needs another name.
+    // The name is free at once; restoring then needs another name (and
+    // without one, `restore` is not offered).
     d.call_ok("VolumeDriver.Create", r#"{"Name":"db"}"#);
     let (status, body) =
         d.admin("POST", &format!("/v1/volumes/{old_id}?action=restore"), Value::Null);
-    assert_eq!((status, body["code"].as_str()), (409, Some("NotUnique")), "{body}");
+    assert_eq!((status, body["code"].as_str()), (409, Some("ActionNotAvailable")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("taken"), "{body}");
     let v = d.admin_ok(
         "POST",

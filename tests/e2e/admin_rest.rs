@@ -132,7 +132,7 @@ fn tcp_admin_needs_the_configured_credentials() {
     let get = |auth: Option<&str>| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         use std::io::{Read, Write};
-        let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
         write!(s, "GET /v1/volumes HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
             .unwrap();
         let mut out = String::new();
@@ -140,11 +140,17 @@ fn tcp_admin_needs_the_configured_credentials() {
         out.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
     };
     use base64::Engine;
-    let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let enc = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
     assert_eq!(get(None), 401);
     assert_eq!(get(Some(&enc("ops:wrong"))), 401);
     assert_eq!(get(Some(&enc("ops:s3cr3t-key2"))), 401);
     assert_eq!(get(Some(&enc("ops:s3cr3t-key"))), 200);
+    // The scheme's case does not matter (RFC 9110): curl and Go send
+    // `Basic`, some clients `basic`.
+    let token = enc("ops:s3cr3t-key").split_off("Basic ".len());
+    assert_eq!(get(Some(&format!("basic {token}"))), 200);
+    assert_eq!(get(Some(&format!("BASIC {token}"))), 200);
+    assert_eq!(get(Some(&format!("Bearer {token}"))), 401);
     // The Unix socket is guarded by its mode instead.
     assert_eq!(std::fs::metadata(&d.admin_socket).unwrap().mode() & 0o777, 0o600);
     d.admin_ok("GET", "/v1/volumes", Value::Null, 200);
@@ -369,4 +375,59 @@ fn tcp_admin_with_a_certificate_speaks_https_only_and_plain_http_stays_on_loopba
         &[],
     );
     assert!(err.contains("tls_cert") && err.contains("insecure = true"), "{err}");
+}
+
+#[test]
+fn form_bodies_work_like_json_and_other_media_types_get_415() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_d, mut http) = Daemon::private_with_tcp("admin-forms", "");
+    let base = http.base();
+    let volumes = format!("{base}/v1/volumes");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+
+    // A create as an HTML form or `curl -d` sends it: every field typed
+    // as the JSON body would have it.
+    let body =
+        b"name=form-made&description=made+from+a+form&allocate=false&driverOpts%5Bmode%5D=0700";
+    let a = http.send("POST", &volumes, &form, body);
+    let v = http.spec_body("form create", &a);
+    assert_eq!(a.status, 201, "{v}");
+    assert_eq!(
+        (&v["name"], &v["description"], &v["state"], &v["driverOpts"]["mode"]),
+        (&json!("form-made"), &json!("made from a form"), &json!("requested"), &json!("0700")),
+        "{v}"
+    );
+    // An action's input as a form.
+    let id = v["id"].as_str().unwrap().to_string();
+    http.ok("POST", &format!("{volumes}/{id}?action=allocate"), None, 200);
+    let a = http.send("POST", &format!("{volumes}/{id}?action=snapshot"), &form, b"name=form-snap");
+    let s = http.spec_body("form action", &a);
+    assert_eq!((a.status, &s["name"]), (202, &json!("form-snap")), "{s}");
+    // A value that is not of the field's type is named, as in JSON.
+    let a = http.send("POST", &volumes, &form, b"name=form-bad&allocate=maybe");
+    let e = http.spec_body("form with a bad boolean", &a);
+    assert_eq!((a.status, &e["fieldName"]), (422, &json!("allocate")), "{e}");
+    // JSON with a charset is JSON.
+    let json_utf8 = [("Content-Type", "application/json; charset=utf-8")];
+    let a = http.send("POST", &volumes, &json_utf8, br#"{"name":"json-charset"}"#);
+    assert_eq!(a.status, 201, "{}", a.body);
+
+    // Anything else is a 415 naming what is read, and changes nothing.
+    for media in ["text/plain", "application/xml"] {
+        let a = http.send("POST", &volumes, &[("Content-Type", media)], br#"{"name":"not-made"}"#);
+        let e = http.spec_body(media, &a);
+        assert_eq!((a.status, &e["code"]), (415, &json!("UnsupportedMediaType")), "{e}");
+        let message = e["message"].as_str().unwrap();
+        for named in [media, "application/json", "application/x-www-form-urlencoded"] {
+            assert!(message.contains(named), "{media}: {message}");
+        }
+    }
+    let left = http.get(&format!("{volumes}?name=not-made"));
+    assert_eq!(left["data"], json!([]), "{left}");
+    // An empty body has nothing to misread, whatever its type.
+    let plain = [("Content-Type", "text/plain")];
+    let a = http.send("POST", &format!("{volumes}/{id}?action=activate"), &plain, b"");
+    assert_eq!(a.status, 200, "{}", a.body);
 }

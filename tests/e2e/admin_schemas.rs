@@ -75,6 +75,14 @@ fn schemas_openapi_and_resources_agree() {
                 }
             }
         }
+        // Every reference names a type that has a schema, so that a typed
+        // client can resolve each field's type (`imageId`, `instanceId`).
+        for (name, f) in s["resourceFields"].as_object().unwrap() {
+            let ty = f["type"].as_str().unwrap();
+            if let Some(to) = ty.strip_prefix("reference[").and_then(|t| t.strip_suffix(']')) {
+                assert!(ids.contains(to), "{id}.{name} is a {ty}, and {to} has no schema");
+            }
+        }
         // The OpenAPI component of the same name has the same fields,
         // types, options and nullability.
         let c = &comps[component(id)];
@@ -129,6 +137,17 @@ fn schemas_openapi_and_resources_agree() {
                     "{path}?{p}: {status} {body}"
                 );
             }
+        }
+    }
+    // Every request body may be JSON or a form, and any other media type
+    // is documented as a 415.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (verb, op) in item.as_object().unwrap() {
+            let Some(content) = op["requestBody"]["content"].as_object() else { continue };
+            let types: BTreeSet<&str> = content.keys().map(String::as_str).collect();
+            let want = BTreeSet::from(["application/json", "application/x-www-form-urlencoded"]);
+            assert_eq!(types, want, "{verb} {path}");
+            assert!(op["responses"]["415"].is_object(), "{verb} {path} documents no 415");
         }
     }
     // What a create and an update take.

@@ -332,6 +332,11 @@ fn a_backup_whose_target_left_the_config_offers_nothing_and_says_why() {
     d.cli_ok(&["volume", "create", "v"]);
     let b = backup(&d, &["v", "--target", "nas"]);
     let id = b["id"].as_str().unwrap().to_string();
+    // `restore` without a name would take the name `v` has: offered only
+    // once that name is free.
+    assert_eq!(actions(&b), ["remove", "verify"], "{b}");
+    d.cli_ok(&["volume", "rm", "v"]);
+    let b = d.admin_ok("GET", &format!("/v1/backups/{id}"), Value::Null, 200);
     assert_eq!(actions(&b), ["remove", "restore", "verify"], "{b}");
 
     // The operator drops `nas` from the config: the backup is still

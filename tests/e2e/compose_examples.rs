@@ -111,7 +111,7 @@ fn the_compose_examples_come_up_keep_their_data_and_go_down() {
     wait_until("both services mounting it", || volume("exsite_site")["mountCount"] == 2);
     let v = volume("exsite_site");
     assert_eq!(v["storagePoolId"], "btrfs");
-    assert_eq!(v["instanceId"].as_array().unwrap().len(), 2);
+    assert_eq!(v["mountIds"].as_array().unwrap().len(), 2);
     compose(e, "exsite", &[&file, &over], &["down", "-v"]);
     assert_eq!(volume("exsite_site")["state"], "removed");
 

@@ -417,7 +417,7 @@ fn observe(d: &Daemon, id: &str) -> Value {
 type Mounts = (Vec<String>, u64);
 
 fn mounts_of(v: &Value) -> Mounts {
-    let ids = v["instanceId"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let ids = v["mountIds"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let mut ids: Vec<String> = ids.iter().map(|i| i.as_str().unwrap().to_string()).collect();
     ids.sort();
     (ids, v["mountCount"].as_u64().unwrap())

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{Daemon, root_or_skip};
 
@@ -99,6 +99,8 @@ fn a_restore_never_gives_one_host_directory_two_volumes() {
     let first = d.id_of("first");
     d.call_ok("VolumeDriver.Remove", r#"{"Name":"first"}"#);
     create("second");
+    let removed = d.admin_ok("GET", &format!("/v1/volumes/{first}"), Value::Null, 200);
+    assert!(removed["actions"].get("restore").is_none(), "restore offered: {removed}");
     let (status, v) = d.admin("POST", &format!("/v1/volumes/{first}?action=restore"), json!({}));
     assert_eq!(status, 409, "{v}");
     assert!(v["message"].as_str().unwrap().contains("already is that directory"), "{v}");

@@ -150,10 +150,11 @@ function cellText(key, v) {
   return String(v);
 }
 
-// The first number before a % in a progress message ("42% copied").
-function percent(message) {
-  const m = /(\d{1,3}(?:\.\d+)?)\s*%/.exec(String(message || ''));
-  return m ? Math.min(100, Number(m[1])) : null;
+// A running job's percent done, as the resource tells it
+// (`transitioningProgress`, null when the job tells none).
+function percent(r) {
+  const p = r ? r.transitioningProgress : null;
+  return typeof p === 'number' && isFinite(p) ? Math.max(0, Math.min(100, p)) : null;
 }
 
 // The error shapes of the API: status, code, message, detail, fieldName.

@@ -92,7 +92,7 @@ function drawWork(kinds) {
     ...failed,
     running.length
       ? table(['kind', 'name', 'progress'], running.map(([kind, r]) => {
-        const pct = percent(r.transitioningMessage);
+        const pct = percent(r);
         return h('tr', { 'data-id': String(r.id ?? '') }, h('td', {}, kind), h('td', {}, nameLink(r)),
           h('td', {}, pct === null ? null : h('progress', { max: 100, value: pct }), ' ', cellText('', r.transitioningMessage)));
       }))

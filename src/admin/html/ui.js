@@ -85,7 +85,7 @@ async function resourceView(r) {
 }
 
 function progressLine(r) {
-  const pct = percent(r.transitioningMessage);
+  const pct = percent(r);
   return h('p', { class: 'progress' },
     pct === null ? null : h('progress', { max: 100, value: pct }), ' ', String(r.transitioningMessage || 'working…'));
 }

@@ -13,6 +13,8 @@ pub static SCHEMAS: &[&Schema] = &[
     &BACKUP,
     &STORAGE_POOL,
     &BACKUP_TARGET,
+    &IMAGE,
+    &INSTANCE,
     &ERROR,
     &VOLUME_SCHEDULE,
     &VOLUME_SNAPSHOT_INPUT,
@@ -34,7 +36,25 @@ const TRANSITIONING: Field = field("transitioning", Ty::Enum, "yes while a job r
     .query();
 const TRANSITIONING_MESSAGE: Field =
     field("transitioningMessage", Ty::String, "progress or the error of the last job").query();
+const TRANSITIONING_PROGRESS: Field = field(
+    "transitioningProgress",
+    Ty::Int,
+    "the percent done of the job running on it; null when none runs or it tells none",
+)
+.nullable()
+.query();
 const CREATED: Field = field("created", Ty::Date, "RFC 3339, UTC").query();
+/// Rancher's common resource fields that typed clients decode.
+const KIND: Field = field("kind", Ty::String, "the kind of resource; the same as `type`").query();
+const UUID: Field = field(
+    "uuid",
+    Ty::String,
+    "stable for the resource's lifetime and across restarts, unique across hosts",
+)
+.query();
+/// `removeTime` of a resource that has no trash: removed, it is gone.
+const NO_REMOVE_TIME: Field =
+    field("removeTime", Ty::Date, "always null: a removed one is gone at once").nullable();
 const CREATED_TS: Field = field("createdTS", Ty::Int, "milliseconds since the epoch").query();
 
 const GET: &[&str] = &["GET"];
@@ -84,6 +104,8 @@ pub static VOLUME: Schema = Schema {
     fields: &[
         ID,
         TYPE,
+        KIND,
+        UUID,
         field("name", Ty::String, "Docker's name for it; unique among live volumes")
             .create()
             .required()
@@ -112,8 +134,17 @@ pub static VOLUME: Schema = Schema {
         field("accessMode", Ty::Enum, "")
             .options(Options::Fixed(&["singleHostRW", "multiHostRW"]))
             .query(),
-        field("instanceId", Ty::Array, "the mount IDs of the containers using it").query(),
-        field("imageId", Ty::Reference("image"), "always null").nullable().query(),
+        field(
+            "instanceId",
+            Ty::Reference("instance"),
+            "the first of `mountIds` (the one container using it, when one is); null when none",
+        )
+        .nullable()
+        .query(),
+        field("mountIds", Ty::Array, "the mount IDs of all the containers using it").query(),
+        field("imageId", Ty::Reference("image"), "always null: volumes are not made from images")
+            .nullable()
+            .query(),
         field("storagePoolId", Ty::Reference("storagePool"), "").query(),
         field("sizeBytes", Ty::Int, "its hard size, when its pool enforces one").nullable().query(),
         field("usedBytes", Ty::Int, "").query(),
@@ -122,9 +153,13 @@ pub static VOLUME: Schema = Schema {
         field("state", Ty::Enum, "").options(Options::Fixed(STATE_OPTIONS)).query(),
         TRANSITIONING,
         TRANSITIONING_MESSAGE,
+        TRANSITIONING_PROGRESS,
         CREATED,
         CREATED_TS,
         field("removed", Ty::Date, "when it went to the trash").nullable().query(),
+        field("removeTime", Ty::Date, "when it leaves the trash, purged; null outside the trash")
+            .nullable()
+            .query(),
         field("schedule", Ty::Object("volumeSchedule"), "scheduled snapshots and backups")
             .update()
             .nullable(),
@@ -153,14 +188,18 @@ pub static SNAPSHOT: Schema = Schema {
     fields: &[
         ID,
         TYPE,
+        KIND,
+        UUID,
         field("name", Ty::String, "").query(),
         field("volumeId", Ty::Reference("volume"), "").query(),
         field("state", Ty::Enum, "").options(Options::Fixed(JOB_STATES)).query(),
         TRANSITIONING,
         TRANSITIONING_MESSAGE,
+        TRANSITIONING_PROGRESS,
         field("sizeBytes", Ty::Int, "").nullable().query(),
         CREATED,
         CREATED_TS,
+        NO_REMOVE_TIME,
     ],
     resource_methods: &["GET", "DELETE"],
     collection_methods: GET,
@@ -179,6 +218,8 @@ pub static BACKUP: Schema = Schema {
     fields: &[
         ID,
         TYPE,
+        KIND,
+        UUID,
         field("name", Ty::String, "").query(),
         field("volumeId", Ty::Reference("volume"), "").create().nullable().query(),
         field("volumeName", Ty::String, "").query(),
@@ -199,8 +240,10 @@ pub static BACKUP: Schema = Schema {
         field("state", Ty::Enum, "").options(Options::Fixed(JOB_STATES)).query(),
         TRANSITIONING,
         TRANSITIONING_MESSAGE,
+        TRANSITIONING_PROGRESS,
         CREATED,
         CREATED_TS,
+        NO_REMOVE_TIME,
     ],
     resource_methods: &["GET", "DELETE"],
     collection_methods: &["GET", "POST"],
@@ -263,6 +306,33 @@ pub static BACKUP_TARGET: Schema = Schema {
     collection_methods: GET,
     resource_actions: &[action("sync", None, "backupTarget")],
     default_sort: "name",
+};
+
+/// The types the seed's volume references without this API serving
+/// them: described, so that a typed client finds every referenced type's
+/// schema, with no collection, since there is nothing to list.
+pub static IMAGE: Schema = Schema {
+    id: "image",
+    collection: None,
+    description: "a machine image; volumes here are never made from one, so `imageId` is \
+                  always null and there is no collection",
+    fields: &[ID, TYPE],
+    resource_methods: &[],
+    collection_methods: &[],
+    resource_actions: NO_ACTIONS,
+    default_sort: "id",
+};
+
+pub static INSTANCE: Schema = Schema {
+    id: "instance",
+    collection: None,
+    description: "a container using a volume, known by its mount ID (a volume's `instanceId` \
+                  and `mountIds`); Docker keeps the containers, so there is no collection",
+    fields: &[ID, TYPE],
+    resource_methods: &[],
+    collection_methods: &[],
+    resource_actions: NO_ACTIONS,
+    default_sort: "id",
 };
 
 pub static ERROR: Schema = Schema {
