@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -80,7 +80,12 @@ fn main() {
     if as_docker_plugin && args.get(1).is_some_and(|a| a == "ballast") {
         args.remove(1);
     }
-    let cli = Cli::parse_from(args);
+    let mut cmd = Cli::command();
+    if as_docker_plugin {
+        // Help and errors say what the user typed.
+        cmd = cmd.bin_name("docker ballast");
+    }
+    let cli = Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Serve(args) => ballast::serve::run(args),
         Command::Config(ConfigCommand::Check(files)) => config_check(&files),
@@ -103,11 +108,15 @@ fn main() {
     }
 }
 
-/// Writes to stdout; an error (a closed pipe) is returned, not a panic
-/// as from `print!`.
+/// Writes to stdout; a reader that stopped reading (`| head`) ends the
+/// output quietly, as it does for other tools, and any other error is
+/// returned, not a panic as from `print!`.
 fn print(text: impl AsRef<[u8]>) -> Result<(), String> {
     use std::io::Write;
-    std::io::stdout().write_all(text.as_ref()).map_err(|e| format!("writing: {e}"))
+    match std::io::stdout().write_all(text.as_ref()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// `ballast config check`: the file loaded as `serve` loads it, checked

@@ -85,6 +85,22 @@ fn snapshot_commands_and_revert() {
     );
 }
 
+#[test]
+fn snapshot_ls_names_each_snapshots_volume() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("cli-snapshot-names");
+    d.cli_ok(&["volume", "create", "orders"]);
+    d.cli_ok(&["snapshot", "create", "orders", "--name", "nightly"]);
+    for args in [&["snapshot", "ls"][..], &["snapshot", "ls", "orders"]] {
+        let table = d.cli_ok(args);
+        let row = table.lines().find(|l| l.contains("nightly")).expect(&table);
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[2], "orders", "the VOLUME column names it:\n{table}");
+    }
+}
+
 /// Snapshot names are not unique across volumes (each volume may have
 /// its own `before`): a revert, which names the volume, finds the name
 /// among that volume's snapshots.

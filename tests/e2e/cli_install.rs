@@ -251,3 +251,32 @@ fn doctor_fails_when_docker_sends_the_driver_name_to_a_dead_or_foreign_socket() 
     assert!(report.contains(&foreign), "{report}");
     assert!(report.contains("ok    the daemon answers at unix://"), "{report}");
 }
+
+#[test]
+fn docker_ballast_help_names_the_command_as_it_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("docker-ballast");
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    // Docker's CLI runs `docker-ballast ballast volume --help` for
+    // `docker ballast volume --help`.
+    let out = Command::new(&plugin).args(["ballast", "volume", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("Usage: docker ballast volume "), "{help}");
+    assert!(!help.contains("docker-ballast"), "{help}");
+}
+
+#[test]
+fn completions_into_a_pipe_nobody_reads_end_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err, "", "nothing said about the closed pipe");
+}
