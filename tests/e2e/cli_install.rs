@@ -216,6 +216,7 @@ fn doctor_fails_when_docker_sends_the_driver_name_to_a_dead_or_foreign_socket() 
         return;
     }
     let d = Daemon::private("doctor-stale");
+    d.cli_ok(&["volume", "create", "only"]);
     let plugins = std::path::Path::new("/run/docker/plugins");
     std::fs::create_dir_all(plugins).unwrap();
     let legacy = plugins.join("doctor-stale.sock");
@@ -250,6 +251,7 @@ fn doctor_fails_when_docker_sends_the_driver_name_to_a_dead_or_foreign_socket() 
     );
     assert!(report.contains(&foreign), "{report}");
     assert!(report.contains("ok    the daemon answers at unix://"), "{report}");
+    assert!(report.contains("(1 volume)\n"), "one volume, one word: {report}");
 }
 
 #[test]
