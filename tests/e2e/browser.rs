@@ -276,6 +276,24 @@ async fn create_and_snapshot(c: &Client) {
          && document.querySelector('button[data-action=snapshot]')"
     );
     until(c, "the volume page", &page).await;
+    // Actions read as words, and remove and Delete say what each does.
+    let labels = "[...document.querySelectorAll('.bar button')]
+        .map(b => b.dataset.action + '=' + b.textContent + '|' + b.title)";
+    let labels = until(c, "the action buttons", labels).await;
+    let labels: Vec<&str> = labels.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let label =
+        |action: &str| labels.iter().find(|l| l.starts_with(&format!("{action}="))).copied();
+    assert_eq!(label("snapshot").map(|l| l.split('|').next().unwrap()), Some("snapshot=Snapshot"));
+    assert!(
+        label("remove")
+            .unwrap()
+            .starts_with("remove=Remove (to trash)|Moves the volume to the trash"),
+        "{labels:?}"
+    );
+    assert!(
+        label("delete").unwrap().starts_with("delete=Delete (to trash)|The same as Remove"),
+        "{labels:?}"
+    );
     click(c, "button[data-action=snapshot]").await;
     until(c, "the snapshot form", "document.querySelector('.panel input[name=name]')").await;
     fill(c, ".panel input[name=name]", "first-snap").await;

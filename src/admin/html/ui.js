@@ -104,6 +104,29 @@ function watch(r, panel) {
   }, 2000);
 }
 
+// Actions as people name them, with what each does (a volume's remove
+// and Delete side by side must not look alike); the key is the type's
+// action, or the action of any type.
+const ACTIONS = {
+  'volume.remove': ['Remove (to trash)', 'Moves the volume to the trash: Restore brings it back until it is purged'],
+  'volume.restore': ['Restore (from trash)', 'Brings the removed volume back'],
+  'volume.purge': ['Purge (for good)', "Deletes the removed volume's data for good"],
+  'volume.reverttosnapshot': ['Revert to snapshot', "Makes the volume's content a snapshot's (unmounted volumes only)"],
+  'volume.restorefrombackup': ['Restore from backup', "Replaces the volume's content with a backup's"],
+  'volume.deallocate': ['Deallocate', 'Gives its storage back: the data goes'],
+  'backup.restore': ['Restore to a volume', 'Makes a volume of the backup'],
+};
+const DELETES = {
+  volume: ['Delete (to trash)', 'The same as Remove: the volume goes to the trash; Purge deletes its data for good'],
+};
+
+function actionLabel(type, name) {
+  const known = ACTIONS[type + '.' + name];
+  if (known) return known;
+  const words = name.replace(/([a-z])(to|from)([a-z])/g, '$1 $2 $3');
+  return [words.charAt(0).toUpperCase() + words.slice(1), ''];
+}
+
 function actionButtons(r, schema, panel) {
   const open = (form) => {
     panel.replaceChildren(form);
@@ -112,10 +135,13 @@ function actionButtons(r, schema, panel) {
   };
   const buttons = Object.entries(r.actions && typeof r.actions === 'object' ? r.actions : {})
     .filter(([, url]) => local(url))
-    .map(([name, url]) => h('button', {
-      type: 'button', 'data-action': name,
-      onclick: async () => open(await actionForm(r, schema, name, url)),
-    }, name));
+    .map(([name, url]) => {
+      const [label, hint] = actionLabel(r.type, name);
+      return h('button', {
+        type: 'button', 'data-action': name, title: hint || name,
+        onclick: async () => open(await actionForm(r, schema, name, url)),
+      }, label);
+    });
   const self = r.links && r.links.self;
   const update = Object.entries((schema && schema.resourceFields) || {}).filter(([, f]) => f && f.update === true);
   if (schema && methods(schema.resourceMethods).includes('PUT') && update.length && local(self)) {
@@ -129,10 +155,11 @@ function actionButtons(r, schema, panel) {
     }, 'Edit'));
   }
   if (schema && methods(schema.resourceMethods).includes('DELETE') && local(self)) {
+    const [label, hint] = DELETES[r.type] || ['Delete', 'Deletes it for good'];
     buttons.push(h('button', {
-      type: 'button', 'data-action': 'delete', class: 'danger',
+      type: 'button', 'data-action': 'delete', class: 'danger', title: hint,
       onclick: () => open(deleteForm(r, schema, self)),
-    }, 'Delete'));
+    }, label));
   }
   return buttons;
 }
@@ -146,7 +173,7 @@ async function actionForm(r, schema, name, url) {
     fields = (input && input.resourceFields) || (spec.input ? null : {});
   }
   return schemaForm({
-    title: 'Action: ' + name, fields, submit: name,
+    title: actionLabel(r.type, name)[0], fields, submit: actionLabel(r.type, name)[0],
     send: (body) => api('POST', url, body),
     done: showResult,
   });
