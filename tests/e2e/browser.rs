@@ -262,6 +262,11 @@ async fn create_and_snapshot(c: &Client) {
     until(c, "the field marked", &format!("document.querySelector('{name}[aria-invalid=true]')"))
         .await;
     c.find(Locator::Css(name)).await.unwrap().clear().await.unwrap();
+    // Hints show code as code, not between backticks.
+    let hint = "[...document.querySelectorAll('section.create small')]
+        .find(s => s.textContent.includes('leaves the new volume'))?.innerHTML";
+    let hint = until(c, "the allocate hint", hint).await;
+    assert_eq!(hint, "false leaves the new volume <code>requested</code>");
     fill(c, name, "web-data").await;
     click(c, "section.create button[type=submit]").await;
     until(c, "the new volume listed", &format!("{ROWS}.includes('web-data')")).await;
@@ -270,6 +275,11 @@ async fn create_and_snapshot(c: &Client) {
         .find(r => r.innerText.includes('web-data'))?.dataset.id";
     let id = until(c, "the new volume's row", row).await;
     let id = id.as_str().unwrap();
+    let name_link = format!(
+        "[...document.querySelectorAll(\"tr[data-id='{id}'] td a\")]
+            .some(a => a.textContent === 'web-data' && a.pathname === '/v1/volumes/{id}')"
+    );
+    assert_eq!(until(c, "the name's link", &name_link).await, true);
     click(c, &format!("tr[data-id='{id}'] td a")).await;
     let page = format!(
         "location.pathname === '/v1/volumes/{id}'

@@ -229,7 +229,8 @@ function headerCell(c, k) {
 
 function tableCell(k, r) {
   const v = r[k];
-  if (k === 'id' && r.links && local(r.links.self)) return h('td', {}, h('a', { href: r.links.self }, cellText(k, v)));
+  // The name leads to the resource as the id does: people read names.
+  if ((k === 'id' || k === 'name') && r.links && local(r.links.self)) return h('td', {}, h('a', { href: r.links.self }, cellText(k, v)));
   if (k === 'state') {
     const busy = r.transitioning === 'yes' ? ' …' : r.transitioning === 'error' ? ' !' : '';
     return h('td', { class: 'state state-' + String(v) }, cellText(k, v) + busy);
