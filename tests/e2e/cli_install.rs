@@ -282,3 +282,16 @@ fn completions_into_a_pipe_nobody_reads_end_quietly() {
     assert!(out.status.success(), "{err}");
     assert_eq!(err, "", "nothing said about the closed pipe");
 }
+
+#[test]
+fn serve_help_lists_only_the_daemons_flags() {
+    let out = run(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && help.contains("--admin-socket"), "{help}");
+    for client_only in ["--admin <", "--json", "--no-wait"] {
+        assert!(!help.contains(client_only), "{client_only} in\n{help}");
+    }
+    // The client's commands keep them.
+    let help = String::from_utf8_lossy(&run(&["volume", "ls", "--help"]).stdout).to_string();
+    assert!(help.contains("--admin <") && help.contains("--json"), "{help}");
+}
