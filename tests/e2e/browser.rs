@@ -309,6 +309,17 @@ async fn create_and_snapshot(c: &Client) {
     fill(c, ".panel input[name=name]", "first-snap").await;
     click(c, ".panel button[type=submit]").await;
     until(c, "the snapshot's page", "location.pathname.startsWith('/v1/snapshots/')").await;
+    // The volume's page lists its snapshots (and backups), each a link.
+    c.execute(&format!("location.assign('/v1/volumes/{id}')"), vec![]).await.unwrap();
+    let snaps = "[...document.querySelectorAll('section[data-related=snapshots] td a')]
+        .some(a => a.textContent === 'first-snap' && a.pathname.startsWith('/v1/snapshots/'))";
+    until(c, "the volume's snapshots", snaps).await;
+    until(
+        c,
+        "the volume's backups",
+        "document.querySelector('section[data-related=backups]')?.innerText.includes('none')",
+    )
+    .await;
     click(c, "nav.top a[href$='/v1/snapshots']").await;
     let listed = format!("location.pathname === '/v1/snapshots' && {ROWS}.includes('first-snap')");
     until(c, "the snapshot listed", &listed).await;

@@ -78,10 +78,30 @@ async function resourceView(r) {
     h('div', { class: 'bar' }, actionButtons(r, schema, panel)),
     panel,
     h('table', { class: 'fields' }, h('tbody', {}, rows)),
+    r.type === 'volume' ? related('Snapshots', r.links && r.links.snapshots) : null,
+    r.type === 'volume' ? related('Backups', r.links && r.links.backups) : null,
     links.length ? h('section', {}, h('h2', {}, 'Links'), h('ul', { class: 'links' }, links)) : null,
   ];
   if (r.transitioning === 'yes') watch(r, panel);
   return parts;
+}
+
+// A collection that belongs to the resource shown (a volume's snapshots
+// and backups), listed under it once loaded.
+function related(title, url) {
+  if (!local(url)) return null;
+  const body = h('p', {}, 'loading…');
+  const section = h('section', { 'data-related': title.toLowerCase() }, h('h2', {}, title), body);
+  api('GET', url).then((res) => {
+    const rows = res.ok && res.json && Array.isArray(res.json.data) ? res.json.data : null;
+    if (!rows) return body.replaceChildren(errorPanel(res.json || { status: res.status }));
+    if (!rows.length) return body.replaceChildren('none');
+    const cols = columns(rows[0].type, rows);
+    body.replaceWith(h('table', { class: 'related' },
+      h('thead', {}, h('tr', {}, cols.map((k) => h('th', {}, k)))),
+      h('tbody', {}, rows.map((r) => h('tr', { 'data-id': String(r.id) }, cols.map((k) => tableCell(k, r)))))));
+  });
+  return section;
 }
 
 function progressLine(r) {
