@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +54,16 @@ enum ConfigCommand {
     Reference,
 }
 
+/// The command line. The client's global flags (`--admin`, `--json`,
+/// `--no-wait`) mean nothing to `serve`: it gets hidden copies, which
+/// clap then propagates no visible ones over.
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let hidden: Vec<clap::Arg> =
+        cmd.get_arguments().filter(|a| a.is_global_set()).map(|a| a.clone().hide(true)).collect();
+    cmd.mut_subcommand("serve", |serve| serve.args(hidden))
+}
+
 /// What Docker's CLI asks a plugin before listing or running it.
 const CLI_PLUGIN_METADATA: &str = "docker-cli-plugin-metadata";
 
@@ -80,7 +90,12 @@ fn main() {
     if as_docker_plugin && args.get(1).is_some_and(|a| a == "ballast") {
         args.remove(1);
     }
-    let cli = Cli::parse_from(args);
+    let mut cmd = command();
+    if as_docker_plugin {
+        // Help and errors say what the user typed.
+        cmd = cmd.bin_name("docker ballast");
+    }
+    let cli = Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Serve(args) => ballast::serve::run(args),
         Command::Config(ConfigCommand::Check(files)) => config_check(&files),
@@ -92,7 +107,7 @@ fn main() {
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a closed pipe.
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "ballast", &mut script);
+            clap_complete::generate(shell, &mut command(), "ballast", &mut script);
             print(script)
         }
         Command::Man { dir } => man_pages(&dir),
@@ -103,11 +118,15 @@ fn main() {
     }
 }
 
-/// Writes to stdout; an error (a closed pipe) is returned, not a panic
-/// as from `print!`.
+/// Writes to stdout; a reader that stopped reading (`| head`) ends the
+/// output quietly, as it does for other tools, and any other error is
+/// returned, not a panic as from `print!`.
 fn print(text: impl AsRef<[u8]>) -> Result<(), String> {
     use std::io::Write;
-    std::io::stdout().write_all(text.as_ref()).map_err(|e| format!("writing: {e}"))
+    match std::io::stdout().write_all(text.as_ref()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// `ballast config check`: the file loaded as `serve` loads it, checked
@@ -130,7 +149,7 @@ fn config_check(files: &ballast::serve::ConfigFiles) -> Result<(), String> {
 /// every subcommand, as `man ballast-volume-create` expects.
 fn man_pages(dir: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut todo = vec![(String::from("ballast"), Cli::command().version(ballast::VERSION))];
+    let mut todo = vec![(String::from("ballast"), command().version(ballast::VERSION))];
     while let Some((name, cmd)) = todo.pop() {
         let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {

@@ -79,7 +79,8 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// Seconds as the shortest duration text `parse_duration` reads back
-/// (`90` → `1m30s`).
+/// (`90` → `1m30s`). Days start at two, so that a day reads `24h` as the
+/// configuration reference writes it (`48h` → `2d`).
 pub fn format_duration(secs: u64) -> String {
     if secs == 0 {
         return "0s".into();
@@ -87,7 +88,7 @@ pub fn format_duration(secs: u64) -> String {
     let mut out = String::new();
     let mut rest = secs;
     for (unit, n) in [('d', 86400), ('h', 3600), ('m', 60), ('s', 1)] {
-        if rest >= n {
+        if rest >= n && (unit != 'd' || rest >= 2 * n) {
             out.push_str(&format!("{}{unit}", rest / n));
             rest %= n;
         }
@@ -122,5 +123,8 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(secs)).unwrap().as_secs(), secs);
         }
         assert_eq!(format_duration(5400), "1h30m");
+        assert_eq!(format_duration(86400), "24h", "a day as the docs write it");
+        assert_eq!(format_duration(36 * 3600), "36h");
+        assert_eq!(format_duration(7 * 86400), "7d");
     }
 }

@@ -1,5 +1,7 @@
 //! `ballast snapshot …`
 
+use std::collections::HashMap;
+
 use clap::Subcommand;
 use hyper::Method;
 use serde_json::{Value, json};
@@ -40,15 +42,27 @@ pub async fn run(cmd: SnapshotCmd, client: &Client, global: &Global) -> Result<(
             done(global, &snap, line);
         }
         SnapshotCmd::Ls { volume } => {
+            // Volumes by name in the table, as everywhere else.
+            let mut names = HashMap::new();
             let url = match volume {
                 Some(v) => {
                     let vol =
                         client.call(Method::GET, &format!("/v1/volumes/{}", seg(&v)), None).await?;
+                    names.insert(cell(&vol["id"]), cell(&vol["name"]));
                     format!("/v1/snapshots?volumeId={}", seg(&cell(&vol["id"])))
                 }
-                None => "/v1/snapshots".into(),
+                None => {
+                    if !global.json {
+                        // The trash's too: their snapshots are kept.
+                        let vols = client.list("/v1/volumes?state_ne=purged").await?;
+                        for v in vols["data"].as_array().into_iter().flatten() {
+                            names.insert(cell(&v["id"]), cell(&v["name"]));
+                        }
+                    }
+                    "/v1/snapshots".into()
+                }
             };
-            print_list(global, &client.list(&url).await?);
+            print_list(global, &client.list(&url).await?, &names);
         }
         SnapshotCmd::Rm { snapshot } => {
             let snap = client
@@ -77,12 +91,12 @@ pub async fn run(cmd: SnapshotCmd, client: &Client, global: &Global) -> Result<(
     Ok(())
 }
 
-fn print_list(global: &Global, collection: &Value) {
+fn print_list(global: &Global, collection: &Value, names: &HashMap<String, String>) {
     list(global, collection, &["ID", "NAME", "VOLUME", "STATE", "SIZE", "CREATED"], |s| {
         vec![
             cell(&s["id"]),
             cell(&s["name"]),
-            cell(&s["volumeId"]),
+            names.get(&cell(&s["volumeId"])).cloned().unwrap_or_else(|| cell(&s["volumeId"])),
             cell(&s["state"]),
             size(&s["sizeBytes"]),
             cell(&s["created"]),

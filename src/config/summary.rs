@@ -78,6 +78,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_summary_writes_the_default_retention_as_the_reference_does() {
+        let config = Config::parse("", Path::new("/state")).unwrap();
+        let reference = crate::config::reference::KEYS
+            .iter()
+            .find(|k| k.name == "trash_retention")
+            .map(|k| match k.default {
+                crate::config::reference::Omitted::Value(v) => v.trim_matches('"'),
+                _ => unreachable!("trash_retention has a default"),
+            })
+            .unwrap();
+        let summary = config.summary();
+        assert!(summary.contains(&format!("trash retention: {reference}\n")), "{summary}");
+    }
+
+    #[test]
     fn the_summary_shows_pools_and_targets_and_never_a_secret() {
         let text = r#"
             trash_retention = "90m"

@@ -185,12 +185,15 @@ impl Ballast {
         Ok(())
     }
 
-    /// The message for a volume that still has mounts.
+    /// The message for a volume that still has mounts. The mounts are
+    /// Docker's own ids, which no docker command shows: it says how to
+    /// find the containers too.
     pub(super) fn in_use(name: &str, v: &Volume) -> Error {
         Error::InvalidState(format!(
-            "volume {name:?} is in use by {} mount(s): {}",
+            "volume {name:?} is in use by {} mount(s) (Docker's mount ids: {});              `docker ps -a --filter volume={}` names the containers",
             v.mount_count(),
-            mount_list(&v.mounts)
+            mount_list(&v.mounts),
+            v.name
         ))
     }
 }

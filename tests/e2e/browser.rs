@@ -262,6 +262,11 @@ async fn create_and_snapshot(c: &Client) {
     until(c, "the field marked", &format!("document.querySelector('{name}[aria-invalid=true]')"))
         .await;
     c.find(Locator::Css(name)).await.unwrap().clear().await.unwrap();
+    // Hints show code as code, not between backticks.
+    let hint = "[...document.querySelectorAll('section.create small')]
+        .find(s => s.textContent.includes('leaves the new volume'))?.innerHTML";
+    let hint = until(c, "the allocate hint", hint).await;
+    assert_eq!(hint, "false leaves the new volume <code>requested</code>");
     fill(c, name, "web-data").await;
     click(c, "section.create button[type=submit]").await;
     until(c, "the new volume listed", &format!("{ROWS}.includes('web-data')")).await;
@@ -270,17 +275,51 @@ async fn create_and_snapshot(c: &Client) {
         .find(r => r.innerText.includes('web-data'))?.dataset.id";
     let id = until(c, "the new volume's row", row).await;
     let id = id.as_str().unwrap();
+    let name_link = format!(
+        "[...document.querySelectorAll(\"tr[data-id='{id}'] td a\")]
+            .some(a => a.textContent === 'web-data' && a.pathname === '/v1/volumes/{id}')"
+    );
+    assert_eq!(until(c, "the name's link", &name_link).await, true);
     click(c, &format!("tr[data-id='{id}'] td a")).await;
     let page = format!(
         "location.pathname === '/v1/volumes/{id}'
          && document.querySelector('button[data-action=snapshot]')"
     );
     until(c, "the volume page", &page).await;
+    // Actions read as words, and remove and Delete say what each does.
+    let labels = "[...document.querySelectorAll('.bar button')]
+        .map(b => b.dataset.action + '=' + b.textContent + '|' + b.title)";
+    let labels = until(c, "the action buttons", labels).await;
+    let labels: Vec<&str> = labels.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let label =
+        |action: &str| labels.iter().find(|l| l.starts_with(&format!("{action}="))).copied();
+    assert_eq!(label("snapshot").map(|l| l.split('|').next().unwrap()), Some("snapshot=Snapshot"));
+    assert!(
+        label("remove")
+            .unwrap()
+            .starts_with("remove=Remove (to trash)|Moves the volume to the trash"),
+        "{labels:?}"
+    );
+    assert!(
+        label("delete").unwrap().starts_with("delete=Delete (to trash)|The same as Remove"),
+        "{labels:?}"
+    );
     click(c, "button[data-action=snapshot]").await;
     until(c, "the snapshot form", "document.querySelector('.panel input[name=name]')").await;
     fill(c, ".panel input[name=name]", "first-snap").await;
     click(c, ".panel button[type=submit]").await;
     until(c, "the snapshot's page", "location.pathname.startsWith('/v1/snapshots/')").await;
+    // The volume's page lists its snapshots (and backups), each a link.
+    c.execute(&format!("location.assign('/v1/volumes/{id}')"), vec![]).await.unwrap();
+    let snaps = "[...document.querySelectorAll('section[data-related=snapshots] td a')]
+        .some(a => a.textContent === 'first-snap' && a.pathname.startsWith('/v1/snapshots/'))";
+    until(c, "the volume's snapshots", snaps).await;
+    until(
+        c,
+        "the volume's backups",
+        "document.querySelector('section[data-related=backups]')?.innerText.includes('none')",
+    )
+    .await;
     click(c, "nav.top a[href$='/v1/snapshots']").await;
     let listed = format!("location.pathname === '/v1/snapshots' && {ROWS}.includes('first-snap')");
     until(c, "the snapshot listed", &listed).await;

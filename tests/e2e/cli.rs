@@ -85,6 +85,39 @@ fn snapshot_commands_and_revert() {
     );
 }
 
+#[test]
+fn snapshot_ls_names_each_snapshots_volume() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("cli-snapshot-names");
+    d.cli_ok(&["volume", "create", "orders"]);
+    d.cli_ok(&["snapshot", "create", "orders", "--name", "nightly"]);
+    for args in [&["snapshot", "ls"][..], &["snapshot", "ls", "orders"]] {
+        let table = d.cli_ok(args);
+        let row = table.lines().find(|l| l.contains("nightly")).expect(&table);
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[2], "orders", "the VOLUME column names it:\n{table}");
+    }
+}
+
+#[test]
+fn removing_a_mounted_volume_says_how_to_find_its_containers() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("cli-in-use");
+    d.cli_ok(&["volume", "create", "ledger"]);
+    let (status, _) = d.call("VolumeDriver.Mount", r#"{"Name":"ledger","ID":"f00d"}"#);
+    assert_eq!(status, 200);
+    let out = d.cli(&["volume", "rm", "ledger"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("in use by 1 mount"), "{err}");
+    assert!(err.contains("`docker ps -a --filter volume=ledger` names the containers"), "{err}");
+    d.call("VolumeDriver.Unmount", r#"{"Name":"ledger","ID":"f00d"}"#);
+}
+
 /// Snapshot names are not unique across volumes (each volume may have
 /// its own `before`): a revert, which names the volume, finds the name
 /// among that volume's snapshots.

@@ -190,3 +190,108 @@ fn fs_shares_extents(dir: &std::path::Path) -> bool {
     let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
     ok
 }
+
+#[test]
+fn doctor_checks_the_host_even_when_no_daemon_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("unix://{}", dir.path().join("admin.sock").display());
+    let out = Command::new(BIN)
+        .args(["--admin", &admin, "doctor"])
+        .env("DOCKER_HOST", format!("unix://{}", dir.path().join("docker.sock").display()))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("FAIL  the daemon does not answer: no ballast daemon at"), "{report}");
+    // The host's checks ran all the same, each with its finding.
+    for what in ["mkfs.ext4", "mkfs.xfs", "the kernel has", "/dev/loop-control", "Docker's engine"]
+    {
+        assert!(report.lines().any(|l| l.contains(what)), "{what:?} in\n{report}");
+    }
+}
+
+#[test]
+fn doctor_fails_when_docker_sends_the_driver_name_to_a_dead_or_foreign_socket() {
+    if !root_or_skip() {
+        return;
+    }
+    let d = Daemon::private("doctor-stale");
+    d.cli_ok(&["volume", "create", "only"]);
+    let plugins = std::path::Path::new("/run/docker/plugins");
+    std::fs::create_dir_all(plugins).unwrap();
+    let legacy = plugins.join("doctor-stale.sock");
+    let _ = std::fs::remove_file(&legacy);
+    let doctor = || {
+        let out = d.cli(&["doctor"]);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    // A daemon of that name ran and died: its socket stayed, and Docker
+    // keeps sending the name there.
+    drop(std::os::unix::net::UnixListener::bind(&legacy).unwrap());
+    let (ok, report) = doctor();
+    assert!(!ok, "{report}");
+    let dead = format!(
+        "FAIL  Docker sends driver doctor-stale to {}, where nothing answers",
+        legacy.display()
+    );
+    assert!(report.contains(&dead), "{report}");
+    assert!(report.contains("restart Docker"), "{report}");
+    assert!(report.contains("another --alias"), "{report}");
+    // Another process answers under the name: not this daemon.
+    std::fs::remove_file(&legacy).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&legacy).unwrap();
+    let (ok, report) = doctor();
+    let _ = std::fs::remove_file(&legacy);
+    drop(other);
+    assert!(!ok, "{report}");
+    let foreign = format!(
+        "FAIL  Docker sends driver doctor-stale to {}, which another process (pid {}) serves",
+        legacy.display(),
+        std::process::id()
+    );
+    assert!(report.contains(&foreign), "{report}");
+    assert!(report.contains("ok    the daemon answers at unix://"), "{report}");
+    assert!(report.contains("(1 volume)\n"), "one volume, one word: {report}");
+}
+
+#[test]
+fn docker_ballast_help_names_the_command_as_it_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("docker-ballast");
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    // Docker's CLI runs `docker-ballast ballast volume --help` for
+    // `docker ballast volume --help`.
+    let out = Command::new(&plugin).args(["ballast", "volume", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("Usage: docker ballast volume "), "{help}");
+    assert!(!help.contains("docker-ballast"), "{help}");
+}
+
+#[test]
+fn completions_into_a_pipe_nobody_reads_end_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err, "", "nothing said about the closed pipe");
+}
+
+#[test]
+fn serve_help_lists_only_the_daemons_flags() {
+    let out = run(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && help.contains("--admin-socket"), "{help}");
+    for client_only in ["--admin <", "--json", "--no-wait"] {
+        assert!(!help.contains(client_only), "{client_only} in\n{help}");
+    }
+    // The client's commands keep them.
+    let help = String::from_utf8_lossy(&run(&["volume", "ls", "--help"]).stdout).to_string();
+    assert!(help.contains("--admin <") && help.contains("--json"), "{help}");
+}

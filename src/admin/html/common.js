@@ -59,6 +59,12 @@ function h(tag, props, ...children) {
   return el;
 }
 
+// Text whose `quoted` parts are code, as the schemas write them: nodes
+// for h(), never markup.
+function prose(text) {
+  return String(text).split('`').map((part, i) => (i % 2 ? h('code', {}, part) : part));
+}
+
 // One request to the API, as JSON. The Accept header is needed: a fetch
 // says `*/*` from a browser's User-Agent, which the server answers with a
 // page.

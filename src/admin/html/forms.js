@@ -141,7 +141,7 @@ function schemaForm({ title, fields, values, submit, send, done, changedOnly }) 
   const rows = entries.map(({ name, field, input, extra }) => h('div', { class: 'field' },
     h('label', { for: input.id }, name, field.required ? ' *' : ''),
     input, extra,
-    field.description ? h('small', {}, String(field.description)) : null));
+    field.description ? h('small', {}, prose(field.description)) : null));
   const out = h('div', { class: 'answer', 'aria-live': 'polite' });
   const button = h('button', { type: 'submit' }, submit);
 

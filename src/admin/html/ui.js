@@ -78,10 +78,30 @@ async function resourceView(r) {
     h('div', { class: 'bar' }, actionButtons(r, schema, panel)),
     panel,
     h('table', { class: 'fields' }, h('tbody', {}, rows)),
+    r.type === 'volume' ? related('Snapshots', r.links && r.links.snapshots) : null,
+    r.type === 'volume' ? related('Backups', r.links && r.links.backups) : null,
     links.length ? h('section', {}, h('h2', {}, 'Links'), h('ul', { class: 'links' }, links)) : null,
   ];
   if (r.transitioning === 'yes') watch(r, panel);
   return parts;
+}
+
+// A collection that belongs to the resource shown (a volume's snapshots
+// and backups), listed under it once loaded.
+function related(title, url) {
+  if (!local(url)) return null;
+  const body = h('p', {}, 'loading…');
+  const section = h('section', { 'data-related': title.toLowerCase() }, h('h2', {}, title), body);
+  api('GET', url).then((res) => {
+    const rows = res.ok && res.json && Array.isArray(res.json.data) ? res.json.data : null;
+    if (!rows) return body.replaceChildren(errorPanel(res.json || { status: res.status }));
+    if (!rows.length) return body.replaceChildren('none');
+    const cols = columns(rows[0].type, rows);
+    body.replaceWith(h('table', { class: 'related' },
+      h('thead', {}, h('tr', {}, cols.map((k) => h('th', {}, k)))),
+      h('tbody', {}, rows.map((r) => h('tr', { 'data-id': String(r.id) }, cols.map((k) => tableCell(k, r)))))));
+  });
+  return section;
 }
 
 function progressLine(r) {
@@ -104,6 +124,29 @@ function watch(r, panel) {
   }, 2000);
 }
 
+// Actions as people name them, with what each does (a volume's remove
+// and Delete side by side must not look alike); the key is the type's
+// action, or the action of any type.
+const ACTIONS = {
+  'volume.remove': ['Remove (to trash)', 'Moves the volume to the trash: Restore brings it back until it is purged'],
+  'volume.restore': ['Restore (from trash)', 'Brings the removed volume back'],
+  'volume.purge': ['Purge (for good)', "Deletes the removed volume's data for good"],
+  'volume.reverttosnapshot': ['Revert to snapshot', "Makes the volume's content a snapshot's (unmounted volumes only)"],
+  'volume.restorefrombackup': ['Restore from backup', "Replaces the volume's content with a backup's"],
+  'volume.deallocate': ['Deallocate', 'Gives its storage back: the data goes'],
+  'backup.restore': ['Restore to a volume', 'Makes a volume of the backup'],
+};
+const DELETES = {
+  volume: ['Delete (to trash)', 'The same as Remove: the volume goes to the trash; Purge deletes its data for good'],
+};
+
+function actionLabel(type, name) {
+  const known = ACTIONS[type + '.' + name];
+  if (known) return known;
+  const words = name.replace(/([a-z])(to|from)([a-z])/g, '$1 $2 $3');
+  return [words.charAt(0).toUpperCase() + words.slice(1), ''];
+}
+
 function actionButtons(r, schema, panel) {
   const open = (form) => {
     panel.replaceChildren(form);
@@ -112,10 +155,13 @@ function actionButtons(r, schema, panel) {
   };
   const buttons = Object.entries(r.actions && typeof r.actions === 'object' ? r.actions : {})
     .filter(([, url]) => local(url))
-    .map(([name, url]) => h('button', {
-      type: 'button', 'data-action': name,
-      onclick: async () => open(await actionForm(r, schema, name, url)),
-    }, name));
+    .map(([name, url]) => {
+      const [label, hint] = actionLabel(r.type, name);
+      return h('button', {
+        type: 'button', 'data-action': name, title: hint || name,
+        onclick: async () => open(await actionForm(r, schema, name, url)),
+      }, label);
+    });
   const self = r.links && r.links.self;
   const update = Object.entries((schema && schema.resourceFields) || {}).filter(([, f]) => f && f.update === true);
   if (schema && methods(schema.resourceMethods).includes('PUT') && update.length && local(self)) {
@@ -129,10 +175,11 @@ function actionButtons(r, schema, panel) {
     }, 'Edit'));
   }
   if (schema && methods(schema.resourceMethods).includes('DELETE') && local(self)) {
+    const [label, hint] = DELETES[r.type] || ['Delete', 'Deletes it for good'];
     buttons.push(h('button', {
-      type: 'button', 'data-action': 'delete', class: 'danger',
+      type: 'button', 'data-action': 'delete', class: 'danger', title: hint,
       onclick: () => open(deleteForm(r, schema, self)),
-    }, 'Delete'));
+    }, label));
   }
   return buttons;
 }
@@ -146,7 +193,7 @@ async function actionForm(r, schema, name, url) {
     fields = (input && input.resourceFields) || (spec.input ? null : {});
   }
   return schemaForm({
-    title: 'Action: ' + name, fields, submit: name,
+    title: actionLabel(r.type, name)[0], fields, submit: actionLabel(r.type, name)[0],
     send: (body) => api('POST', url, body),
     done: showResult,
   });
@@ -202,7 +249,8 @@ function headerCell(c, k) {
 
 function tableCell(k, r) {
   const v = r[k];
-  if (k === 'id' && r.links && local(r.links.self)) return h('td', {}, h('a', { href: r.links.self }, cellText(k, v)));
+  // The name leads to the resource as the id does: people read names.
+  if ((k === 'id' || k === 'name') && r.links && local(r.links.self)) return h('td', {}, h('a', { href: r.links.self }, cellText(k, v)));
   if (k === 'state') {
     const busy = r.transitioning === 'yes' ? ' …' : r.transitioning === 'error' ? ' !' : '';
     return h('td', { class: 'state state-' + String(v) }, cellText(k, v) + busy);

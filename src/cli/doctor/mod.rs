@@ -1,8 +1,9 @@
 //! `ballast doctor`: what this host needs for the daemon and its pools,
-//! checked, with what to do about each problem. It asks the admin API
-//! what the daemon serves (pools, driver name) and looks at the host for
-//! the rest: tools, kernel filesystems, device nodes, socket modes, and
-//! whether Docker reaches the plugin.
+//! checked, with what to do about each problem. The host's checks
+//! (`host.rs`: tools, kernel filesystems, loop devices, Docker's engine,
+//! socket directories) need no daemon; then it asks the admin API what
+//! the daemon serves (pools, driver name), and checks where Docker sends
+//! that driver name (`plugin.rs`).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -13,6 +14,9 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::Client;
+
+mod host;
+mod plugin;
 
 /// One finding.
 enum Level {
@@ -58,31 +62,55 @@ fn kernel_has(fs: &str) -> bool {
         .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().last() == Some(fs)))
 }
 
-/// Runs the checks; fails (exit status 1) when any check failed.
+/// "1 volume", "2 volumes".
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+/// Runs the checks; fails (exit status 1) when any check failed. The
+/// host's checks run whether or not the daemon answers; a daemon that
+/// does not answer is one failure among the findings.
 pub async fn run(client: &Client, admin: &str) -> Result<(), String> {
     let mut r = Report::default();
+    host::check(&mut r, admin);
     check_socket(&mut r, admin);
-    let health = client.call(Method::GET, "/healthz", None).await;
-    let mut driver = None;
+    let health =
+        tokio::time::timeout(Duration::from_secs(10), client.call(Method::GET, "/healthz", None))
+            .await
+            .unwrap_or_else(|_| Err(format!("the daemon at {admin} did not answer within 10 s")));
+    // Without the daemon, the name it would serve by default.
+    let mut driver = "ballast".to_string();
+    let mut daemon = None;
+    let answered = health.is_ok();
     match health {
         Ok(h) => {
+            let n = h["volumes"].as_u64().unwrap_or(0) as usize;
             r.say(
                 Level::Ok,
-                format!("the daemon answers at {admin} ({} volumes)", h["volumes"]),
+                format!("the daemon answers at {admin} ({})", plural(n, "volume")),
                 None,
             );
             let schema = client.call(Method::GET, "/v1/schemas/volume", None).await?;
-            driver = schema["resourceFields"]["driver"]["default"].as_str().map(str::to_string);
+            if let Some(d) = schema["resourceFields"]["driver"]["default"].as_str() {
+                driver = d.to_string();
+            }
             let pools = client.list("/v1/storagepools").await?;
             for p in pools["data"].as_array().into_iter().flatten() {
                 check_pool(&mut r, p);
             }
+            if let Some(path) = admin.strip_prefix("unix://") {
+                daemon = plugin::serving_pid(Path::new(path)).await.ok();
+            }
         }
-        Err(e) => r.say(Level::Fail, e, Some("the pool and Docker checks need the daemon")),
+        Err(e) => r.say(
+            Level::Fail,
+            format!("the daemon does not answer: {e}"),
+            Some("the checks of its pools need it; the host's checks above do not"),
+        ),
     }
-    if let Some(driver) = driver {
-        check_plugin_socket(&mut r, &driver);
-        check_docker(&mut r, &driver);
+    plugin::check(&mut r, &driver, daemon).await;
+    if answered && have("docker") {
+        plugin::check_docker(&mut r, &driver).await;
     }
     for line in &r.lines {
         println!("{line}");
@@ -216,59 +244,8 @@ fn check_pool(r: &mut Report, p: &Value) {
     }
 }
 
-/// Docker finds a plugin by its socket in /run/docker/plugins (or a
-/// managed plugin by its name).
-fn check_plugin_socket(r: &mut Report, driver: &str) {
-    let path = format!("/run/docker/plugins/{driver}.sock");
-    match std::fs::metadata(&path) {
-        Ok(m) if m.mode() & 0o077 != 0 => r.say(
-            Level::Warn,
-            format!("the plugin socket {path} is open to others (mode {:o})", m.mode() & 0o777),
-            Some("restart the daemon: it creates the socket 0600"),
-        ),
-        Ok(_) => r.say(Level::Ok, format!("plugin socket {path}"), None),
-        Err(_) => r.say(
-            Level::Warn,
-            format!("no plugin socket at {path}"),
-            Some("fine for a managed plugin or a test daemon; else start the daemon with its default --plugin-socket"),
-        ),
-    }
-}
-
-fn check_docker(r: &mut Report, driver: &str) {
-    if !have("docker") {
-        r.say(
-            Level::Warn,
-            "the docker CLI is not installed here; Docker's view was not checked",
-            None,
-        );
-        return;
-    }
-    let filter = format!("driver={driver}");
-    let out = run_bounded(Command::new("docker").args(["volume", "ls", "-q", "--filter", &filter]));
-    match out {
-        Some(o) if o.status.success() => {
-            let n = String::from_utf8_lossy(&o.stdout).lines().count();
-            r.say(Level::Ok, format!("Docker reaches driver {driver} ({n} volumes)"), None);
-        }
-        Some(o) => r.say(
-            Level::Fail,
-            format!(
-                "Docker cannot use driver {driver}: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Some("is dockerd running, and can it reach the plugin socket (or is the managed plugin enabled)?"),
-        ),
-        None => r.say(
-            Level::Fail,
-            format!("Docker did not answer about driver {driver} within 60 s"),
-            Some("dockerd retries a plugin whose socket went away; restart the daemon or dockerd"),
-        ),
-    }
-}
-
-/// The command's output, or `None` when it runs for more than 60 s.
-fn run_bounded(cmd: &mut Command) -> Option<std::process::Output> {
+/// The command's output, or `None` when it runs for more than `limit`.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Option<std::process::Output> {
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -279,7 +256,7 @@ fn run_bounded(cmd: &mut Command) -> Option<std::process::Output> {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
+    match rx.recv_timeout(limit) {
         Ok(out) => out.ok(),
         Err(_) => {
             let _ = rustix::process::kill_process(
