@@ -32,7 +32,24 @@ struct Run<'a> {
     desc: Description,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// The same run on the repository opened and indexed again: the index
+    /// held in memory knows nothing of what this run has saved since.
+    fn reindexed(&self, bars: &Bars) -> Result<Run<'a>> {
+        let repo = self
+            .restic
+            .repo(bars, self.doing, false)?
+            .to_indexed_ids()
+            .map_err(|e| self.err(&e))?;
+        Ok(Run {
+            restic: self.restic,
+            repo,
+            doing: self.doing,
+            meta: self.meta,
+            desc: self.desc.clone(),
+        })
+    }
+
     fn err(&self, e: &rustic_core::RusticError) -> Error {
         self.restic.target.error(self.doing, e)
     }
@@ -258,7 +275,16 @@ fn live_passes(
     let mut parent = parent.map(str::to_string);
     let mut earlier: Option<SnapshotId> = None;
     let mut stored = 0;
+    let mut reopened;
     for pass in 1..=PASSES {
+        // A later pass's parent is the earlier pass's snapshot, whose trees
+        // only a fresh index finds; without them it would read everything.
+        let run = if pass == 1 {
+            run
+        } else {
+            reopened = run.reindexed(bars)?;
+            &reopened
+        };
         let errors = Errors::default();
         let changed = Changed::default();
         let last = pass == PASSES;
