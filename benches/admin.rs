@@ -58,7 +58,7 @@ fn snapshot_bench(files: usize, rows: &mut Vec<String>) {
     let scratch = tempfile::tempdir_in(d.state_dir()).unwrap(); // same filesystem as the pool
     let (mut cp, mut cp_sync, mut snap, mut revert) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let rounds = 3;
+    let rounds: u32 = 3;
     for round in 0..rounds {
         let dst = scratch.path().join(format!("copy{round}"));
         let t = Instant::now();
@@ -89,7 +89,7 @@ fn snapshot_bench(files: usize, rows: &mut Vec<String>) {
         d.admin_ok("DELETE", &format!("/v1/snapshots/{id}"), Value::Null, 200);
         sh("sync");
     }
-    let n = rounds as u32;
+    let n = rounds;
     let what = format!("{files} files, {} MiB", files * 100 / 1024);
     for (label, ours) in [("snapshot", snap / n), ("revert", revert / n)] {
         rows.push(format!(

@@ -158,16 +158,17 @@ fn make_data(dir: &Path, bytes: u64) -> Vec<PathBuf> {
         let len = (4096 + next() % (1 << 20)).min(bytes - written).max(1);
         let content: Vec<u8> = if names.len() % 2 == 0 {
             // Log-like lines: compressible, but not one repeated block.
-            let mut text = Vec::with_capacity(len as usize);
+            let len_usize = usize::try_from(len).expect("a file of the data set fits in memory");
+            let mut text = Vec::with_capacity(len_usize);
             while (text.len() as u64) < len {
                 let line =
                     format!("{} volume {} snapshot backup restore\n", next() % 100_000, next() % 7);
                 text.extend_from_slice(line.as_bytes());
             }
-            text.truncate(len as usize);
+            text.truncate(len_usize);
             text
         } else {
-            (0..len).map(|_| next() as u8).collect()
+            (0..len).map(|_| next().to_le_bytes()[0]).collect()
         };
         let path = sub.join(format!("f{}", names.len()));
         std::fs::write(&path, content).unwrap();
@@ -182,7 +183,8 @@ fn make_data(dir: &Path, bytes: u64) -> Vec<PathBuf> {
 fn change_one_percent(dir: &Path, files: &[PathBuf], seed: u64) {
     for (i, f) in files.iter().step_by(100).enumerate() {
         let len = std::fs::metadata(dir.join(f)).unwrap().len();
-        std::fs::write(dir.join(f), harness::noise(seed + i as u64, len as usize)).unwrap();
+        std::fs::write(dir.join(f), harness::noise(seed + i as u64, usize::try_from(len).unwrap()))
+            .unwrap();
     }
 }
 
@@ -233,7 +235,7 @@ fn run_ballast(
     let mut out = String::new();
     let incremental =
         timed(|| out = d.cli_ok(&["--json", "backup", "create", &vol, "--target", pool]));
-    let read = (rchar(d) - before) as f64 / (1 << 20) as f64;
+    let read = (rchar(d) - before) as f64 / f64::from(1 << 20);
     let b: Value = serde_json::from_str(&out).unwrap();
     let newest = b["id"].as_str().unwrap().to_string();
     let restored = format!("restored-{pool}");

@@ -48,6 +48,11 @@ fn main() {
     }
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a rank within the samples: the saturating cast rounds it"
+)]
 fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
@@ -124,7 +129,9 @@ fn socket_bench(rows: &mut Vec<Row>) {
         target: "-",
     });
 
-    let name = |t: usize, i: u64| format!("vol{:05}", (i as usize * 7919 + t * 4999) % VOLUMES);
+    let name = |t: usize, i: u64| {
+        format!("vol{:05}", (usize::try_from(i).unwrap() * 7919 + t * 4999) % VOLUMES)
+    };
     let (lat, wall) =
         load(&socket, 2, 3.0, |c, t, i| ok(c, "VolumeDriver.Get", json!({ "Name": name(t, i) })));
     rows.push(Row {

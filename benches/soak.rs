@@ -74,6 +74,11 @@ fn main() {
     let after = d.rss_kib();
     let mut sorted = lat.clone();
     sorted.sort();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a rank within the samples: the saturating cast rounds it"
+    )]
     let p = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
     println!("\n| measurement | value | target |\n|---|---|---|");
     println!(

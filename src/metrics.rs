@@ -63,6 +63,12 @@ struct Inner {
     pool_volumes: Family<PoolLabels, Gauge>,
 }
 
+/// A count or a byte size as a gauge's i64; one past `i64::MAX` (never
+/// reached) shows as the maximum rather than as a negative number.
+fn gauge(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs … ~26 s
     Histogram::new(exponential_buckets(0.00005, 2.0, 20))
@@ -129,28 +135,28 @@ impl Metrics {
         let live = b.list();
         for state in [VolState::Requested, VolState::Inactive, VolState::Active] {
             let n = live.iter().filter(|v| v.state == state).count();
-            m.volumes.get_or_create(&StateLabels { state: state.as_str() }).set(n as i64);
+            m.volumes.get_or_create(&StateLabels { state: state.as_str() }).set(gauge(n));
         }
         let trash = b.removed().map(|t| t.len()).unwrap_or(0);
         m.volumes
             .get_or_create(&StateLabels { state: VolState::Removed.as_str() })
-            .set(trash as i64);
+            .set(gauge(trash));
         let snaps = b.snapshots(None);
         for state in [SnapState::Creating, SnapState::Created, SnapState::Error] {
             let n = snaps.iter().filter(|s| s.state == state).count();
-            m.snapshots.get_or_create(&StateLabels { state: state.as_str() }).set(n as i64);
+            m.snapshots.get_or_create(&StateLabels { state: state.as_str() }).set(gauge(n));
         }
         for pool in b.pools() {
             let labels = PoolLabels { pool: pool.name().to_string() };
             if let Ok(space) = pool.backend().map(|b| b.space()).and_then(|s| s.map_err(Into::into))
             {
-                m.pool_capacity.get_or_create(&labels).set(space.capacity as i64);
-                m.pool_free.get_or_create(&labels).set(space.free as i64);
+                m.pool_capacity.get_or_create(&labels).set(gauge(space.capacity));
+                m.pool_free.get_or_create(&labels).set(gauge(space.free));
                 m.pool_used
                     .get_or_create(&labels)
-                    .set(space.capacity.saturating_sub(space.free) as i64);
+                    .set(gauge(space.capacity.saturating_sub(space.free)));
             }
-            m.pool_volumes.get_or_create(&labels).set(b.pool_volume_count(pool.name()) as i64);
+            m.pool_volumes.get_or_create(&labels).set(gauge(b.pool_volume_count(pool.name())));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

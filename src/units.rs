@@ -41,6 +41,18 @@ pub fn human_size(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{x:.1} {}", units[u]) }
 }
 
+/// A float (a rate, an estimate) as a whole number, rounded toward zero.
+/// Rust's float-to-integer cast saturates: negative or NaN gives 0, too
+/// large gives `u64::MAX`, which is what every caller wants.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the saturating cast is the conversion"
+)]
+pub fn whole(x: f64) -> u64 {
+    x as u64
+}
+
 /// Formats bytes with the largest binary unit that divides them.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {

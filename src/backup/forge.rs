@@ -75,10 +75,10 @@ impl Forge {
             (data.to_vec(), vec![1u8])
         };
         let sealed = self.encrypt(&stored);
-        header.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        header.extend_from_slice(&len32(sealed.len()).to_le_bytes());
         let mut entry = serde_json::json!({ "id": id_hex, "type": "tree", "length": sealed.len() });
         if compress {
-            header.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            header.extend_from_slice(&len32(data.len()).to_le_bytes());
             entry["uncompressed_length"] = data.len().into();
         }
         header.extend_from_slice(&id);
@@ -98,7 +98,7 @@ impl Forge {
         }
         let header = self.encrypt(&header);
         pack.extend_from_slice(&header);
-        pack.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        pack.extend_from_slice(&len32(header.len()).to_le_bytes());
         let pack_id = hex(&Sha256::digest(&pack));
         let dir = self.repo_dir.join("data").join(&pack_id[..2]);
         std::fs::create_dir_all(&dir).unwrap();
@@ -154,4 +154,9 @@ pub(crate) fn dag(target: &BackupTarget, state_dir: &Path, levels: u32) -> Strin
         tree = forge.tree(vec![dir("a", tree), dir("b", tree)]);
     }
     forge.seal(tree)
+}
+
+/// A length as the pack format's u32; a forged blob is far smaller.
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).expect("a forged blob's length fits a pack header")
 }

@@ -30,6 +30,7 @@ use rustix::fs::{self as rfs, FileType, Stat};
 use super::progress::Bars;
 use super::source::Errors;
 use crate::tree::read::{self, Entry, Event, Kind};
+use crate::tree::{stat_nsec, stat_size};
 
 /// A change time this close to the moment a file is opened may hide a
 /// write made after it in the same clock tick (file times come from a
@@ -141,16 +142,18 @@ impl Stamp {
     fn of(st: &Stat) -> Stamp {
         Stamp {
             size: st.st_size as i64,
-            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+            mtime: (st.st_mtime as i64, stat_nsec(st.st_mtime_nsec)),
+            ctime: (st.st_ctime as i64, stat_nsec(st.st_ctime_nsec)),
         }
     }
 
     /// Whether the change time is within [`RACY`] of `opened`.
     fn racy(&self, opened: SystemTime) -> bool {
         let since = opened.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let ctime =
-            Duration::new(self.ctime.0.max(0) as u64, self.ctime.1.clamp(0, 999_999_999) as u32);
+        // Before the epoch counts as the epoch, as for `since`.
+        let secs = u64::try_from(self.ctime.0).unwrap_or(0);
+        let nanos = u32::try_from(self.ctime.1.clamp(0, 999_999_999)).unwrap_or(0);
+        let ctime = Duration::new(secs, nanos);
         ctime + RACY > since
     }
 }
@@ -163,11 +166,11 @@ fn to_entry(
 ) -> RusticResult<ReadSourceEntry<Open>> {
     let st = &e.stat;
     let dir = matches!(e.kind, Kind::Dir);
-    let time = |s: i64, ns: i64| Timestamp::new(s, ns as i32).ok();
+    let time = |s: i64, ns: i64| Timestamp::new(s, i32::try_from(ns).ok()?).ok();
     #[allow(clippy::unnecessary_cast)]
     let (mtime, ctime) = (
-        time(st.st_mtime as i64, st.st_mtime_nsec as i64),
-        time(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        time(st.st_mtime as i64, stat_nsec(st.st_mtime_nsec)),
+        time(st.st_ctime as i64, stat_nsec(st.st_ctime_nsec)),
     );
     let hardlink = !dir && st.st_nlink > 1;
     let xattrs = match e.kind {
@@ -190,7 +193,7 @@ fn to_entry(
         group: None,
         inode: st.st_ino as u64,
         device_id: if hardlink { st.st_dev as u64 } else { 0 },
-        size: if dir { 0 } else { st.st_size as u64 },
+        size: if dir { 0 } else { stat_size(st) },
         links: if dir { 0 } else { st.st_nlink as u64 },
         extended_attributes: serde_json::from_value(serde_json::Value::Array(xattrs))
             .unwrap_or_default(),
@@ -340,7 +343,7 @@ impl Reader {
     fn unchanged(&self) -> io::Result<bool> {
         let now = Stamp::of(&rfs::fstat(&self.file)?);
         Ok(now == self.open.listed
-            && self.done == self.open.listed.size as u64
+            && u64::try_from(self.open.listed.size) == Ok(self.done)
             && !now.racy(self.opened))
     }
 }

@@ -167,8 +167,11 @@ fn verify_file<S: IndexedFull>(
         |e: std::io::Error| Error::Failed(format!("{doing}: reading back {}: {e}", path.display()));
     // Never waits on a FIFO or follows a symlink put where a file was.
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file =
-        File::options().read(true).custom_flags(flags.bits() as i32).open(path).map_err(local)?;
+    let file = File::options()
+        .read(true)
+        .custom_flags(flags.bits().cast_signed())
+        .open(path)
+        .map_err(local)?;
     if !file.metadata().map_err(local)?.is_file() {
         return Err(local(std::io::Error::other("not a regular file")));
     }

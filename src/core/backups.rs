@@ -23,7 +23,7 @@ use crate::backup::{
 use crate::config::BackupTarget;
 use crate::pool::BackendKind;
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
-use crate::units::human_size;
+use crate::units::{human_size, whole};
 use crate::volume::{State, Transitioning, Volume, now_ms};
 use crate::{Error, Result};
 
@@ -832,13 +832,13 @@ fn throttled(report: impl Fn(Progress, f64) + Send + Sync) -> impl Fn(Progress) 
 /// "40% (400 MiB of 1.0 GiB), 1200 files, 80 MiB/s, about 8 s left".
 fn progress_text(p: Progress, rate: f64) -> String {
     let done = human_size(p.bytes_done);
-    let rate_text = format!("{}/s", human_size(rate as u64));
+    let rate_text = format!("{}/s", human_size(whole(rate)));
     if p.bytes_total == 0 || p.bytes_done > p.bytes_total {
         return format!("{done}, {} files, {rate_text}", p.files_done);
     }
     let pct = (p.bytes_done.saturating_mul(100) / p.bytes_total).min(99);
     let left = if rate >= 1.0 {
-        format!(", about {} s left", ((p.bytes_total - p.bytes_done) as f64 / rate).ceil() as u64)
+        format!(", about {} s left", whole(((p.bytes_total - p.bytes_done) as f64 / rate).ceil()))
     } else {
         String::new()
     };

@@ -369,7 +369,7 @@ impl Ballast {
             .filter_map(|v| v.size_bytes)
             .sum::<u64>()
             .saturating_add(promised);
-        let allowed = (capacity as f64 * pool.config.overcommit) as u64;
+        let allowed = crate::units::whole(capacity as f64 * pool.config.overcommit);
         if committed.saturating_add(size) > allowed {
             return Err(Error::InvalidInput(format!(
                 "option size: pool {:?} cannot fit {}: its volumes already take {} of {} allowed \

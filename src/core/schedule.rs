@@ -22,7 +22,10 @@ impl Ballast {
     pub async fn run_schedules(&self) {
         let now = now_ms();
         let due = |every: Option<u64>, last: i64| {
-            every.is_some_and(|e| now.saturating_sub(last) >= (e as i64).saturating_mul(1000))
+            every.is_some_and(|e| {
+                now.saturating_sub(last)
+                    >= i64::try_from(e).unwrap_or(i64::MAX).saturating_mul(1000)
+            })
         };
         for v in self.list() {
             let s = &v.schedule;

@@ -26,7 +26,7 @@ pub fn take(state_dir: &Path) -> Result<StateLock, String> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
         .open(&path)
         .map_err(|e| format!("state directory lock {}: {e}", path.display()))?;
     if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {

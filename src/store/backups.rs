@@ -87,8 +87,10 @@ fn row_params(b: &Backup) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(b.state.as_str()),
         Box::new(&b.message),
         Box::new(b.created_ms),
-        Box::new(b.size_bytes as i64),
-        Box::new(b.stored_bytes as i64),
+        // SQLite integers are i64: sizes are stored as their bits and read
+        // back the same way, so every u64 round-trips.
+        Box::new(b.size_bytes.cast_signed()),
+        Box::new(b.stored_bytes.cast_signed()),
     ]
 }
 
@@ -120,7 +122,7 @@ fn read_backup(r: &Row<'_>) -> rusqlite::Result<Result<Backup>> {
         state,
         message: r.get(8)?,
         created_ms: r.get(9)?,
-        size_bytes: size as u64,
-        stored_bytes: stored as u64,
+        size_bytes: size.cast_unsigned(),
+        stored_bytes: stored.cast_unsigned(),
     }))
 }

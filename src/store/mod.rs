@@ -197,7 +197,7 @@ impl Store {
                 s.state.as_str(),
                 s.message,
                 s.created_ms,
-                s.size_bytes as i64
+                s.size_bytes.cast_signed()
             ],
         )?;
         Ok(conn.last_insert_rowid())
@@ -206,7 +206,7 @@ impl Store {
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<()> {
         self.conn().execute(
             "UPDATE snapshots SET name = ?2, state = ?3, message = ?4, size_bytes = ?5 WHERE id = ?1",
-            params![s.id, s.name, s.state.as_str(), s.message, s.size_bytes as i64],
+            params![s.id, s.name, s.state.as_str(), s.message, s.size_bytes.cast_signed()],
         )?;
         Ok(())
     }
@@ -230,7 +230,7 @@ impl Store {
                     state: SnapState::Created,
                     message: r.get(4)?,
                     created_ms: r.get(5)?,
-                    size_bytes: size as u64,
+                    size_bytes: size.cast_unsigned(),
                 },
             ))
         })?;
@@ -353,8 +353,10 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(&v.transitioning_message),
         Box::new(v.created_ms),
         Box::new(v.removed_ms),
-        Box::new(v.size_bytes.map(|s| s as i64)),
-        Box::new(v.used_bytes as i64),
+        // SQLite integers are i64: sizes are stored as their bits (read back
+        // with `cast_unsigned`), so every u64 round-trips.
+        Box::new(v.size_bytes.map(u64::cast_signed)),
+        Box::new(v.used_bytes.cast_signed()),
         Box::new(v.host_path.as_ref().map(|p| p.to_string_lossy().into_owned())),
         Box::new(&v.fill_from),
         Box::new(v.written_ms),
@@ -391,8 +393,8 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         transitioning_message: r.get(7)?,
         created_ms: r.get(8)?,
         removed_ms: r.get(9)?,
-        size_bytes: size.map(|s| s as u64),
-        used_bytes: used as u64,
+        size_bytes: size.map(i64::cast_unsigned),
+        used_bytes: used.cast_unsigned(),
         mounts: BTreeMap::new(),
         host_path: host_path.map(std::path::PathBuf::from),
         fill_from,

@@ -25,7 +25,8 @@ fn fill_name(buf: &mut [std::ffi::c_char], name: &str) -> io::Result<()> {
         ));
     }
     for (dst, src) in buf.iter_mut().zip(name.bytes()) {
-        *dst = src as std::ffi::c_char;
+        // The byte itself, whether `c_char` is signed on this target or not.
+        *dst = std::ffi::c_char::from_ne_bytes([src]);
     }
     buf[name.len()] = 0;
     Ok(())
@@ -59,7 +60,7 @@ pub fn snapshot(
     // SAFETY: plain integers, bytes and unions of them; all-zero is valid.
     let mut args: raw::btrfs_ioctl_vol_args_v2 = unsafe { std::mem::zeroed() };
     args.fd = src.as_fd().as_raw_fd_i64();
-    args.flags = if readonly { raw::BTRFS_SUBVOL_RDONLY as u64 } else { 0 };
+    args.flags = if readonly { u64::from(raw::BTRFS_SUBVOL_RDONLY) } else { 0 };
     // SAFETY: `name` is the active member of this union for SNAP_CREATE_V2.
     fill_name(unsafe { &mut args.__bindgen_anon_2.name }, name)?;
     // SAFETY: BTRFS_IOC_SNAP_CREATE_V2 reads a btrfs_ioctl_vol_args_v2 with
@@ -82,7 +83,7 @@ pub fn subvol_delete(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
 /// Turns quota groups on for the filesystem of `fd` (idempotent).
 pub fn quota_enable(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut args =
-        raw::btrfs_ioctl_quota_ctl_args { cmd: raw::BTRFS_QUOTA_CTL_ENABLE as u64, status: 0 };
+        raw::btrfs_ioctl_quota_ctl_args { cmd: u64::from(raw::BTRFS_QUOTA_CTL_ENABLE), status: 0 };
     // SAFETY: BTRFS_IOC_QUOTA_CTL reads and writes a
     // btrfs_ioctl_quota_ctl_args, which `args` is.
     match unsafe { ioctl(fd, Updater::<{ nr::BTRFS_IOC_QUOTA_CTL }, _>::new(&mut args)) } {
@@ -96,7 +97,7 @@ pub fn qgroup_limit(subvol: BorrowedFd<'_>, max_bytes: u64) -> io::Result<()> {
     let mut args = raw::btrfs_ioctl_qgroup_limit_args {
         qgroupid: 0, // 0 = the qgroup of the subvolume the fd is in
         lim: raw::btrfs_qgroup_limit {
-            flags: raw::BTRFS_QGROUP_LIMIT_MAX_RFER as u64,
+            flags: u64::from(raw::BTRFS_QGROUP_LIMIT_MAX_RFER),
             max_rfer: max_bytes,
             max_excl: 0,
             rsv_rfer: 0,
@@ -113,7 +114,7 @@ pub fn qgroup_limit(subvol: BorrowedFd<'_>, max_bytes: u64) -> io::Result<()> {
 pub fn subvol_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // SAFETY: plain integers and bytes; all-zero is valid.
     let mut args: raw::btrfs_ioctl_ino_lookup_args = unsafe { std::mem::zeroed() };
-    args.objectid = raw::BTRFS_FIRST_FREE_OBJECTID as u64;
+    args.objectid = u64::from(raw::BTRFS_FIRST_FREE_OBJECTID);
     // SAFETY: BTRFS_IOC_INO_LOOKUP reads and writes a
     // btrfs_ioctl_ino_lookup_args; treeid 0 asks for the fd's own tree,
     // which the kernel writes back.
@@ -135,7 +136,7 @@ pub struct Qgroup {
 pub fn qgroup(fd: BorrowedFd<'_>, id: u64) -> io::Result<Option<Qgroup>> {
     // SAFETY: plain integers and bytes; all-zero is valid.
     let mut args: raw::btrfs_ioctl_search_args = unsafe { std::mem::zeroed() };
-    args.key.tree_id = raw::BTRFS_QUOTA_TREE_OBJECTID as u64;
+    args.key.tree_id = u64::from(raw::BTRFS_QUOTA_TREE_OBJECTID);
     args.key.min_objectid = 0;
     args.key.max_objectid = 0; // level-0 qgroups sit at objectid 0
     args.key.min_offset = id;
@@ -177,7 +178,8 @@ pub fn qgroup(fd: BorrowedFd<'_>, id: u64) -> io::Result<Option<Qgroup>> {
             raw::BTRFS_QGROUP_INFO_KEY => q.referenced = field(1).unwrap_or(0), // generation, rfer, …
             raw::BTRFS_QGROUP_LIMIT_KEY => {
                 let (flags, max_rfer) = (field(0).unwrap_or(0), field(1).unwrap_or(0));
-                if flags & raw::BTRFS_QGROUP_LIMIT_MAX_RFER as u64 != 0 && max_rfer != NO_LIMIT {
+                if flags & u64::from(raw::BTRFS_QGROUP_LIMIT_MAX_RFER) != 0 && max_rfer != NO_LIMIT
+                {
                     q.limit = Some(max_rfer);
                 }
             }

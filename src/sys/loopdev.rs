@@ -33,7 +33,9 @@ unsafe impl Ioctl for GetFree {
         out: IoctlOutput,
         _: *mut std::ffi::c_void,
     ) -> rustix::io::Result<u32> {
-        Ok(out as u32)
+        // The free device's number: never negative (errors are already
+        // taken out by rustix).
+        u32::try_from(out).map_err(|_| rustix::io::Errno::RANGE)
     }
 }
 
@@ -51,7 +53,9 @@ pub fn attach(image: BorrowedFd<'_>, read_only: bool) -> io::Result<(PathBuf, Ow
         let dev = rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         // SAFETY: plain integers and byte arrays; all-zero is valid.
         let mut config: raw::loop_config = unsafe { std::mem::zeroed() };
-        config.fd = image.as_raw_fd() as u32;
+        // An open descriptor is never negative.
+        config.fd = u32::try_from(image.as_raw_fd())
+            .map_err(|_| io::Error::from(rustix::io::Errno::BADF))?;
         // 4 KiB blocks, as the filesystems made in the images use. I/O to
         // the image stays buffered (the kernel's default, and what
         // `mount -o loop` does): measured against the disk holding the

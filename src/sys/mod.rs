@@ -65,16 +65,16 @@ pub fn take_inherited_listeners() -> Vec<Inherited> {
     if !ours || !(1..=64).contains(&count) {
         return Vec::new();
     }
-    (0..count)
-        .map(|i| {
-            let fd = LISTEN_FDS_START + i;
+    (LISTEN_FDS_START..LISTEN_FDS_START + count)
+        .enumerate()
+        .map(|(i, fd)| {
             // SAFETY: systemd opened descriptors 3..3+LISTEN_FDS for this
             // very process (LISTEN_PID matched) and nothing else in the
             // process owns them; the variables are cleared above, so each
             // is wrapped exactly once.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
-            Inherited { listener: UnixListener::from(owned), name: names.get(i as usize).cloned() }
+            Inherited { listener: UnixListener::from(owned), name: names.get(i).cloned() }
         })
         .collect()
 }

@@ -55,7 +55,7 @@ pub fn clone_file(src: &Root, src_key: &str, dst: &Root, dst_key: &str) -> io::R
         ));
     };
     let d = dst.create_file(dst_key, 0)?;
-    copy_file(&s, &d, st.st_size as u64)?;
+    copy_file(&s, &d, super::stat_size(&st))?;
     rfs::fsync(&d)?;
     Ok(())
 }
@@ -125,9 +125,9 @@ impl Copier<'_> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
-        copy_file(&s, &d, st.st_size as u64)?;
+        copy_file(&s, &d, super::stat_size(&st))?;
         copy_metadata(s.as_fd(), d.as_fd())?;
-        (self.on_bytes)(st.st_size as u64);
+        (self.on_bytes)(super::stat_size(&st));
         // Only a copy that exists is linked to.
         if linked {
             let first = FirstCopy {
@@ -260,8 +260,14 @@ fn copy_file(src: &OwnedFd, dst: &OwnedFd, size: u64) -> io::Result<()> {
 
 fn times(st: &Stat) -> Timestamps {
     Timestamps {
-        last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
-        last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+        last_access: Timespec {
+            tv_sec: st.st_atime as _,
+            tv_nsec: super::stat_nsec(st.st_atime_nsec),
+        },
+        last_modification: Timespec {
+            tv_sec: st.st_mtime as _,
+            tv_nsec: super::stat_nsec(st.st_mtime_nsec),
+        },
     }
 }
 

@@ -27,6 +27,23 @@ pub(crate) mod testing;
 mod walk;
 
 pub use copy::{clone_file, copy};
+
+/// A file's length from its stat. The kernel's `off_t` is never negative
+/// here; were it, 0 is the harmless reading.
+pub fn stat_size(st: &rfs::Stat) -> u64 {
+    u64::try_from(st.st_size).unwrap_or(0)
+}
+
+/// The bytes allocated to a file: the 512-byte blocks its stat counts.
+pub fn stat_usage(st: &rfs::Stat) -> u64 {
+    u64::try_from(st.st_blocks).unwrap_or(0) * 512
+}
+
+/// A stat's nanoseconds (below 10⁹, whatever the field's type on this
+/// target) as the signed count timestamps take.
+pub fn stat_nsec(ns: impl TryInto<i64>) -> i64 {
+    ns.try_into().unwrap_or(0)
+}
 use walk::{Chain, Id, Visit, at_path};
 
 /// A directory that everything below is confined to.
@@ -272,7 +289,7 @@ impl Root {
     /// Bytes allocated to the file `key`.
     pub fn file_usage(&self, key: &str) -> io::Result<u64> {
         check_key(key)?;
-        Ok(rfs::statat(&self.fd, key, AtFlags::SYMLINK_NOFOLLOW)?.st_blocks as u64 * 512)
+        Ok(stat_usage(&rfs::statat(&self.fd, key, AtFlags::SYMLINK_NOFOLLOW)?))
     }
 
     /// Whether a filesystem is mounted on the directory `key`.
@@ -337,8 +354,7 @@ impl Root {
     /// inside not counted).
     pub fn usage(&self, key: &str) -> io::Result<u64> {
         let fd = self.open_dir(key)?;
-        let mut usage =
-            Usage { total: rfs::fstat(&fd)?.st_blocks as u64 * 512, seen: HashSet::new() };
+        let mut usage = Usage { total: stat_usage(&rfs::fstat(&fd)?), seen: HashSet::new() };
         walk::walk(&self.path.join(key), fd, &mut usage)?;
         Ok(usage.total)
     }
@@ -438,13 +454,13 @@ impl Visit for Usage {
             Err(e) => return Err(e.into()),
         };
         if st.st_nlink <= 1 || self.seen.insert(walk::stat_id(&st)) {
-            self.total += st.st_blocks as u64 * 512;
+            self.total += stat_usage(&st);
         }
         Ok(())
     }
 
     fn enter(&mut self, _at: &Chain, _name: &CStr, dir: BorrowedFd<'_>) -> io::Result<()> {
-        self.total += rfs::fstat(dir)?.st_blocks as u64 * 512;
+        self.total += stat_usage(&rfs::fstat(dir)?);
         Ok(())
     }
 

@@ -34,7 +34,7 @@ fn describe_tree(root: &std::path::Path) -> Vec<String> {
             let n = inodes.len();
             let group = *inodes.entry(m.ino()).or_insert(n);
             let content = std::fs::read(&p).unwrap();
-            let sum: u64 = content.iter().map(|b| *b as u64).sum();
+            let sum: u64 = content.iter().map(|b| u64::from(*b)).sum();
             format!(
                 "file len={} sum={sum} link-group={group} sparse={}",
                 m.len(),

@@ -47,7 +47,7 @@ pub(crate) fn write_tree(dir: &Path) {
     std::fs::write(dir.join("etc/deep/er/conf"), b"key = value\n").unwrap();
     std::fs::write(dir.join("empty"), b"").unwrap();
     let big: Vec<u8> =
-        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
     std::fs::write(dir.join("big.bin"), &big).unwrap();
     std::fs::write(dir.join("secret"), b"s3cr3t").unwrap();
     std::fs::set_permissions(dir.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -80,7 +80,7 @@ pub(crate) fn describe(dir: &Path) -> Vec<String> {
             format!(
                 "file {} {:x}",
                 bytes.len(),
-                bytes.iter().fold(0u64, |h, b| h.rotate_left(5) ^ *b as u64)
+                bytes.iter().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(*b))
             )
         };
         let mode = meta.mode() & 0o7777;

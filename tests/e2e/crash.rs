@@ -26,7 +26,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).expect("a remainder below a usize is one")
     }
 }
 
@@ -432,6 +432,7 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
     if !root_or_skip() {
         return;
     }
+    #[allow(clippy::cast_possible_truncation, reason = "the seed is the clock's low 64 bits")]
     let seed: u64 = std::env::var("BALLAST_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -196,6 +196,7 @@ fn empty_admin_keys_are_refused_at_start_up() {
 struct Rng(u64);
 
 impl Rng {
+    #[allow(clippy::cast_possible_truncation, reason = "the seed is the clock's low 64 bits")]
     fn seeded() -> Rng {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         Rng(t.as_nanos() as u64 ^ u64::from(std::process::id()) | 1)

@@ -280,7 +280,8 @@ impl Client {
             "string" => {
                 self.made += 1;
                 let mut s = format!("made{}", self.made);
-                let min = f["minLength"].as_u64().unwrap_or(0) as usize;
+                let min =
+                    f["minLength"].as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
                 while s.len() < min {
                     s.push('0');
                 }

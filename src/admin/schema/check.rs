@@ -172,7 +172,8 @@ fn check_text(f: &Field, s: &str, driver: &str, name: &str) -> Result<(), ApiErr
         .detail(format!("set {} to one of: {}", quote(name), options.join(", "))));
     }
     let len = s.chars().count() as u64;
-    let (min, max) = (f.min_length.unwrap_or(0) as u64, f.max_length.map_or(u64::MAX, u64::from));
+    let (min, max) =
+        (u64::from(f.min_length.unwrap_or(0)), f.max_length.map_or(u64::MAX, u64::from));
     if len < min || len > max {
         return Err(ApiError::field(
             "InvalidFormat",

@@ -26,6 +26,15 @@ pub static SCHEMAS: &[&Schema] = &[
     &BACKUP_RESTORE_INPUT,
 ];
 
+/// A length limit as the schema states it (u32). Every caller is a
+/// constant, so a limit that did not fit would stop the build at the
+/// assertion; `u32::try_from` cannot run in a constant.
+#[allow(clippy::cast_possible_truncation, reason = "the assertion rules truncation out")]
+const fn limit(n: usize) -> u32 {
+    assert!(n <= u32::MAX as usize, "a length limit fits in u32");
+    n as u32
+}
+
 const ID: Field = field("id", Ty::String, "the unique identifier, never reused").query();
 const TYPE: Field = field("type", Ty::String, "the schema id of this resource");
 const NAME_CHARS: &str = "A-Za-z0-9_.-";
@@ -110,13 +119,13 @@ pub static VOLUME: Schema = Schema {
             .create()
             .required()
             .chars(NAME_CHARS)
-            .length(1, MAX_NAME_LEN as u32)
+            .length(1, limit(MAX_NAME_LEN))
             .rule(name_rule)
             .query(),
         field("description", Ty::String, "")
             .create()
             .update()
-            .length(0, MAX_DESCRIPTION as u32)
+            .length(0, limit(MAX_DESCRIPTION))
             .query(),
         field("driver", Ty::String, "the plugin's driver name; the only valid value is this one")
             .create()
@@ -387,7 +396,7 @@ pub static VOLUME_SNAPSHOT_INPUT: Schema = input(
         .create()
         .nullable()
         .chars(NAME_CHARS)
-        .length(1, MAX_NAME_LEN as u32)
+        .length(1, limit(MAX_NAME_LEN))
         .rule(name_rule)],
 );
 
@@ -418,7 +427,7 @@ pub static VOLUME_RESTORE_INPUT: Schema = input(
         .create()
         .nullable()
         .chars(NAME_CHARS)
-        .length(1, MAX_NAME_LEN as u32)
+        .length(1, limit(MAX_NAME_LEN))
         .rule(name_rule)],
 );
 
@@ -438,7 +447,7 @@ pub static BACKUP_RESTORE_INPUT: Schema = input(
             .create()
             .nullable()
             .chars(NAME_CHARS)
-            .length(1, MAX_NAME_LEN as u32)
+            .length(1, limit(MAX_NAME_LEN))
             .rule(name_rule),
         field("storagePoolId", Ty::Reference("storagePool"), "the default pool when left out")
             .create()

@@ -232,7 +232,7 @@ fn write_tree(root: &Path) {
     std::fs::write(root.join("hello.txt"), "hello, world\n").unwrap();
     std::fs::write(root.join("empty"), "").unwrap();
     let big: Vec<u8> =
-        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
     std::fs::write(root.join("sub/big.bin"), &big).unwrap();
     std::fs::write(root.join("sub/deeper/note"), "deep").unwrap();
     std::os::unix::fs::symlink("../hello.txt", root.join("sub/link")).unwrap();

@@ -84,7 +84,7 @@ pub async fn run(client: &Client, admin: &str) -> Result<(), String> {
     let answered = health.is_ok();
     match health {
         Ok(h) => {
-            let n = h["volumes"].as_u64().unwrap_or(0) as usize;
+            let n = h["volumes"].as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
             r.say(
                 Level::Ok,
                 format!("the daemon answers at {admin} ({})", plural(n, "volume")),
@@ -260,7 +260,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Option<std::process::Outpu
         Ok(out) => out.ok(),
         Err(_) => {
             let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(id as i32)?,
+                rustix::process::Pid::from_raw(i32::try_from(id).ok()?)?,
                 rustix::process::Signal::KILL,
             );
             None

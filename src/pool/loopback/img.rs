@@ -80,7 +80,7 @@ pub(super) fn fs_of(root: &Root, name: &str) -> io::Result<FsKind> {
 
 /// The length of image `root`/`name`.
 pub(super) fn size_of(root: &Root, name: &str) -> io::Result<u64> {
-    Ok(rustix::fs::fstat(root.open_file(name)?)?.st_size as u64)
+    Ok(crate::tree::stat_size(&rustix::fs::fstat(root.open_file(name)?)?))
 }
 
 /// Mounts image `root`/`name` on `target` through a new loop device.
