@@ -107,7 +107,12 @@ fn main() {
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a closed pipe.
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command(), "ballast", &mut script);
+            let mut cmd = command();
+            clap_complete::generate(shell, &mut cmd, "ballast", &mut script);
+            if shell == clap_complete::Shell::Bash {
+                let text = String::from_utf8_lossy(&script);
+                script = ballast::cli::complete::bash_with_names(&cmd, &text).into_bytes();
+            }
             print(script)
         }
         Command::Man { dir } => man_pages(&dir),
