@@ -109,9 +109,17 @@ fn main() {
             let mut script = Vec::new();
             let mut cmd = command();
             clap_complete::generate(shell, &mut cmd, "ballast", &mut script);
-            if shell == clap_complete::Shell::Bash {
-                let text = String::from_utf8_lossy(&script);
-                script = ballast::cli::complete::bash_with_names(&cmd, &text).into_bytes();
+            let text = String::from_utf8_lossy(&script).into_owned();
+            use ballast::cli::complete;
+            match shell {
+                clap_complete::Shell::Bash => {
+                    script = complete::bash_with_names(&cmd, &text).into()
+                }
+                clap_complete::Shell::Zsh => script = complete::zsh_with_names(&text).into(),
+                clap_complete::Shell::Fish => {
+                    script = complete::fish_with_names(&cmd, &text).into()
+                }
+                _ => {}
             }
             print(script)
         }

@@ -1,6 +1,7 @@
 //! Completion of names: `ballast __names KIND` prints the names the
-//! running daemon has, and the generated bash script calls it for the
-//! arguments that take them (clap's static scripts complete flags only).
+//! running daemon has, and the generated bash, zsh and fish scripts call
+//! it for the arguments that take them (clap's static scripts complete
+//! flags only).
 
 use std::time::Duration;
 
@@ -116,9 +117,64 @@ pub fn bash_with_names(cmd: &clap::Command, script: &str) -> String {
     out
 }
 
+/// The zsh script `clap_complete` made, with the names of each name
+/// argument (`':volume:_default'`, `--pool=[…]:POOL:_default'`) offered.
+pub fn zsh_with_names(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + 4096);
+    // The hidden subcommand is the script's, not the user's.
+    for line in script.lines().filter(|l| !l.starts_with("'__names:")) {
+        let mut line = line.to_string();
+        if let Some(end) = line.rfind(":_default'") {
+            let start = line[..end].rfind(':').map_or(end, |i| i + 1);
+            if let Some(k) = Kind::of_arg(&line[start..end].to_ascii_lowercase()) {
+                let action = format!(
+                    "{{compadd -- ${{(f)\"$(ballast __names {} 2>/dev/null)\"}}}}",
+                    k.arg()
+                );
+                line.replace_range(end + 1..end + ":_default".len(), &action);
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The fish script `clap_complete` made, with the names offered for each
+/// name flag's value and each subcommand's positional name arguments.
+pub fn fish_with_names(cmd: &clap::Command, script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + 4096);
+    for line in script.lines().filter(|l| !l.contains(r#"-a "__names""#)) {
+        out.push_str(line);
+        let flag = line.split(" -l ").nth(1).and_then(|rest| rest.split(' ').next());
+        if let (Some(k), true) = (flag.and_then(Kind::of_arg), line.ends_with(" -r")) {
+            out.push_str(&format!(" -f -a \"({})\"", names_command(k)));
+        }
+        out.push('\n');
+    }
+    for group in cmd.get_subcommands() {
+        for sub in group.get_subcommands() {
+            for k in positional_kinds(sub) {
+                out.push_str(&format!(
+                    "complete -c ballast -n \"__fish_ballast_using_subcommand {}; and \
+                     __fish_seen_subcommand_from {}\" -f -a \"({})\"\n",
+                    group.get_name(),
+                    sub.get_name(),
+                    names_command(k)
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn names_command(kind: Kind) -> String {
+    format!("ballast __names {} 2>/dev/null", kind.arg())
+}
+
 /// The shell words that list the names of `kind` at completion time.
 fn names_call(kind: Kind) -> String {
-    format!("$(ballast __names {} 2>/dev/null)", kind.arg())
+    format!("$({})", names_command(kind))
 }
 
 /// The subcommand a bash case label (`ballast__subcmd__volume__subcmd__rm`)
@@ -136,4 +192,42 @@ fn subcommand<'a>(cmd: &'a clap::Command, label: &str) -> Option<&'a clap::Comma
 /// The kinds of the names its positional arguments take.
 fn positional_kinds(cmd: &clap::Command) -> Vec<Kind> {
     cmd.get_positionals().filter_map(|a| Kind::of_arg(a.get_id().as_str())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zsh_offers_names_for_name_arguments_only() {
+        let script =
+            "':volume:_default' \\\n':name:_default' \\\n'--pool=[The pool]:POOL:_default' \\\n";
+        let out = zsh_with_names(script);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            r#"':volume:{compadd -- ${(f)"$(ballast __names volume 2>/dev/null)"}}' \"#
+        );
+        assert_eq!(lines[1], "':name:_default' \\");
+        assert!(
+            lines[2]
+                .ends_with(r#":POOL:{compadd -- ${(f)"$(ballast __names pool 2>/dev/null)"}}' \"#)
+        );
+    }
+
+    #[test]
+    fn fish_offers_names_for_name_flags_and_positionals() {
+        let cmd = clap::Command::new("ballast").subcommand(
+            clap::Command::new("volume")
+                .subcommand(clap::Command::new("rm").arg(clap::Arg::new("volume").required(true))),
+        );
+        let line = r#"complete -c ballast -n "x" -l pool -d 'The pool' -r"#;
+        let out = fish_with_names(&cmd, line);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], format!(r#"{line} -f -a "(ballast __names pool 2>/dev/null)""#));
+        assert_eq!(
+            lines[1],
+            r#"complete -c ballast -n "__fish_ballast_using_subcommand volume; and __fish_seen_subcommand_from rm" -f -a "(ballast __names volume 2>/dev/null)""#
+        );
+    }
 }
