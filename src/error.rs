@@ -18,6 +18,11 @@ pub enum Error {
     /// The request is valid but not in the resource's current state.
     #[error("{0}")]
     InvalidState(String),
+    /// The volume still has `mounts` (an [`ErrorKind::InvalidState`]). It
+    /// carries the volume's name so that an adapter that can ask Docker
+    /// which containers mount it names them in `message`'s place.
+    #[error("{message}")]
+    InUse { volume: String, mounts: usize, message: String },
     /// A name is already taken by a different resource.
     #[error("{0}")]
     Conflict(String),
@@ -41,7 +46,7 @@ impl Error {
         match self {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::InvalidState(_) => ErrorKind::InvalidState,
+            Error::InvalidState(_) | Error::InUse { .. } => ErrorKind::InvalidState,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Internal(_) => ErrorKind::Internal,
         }

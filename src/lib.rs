@@ -40,6 +40,8 @@
 //!   checks, filters, the OpenAPI types); `admin/query.rs`: filters, sorts
 //!   and pages; `admin/urls.rs`: canonical paths and absolute links;
 //!   `admin/error.rs`: the one mapping of failures to error bodies;
+//!   `admin/containers.rs`: which containers mount a volume, asked of
+//!   Docker's API for in-use errors;
 //!   `admin/form.rs`: form bodies read as the JSON they stand for;
 //!   `admin/html/`: the same answers as pages for browsers, and the
 //!   dashboard (one layer around the routes);

@@ -107,7 +107,20 @@ fn main() {
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a closed pipe.
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command(), "ballast", &mut script);
+            let mut cmd = command();
+            clap_complete::generate(shell, &mut cmd, "ballast", &mut script);
+            let text = String::from_utf8_lossy(&script).into_owned();
+            use ballast::cli::complete;
+            match shell {
+                clap_complete::Shell::Bash => {
+                    script = complete::bash_with_names(&cmd, &text).into()
+                }
+                clap_complete::Shell::Zsh => script = complete::zsh_with_names(&text).into(),
+                clap_complete::Shell::Fish => {
+                    script = complete::fish_with_names(&cmd, &text).into()
+                }
+                _ => {}
+            }
             print(script)
         }
         Command::Man { dir } => man_pages(&dir),

@@ -9,25 +9,39 @@
 //! `Unauthorized` 401; `MethodNotAllowed` 405; `RequestTooLarge` 413;
 //! `UnsupportedMediaType` 415; `Internal` 500.
 
+use axum::extract::Request;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::containers;
 use crate::error::{Error, ErrorKind};
 
 /// A failure on its way to becoming a Rancher error body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
     pub detail: String,
     pub field: Option<String>,
+    /// The volume whose mounts refused the request, and their number:
+    /// [`name_containers`] asks Docker which containers they are.
+    /// (Boxed: errors travel in `Result`s, which stay small.)
+    pub in_use: Option<Box<(String, usize)>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), detail: String::new(), field: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: String::new(),
+            field: None,
+            in_use: None,
+        }
     }
 
     /// The request never reached the core: its method, path, query or
@@ -74,6 +88,15 @@ impl ApiError {
         let mut e = ApiError::field("InvalidReference", field, self.message);
         e.detail = format!("`{field}` must name an existing resource (by id or name)");
         e
+    }
+
+    /// Keeps the volume of `e` when it is in use (for a refusal made of
+    /// its text), so that the containers are named.
+    pub fn in_use_of(mut self, e: &Error) -> Self {
+        if let Error::InUse { volume, mounts, .. } = e {
+            self.in_use = Some(Box::new((volume.clone(), *mounts)));
+        }
+        self
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -140,7 +163,7 @@ impl From<Error> for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal", "the daemon's log has the details")
             }
         };
-        ApiError::new(status, code, e.to_string()).detail(detail)
+        ApiError::new(status, code, e.to_string()).detail(detail).in_use_of(&e)
     }
 }
 
@@ -149,8 +172,27 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(error = %self.message, "admin request failed");
         }
-        super::reply(self.status, self.body())
+        let mut resp = super::reply(self.status, self.body());
+        if self.in_use.is_some() {
+            // Rendered again by `name_containers`, once the handler (and
+            // any volume lock it held) is done.
+            resp.extensions_mut().insert(self);
+        }
+        resp
     }
+}
+
+/// Names the containers in a volume-in-use error, when Docker says which:
+/// a layer around the handlers, so it asks only after they have returned
+/// and released the volume.
+pub async fn name_containers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let Some(mut e) = resp.extensions_mut().remove::<ApiError>() else { return resp };
+    let Some((volume, mounts)) = e.in_use.take().map(|b| *b) else { return resp };
+    let Some(containers) = containers::mounting(&volume).await else { return resp };
+    let Some(message) = containers::message(&volume, mounts, &containers) else { return resp };
+    e.message = message;
+    e.into_response()
 }
 
 pub type ApiResult = Result<Response, ApiError>;

@@ -11,6 +11,7 @@
 
 mod auth;
 mod backups;
+mod containers;
 mod discovery;
 pub mod error;
 mod extract;
@@ -88,6 +89,7 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/backuptargets/{id}", get(backups::show_target).post(backups::target_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(error::name_containers))
         .layer(axum::middleware::from_fn_with_state(
             (admin.trust_forwarded, admin.tls),
             html::layer,

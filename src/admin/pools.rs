@@ -9,13 +9,18 @@ use super::schema::types::STORAGE_POOL;
 use super::urls::Base;
 use super::{Admin, ApiResult, query, reply};
 use crate::Error;
-use crate::pool::Pool;
 use crate::pool::Scope;
+use crate::pool::{BackendKind, Pool};
 
 fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
     let space =
         p.backend().map_err(|e| e.to_string()).and_then(|b| b.space().map_err(|e| e.to_string()));
     let (capacity, free) = space.as_ref().map(|s| (s.capacity, s.free)).unwrap_or((0, 0));
+    // A loop pool's disk is shared with its images' promises: what its
+    // volumes reserve, and what `overcommit` allows, say how full it is.
+    let is_loop = p.config.backend == BackendKind::Loop;
+    let reserved = is_loop.then(|| a.ballast.pool_reserved_bytes(p.name()));
+    let allowed = is_loop.then_some((capacity as f64 * p.config.overcommit) as u64);
     json!({
         "id": p.name(),
         "type": "storagePool",
@@ -28,6 +33,8 @@ fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
         "capacityBytes": capacity,
         "usedBytes": capacity.saturating_sub(free),
         "freeBytes": free,
+        "reservedBytes": reserved,
+        "allowedBytes": allowed,
         "copiesShareData": p.backend().is_ok_and(|b| b.copies_share_data()),
         "volumeCount": a.ballast.pool_volume_count(p.name()),
         "links": {

@@ -23,7 +23,7 @@ use crate::volume::{State as VolState, Volume};
 fn require_available(a: &Admin, v: &Volume, action: Action, given: Given) -> Result<(), ApiError> {
     a.ballast
         .available(action, v, given)
-        .map_err(|e| super::not_available(action.name(), e.to_string()))
+        .map_err(|e| super::not_available(action.name(), e.to_string()).in_use_of(&e))
 }
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {

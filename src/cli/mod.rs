@@ -4,6 +4,7 @@
 
 mod backup;
 mod client;
+pub mod complete;
 mod doctor;
 mod output;
 mod pool;
@@ -50,6 +51,12 @@ pub enum Command {
     /// Check this host for what the daemon and its pools need, and say
     /// what to fix
     Doctor,
+    /// The names of KIND the daemon has, one a line, for shell completion
+    #[command(name = "__names", hide = true)]
+    Names {
+        #[arg(value_enum)]
+        kind: complete::Kind,
+    },
 }
 
 /// Runs one client command.
@@ -66,6 +73,10 @@ pub fn run(command: Command, global: Global) -> Result<(), String> {
             Command::Backup(cmd) => backup::run(cmd, &client, &global).await,
             Command::Pool(cmd) => pool::run(cmd, &client, &global).await,
             Command::Doctor => doctor::run(&client, &global.admin).await,
+            Command::Names { kind } => {
+                complete::print_names(kind, &client).await;
+                Ok(())
+            }
         }
     })
 }

@@ -312,6 +312,12 @@ impl Ballast {
         self.live_read().values().filter(|v| v.pool == pool).count()
     }
 
+    /// What the pool's live volumes reserve: the sum of their sizes (a
+    /// loop pool's images, which `overcommit` bounds).
+    pub fn pool_reserved_bytes(&self, pool: &str) -> u64 {
+        self.live_read().values().filter(|v| v.pool == pool).filter_map(|v| v.size_bytes).sum()
+    }
+
     /// Every live volume, from memory, ordered by name.
     pub fn list(&self) -> Vec<Arc<Volume>> {
         let mut all: Vec<_> = self.live_read().values().cloned().collect();

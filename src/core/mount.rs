@@ -187,13 +187,19 @@ impl Ballast {
 
     /// The message for a volume that still has mounts. The mounts are
     /// Docker's own ids, which no docker command shows: it says how to
-    /// find the containers too.
+    /// find the containers too (adapters that can ask Docker replace it
+    /// with their names).
     pub(super) fn in_use(name: &str, v: &Volume) -> Error {
-        Error::InvalidState(format!(
-            "volume {name:?} is in use by {} mount(s) (Docker's mount ids: {});              `docker ps -a --filter volume={}` names the containers",
-            v.mount_count(),
-            mount_list(&v.mounts),
-            v.name
-        ))
+        Error::InUse {
+            volume: v.name.clone(),
+            mounts: v.mount_count() as usize,
+            message: format!(
+                "volume {name:?} is in use by {} mount(s) (Docker's mount ids: {}); \
+                 `docker ps -a --filter volume={}` names the containers",
+                v.mount_count(),
+                mount_list(&v.mounts),
+                v.name
+            ),
+        }
     }
 }

@@ -268,6 +268,58 @@ fn docker_ballast_help_names_the_command_as_it_was_typed() {
     assert!(!help.contains("docker-ballast"), "{help}");
 }
 
+/// What bash offers for the last word of `words` (the script of
+/// `ballast completions bash`, `ballast` on PATH, talking to `admin`).
+fn bash_completes(words: &[&str], admin: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ballast.bash");
+    std::fs::write(&script, run(&["completions", "bash"]).stdout).unwrap();
+    std::os::unix::fs::symlink(BIN, dir.path().join("ballast")).unwrap();
+    let (cur, prev) = (words[words.len() - 1], words[words.len() - 2]);
+    let check = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={}; _ballast ballast {cur} {prev}; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.join(" "),
+        words.len() - 1
+    );
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(check)
+        .env("PATH", path)
+        .env("BALLAST_ADMIN", admin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_volume_and_snapshot_names_from_the_running_daemon() {
+    let d = Daemon::private("cli-complete-names");
+    d.cli_ok(&["volume", "create", "alpha-complete"]);
+    d.cli_ok(&["volume", "create", "beta-complete"]);
+    d.cli_ok(&["snapshot", "create", "alpha-complete", "--name", "alpha-snap"]);
+    let admin = format!("unix://{}", d.admin_socket.display());
+
+    let offered = bash_completes(&["ballast", "volume", "inspect", "al"], &admin);
+    assert_eq!(offered, ["alpha-complete"]);
+    let offered = bash_completes(&["ballast", "snapshot", "rm", "al"], &admin);
+    assert_eq!(offered, ["alpha-snap"]);
+
+    // No daemon: nothing offered, no error, no wait.
+    let started = std::time::Instant::now();
+    let offered =
+        bash_completes(&["ballast", "volume", "inspect", "al"], "unix:///nonexistent.sock");
+    assert!(offered.is_empty(), "{offered:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 #[test]
 fn completions_into_a_pipe_nobody_reads_end_quietly() {
     let (reader, writer) = std::io::pipe().unwrap();

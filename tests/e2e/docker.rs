@@ -100,6 +100,39 @@ fn data_outlives_containers_and_is_shared() {
 }
 
 #[test]
+fn removing_a_volume_in_use_names_the_containers_that_mount_it() {
+    let Some(e) = engine() else { return };
+    let d = Daemon::for_docker("ballast-e2e-inuse", e);
+    e.ok(&["volume", "create", "--driver", &d.driver, "ledger-inuse"]);
+    let label = format!("ballast-test={}", d.driver);
+    e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        &label,
+        "--name",
+        "ledger-inuse-writer",
+        "-v",
+        "ledger-inuse:/data",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+
+    let out = d.cli(&["volume", "rm", "ledger-inuse"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("in use by 1 mount(s), of container(s) ledger-inuse-writer"), "{err}");
+    assert_eq!(d.get("ledger-inuse")["Status"]["state"], "active", "the refusal changed nothing");
+
+    e.ok(&["rm", "-f", "ledger-inuse-writer"]);
+    wait_until("the unmount", || d.get("ledger-inuse")["Status"]["mounts"] == 0);
+    d.cli_ok(&["volume", "rm", "ledger-inuse"]);
+}
+
+#[test]
 fn bad_input_through_docker_is_refused_and_creates_nothing() {
     let Some(e) = engine() else { return };
     let d = Daemon::for_docker("ballast-e2e-bad", e);

@@ -523,6 +523,12 @@ impl Daemon {
                     .unwrap(),
             );
         cmd.args(&self.extra_args);
+        // The daemon asks Docker which containers hold a volume in use:
+        // a daemon for the private engine asks that engine, others none.
+        match self.engine {
+            Some(engine) => cmd.env("DOCKER_HOST", &engine.host),
+            None => cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        };
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }

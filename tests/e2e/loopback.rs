@@ -160,6 +160,36 @@ fn xfs_images_and_capacity_limits() {
 }
 
 #[test]
+fn a_loop_pool_shows_what_its_images_reserve_against_what_overcommit_allows() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    let config = config(&pool, "trash_retention = \"0s\"\n") + "overcommit = 1.5\n";
+    let d = Daemon::private_with("loop-reserved", &config);
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"r1","Opts":{"size":"64M"}}"#);
+    d.call_ok("VolumeDriver.Create", r#"{"Name":"r2","Opts":{"size":"32M"}}"#);
+
+    let (status, p) = d.admin("GET", "/v1/storagepools/quota", Value::Null);
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["reservedBytes"], 96 << 20, "{p}");
+    let capacity = p["capacityBytes"].as_u64().unwrap();
+    assert!(capacity > 0, "{p}");
+    assert_eq!(p["allowedBytes"], (capacity as f64 * 1.5) as u64, "{p}");
+    // Sparse images take almost nothing of the disk: the disk's numbers
+    // alone would call the pool empty.
+    let (_, default) = d.admin("GET", "/v1/storagepools/default", Value::Null);
+    assert!(default["reservedBytes"].is_null(), "{default}");
+
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"r2"}"#);
+    let (_, p) = d.admin("GET", "/v1/storagepools/quota", Value::Null);
+    assert_eq!(p["reservedBytes"], 64 << 20, "a removed volume reserves nothing: {p}");
+    d.call_ok("VolumeDriver.Remove", r#"{"Name":"r1"}"#);
+    wait_until("no loop device left", || loops_under(&pool).is_empty());
+}
+
+#[test]
 fn kill9_with_a_loop_volume_in_a_running_container() {
     let Some(e) = engine() else { return };
     let dir = tempfile::tempdir().unwrap();

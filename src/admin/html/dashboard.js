@@ -47,6 +47,15 @@ function capacity(p) {
   const cap = typeof p.capacityBytes === 'number' ? p.capacityBytes : 0;
   const used = typeof p.usedBytes === 'number' ? p.usedBytes : 0;
   if (cap <= 0) return h('td', {}, 'unknown');
+  // A loop pool is as full as its images' sizes promise, not as its disk.
+  if (typeof p.reservedBytes === 'number' && typeof p.allowedBytes === 'number') {
+    const allowed = p.allowedBytes, reserved = p.reservedBytes;
+    const pct = allowed > 0 ? Math.round((reserved / allowed) * 100) : 0;
+    return h('td', {},
+      h('meter', { class: 'capacity', min: 0, max: allowed, low: allowed * 0.7, high: allowed * 0.9, optimum: 0, value: reserved }),
+      ' ', 'reserved ' + bytes(reserved) + ' of ' + bytes(allowed) + ' images (' + pct + '%) on a ' +
+      bytes(cap) + ' disk, ' + bytes(used) + ' used');
+  }
   const pct = Math.round((used / cap) * 100);
   // max before value: a meter clamps its value to the max it has then.
   return h('td', {},

@@ -281,6 +281,22 @@ pub static STORAGE_POOL: Schema = Schema {
         field("usedBytes", Ty::Int, "").query(),
         field("freeBytes", Ty::Int, "").query(),
         field(
+            "reservedBytes",
+            Ty::Int,
+            "loop pools: the sum of their volumes' image sizes, which capacityBytes × overcommit \
+             bounds (null for other backends)",
+        )
+        .nullable()
+        .query(),
+        field(
+            "allowedBytes",
+            Ty::Int,
+            "loop pools: capacityBytes × overcommit, the most their images may sum to (null for \
+             other backends)",
+        )
+        .nullable()
+        .query(),
+        field(
             "copiesShareData",
             Ty::Boolean,
             "snapshots and clones share data with their source (btrfs, or reflinks on xfs) \
