@@ -20,7 +20,7 @@ fn pool(a: &Admin, base: &str, p: &Pool) -> Value {
     // volumes reserve, and what `overcommit` allows, say how full it is.
     let is_loop = p.config.backend == BackendKind::Loop;
     let reserved = is_loop.then(|| a.ballast.pool_reserved_bytes(p.name()));
-    let allowed = is_loop.then_some((capacity as f64 * p.config.overcommit) as u64);
+    let allowed = is_loop.then_some(crate::units::whole(capacity as f64 * p.config.overcommit));
     json!({
         "id": p.name(),
         "type": "storagePool",
