@@ -37,6 +37,7 @@ fn routers() -> &'static (Router, Router) {
             metrics: f.metrics.clone(),
             driver: "ballast".into(),
             trust_forwarded: false,
+            tls: false,
         };
         let creds = Credentials::new("fuzz", "fuzz-secret");
         (admin::router(state.clone(), None), admin::router(state, Some(creds)))
