@@ -197,19 +197,25 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    #[test]
-    fn a_fifo_is_described_and_never_opened_for_reading() {
-        let dir = Scratch::new();
-        let fifo = dir.path().join("pipe");
-        rfs::mknodat(rfs::CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+    /// The descriptors the listing pins, in its order.
+    fn pinned(dir: &Path) -> Vec<OwnedFd> {
         let mut fds = Vec::new();
-        list_tree(dir.path(), open_path(dir.path()), &mut |ev| {
+        list_tree(dir, open_path(dir), &mut |ev| {
             if let Event::Entry(e) = ev {
                 fds.push(e.fd);
             }
             Ok(())
         })
         .unwrap();
+        fds
+    }
+
+    #[test]
+    fn a_fifo_is_described_and_never_opened_for_reading() {
+        let dir = Scratch::new();
+        let fifo = dir.path().join("pipe");
+        rfs::mknodat(rfs::CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let fds = pinned(dir.path());
         // Opening a FIFO for reading without O_NONBLOCK would hang here.
         let err = reopen_file(fds[0].as_fd()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
@@ -220,14 +226,7 @@ mod tests {
         let dir = Scratch::new();
         let path = dir.path().join("f");
         std::fs::write(&path, b"listed").unwrap();
-        let mut fds = Vec::new();
-        list_tree(dir.path(), open_path(dir.path()), &mut |ev| {
-            if let Event::Entry(e) = ev {
-                fds.push(e.fd);
-            }
-            Ok(())
-        })
-        .unwrap();
+        let fds = pinned(dir.path());
         std::fs::write(dir.path().join("new"), b"renamed over").unwrap();
         std::fs::rename(dir.path().join("new"), &path).unwrap();
         let fd = reopen_file(fds[0].as_fd()).unwrap();

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{Daemon, Engine, IMAGE, engine, skip, wait_until};
+use crate::harness::{Daemon, Engine, engine, skip, wait_until};
 
 const DRIVER: &str = "ballast-e2e-deb";
 const CONTAINER: &str = "ballast-e2e-deb";
@@ -275,35 +275,14 @@ fn configured_and_used_from_docker(e: &Engine, pool: &Path) {
 }
 
 fn run(e: &Engine, script: &str) -> String {
-    e.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{VOL}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        script,
-    ])
+    crate::docker::run(e, VOL, script)
 }
 
 fn upgraded_under_a_running_container(e: &Engine, newer: &Path) {
     // A container writes through the upgrade: the daemon restarts on the
     // new package and the container never notices.
-    let writer = e.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "-v",
-        &format!("{VOL}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        "while :; do date >> /data/log; sleep 0.2; done",
-    ]);
+    let writer =
+        crate::docker::start(e, DRIVER, VOL, "while :; do date >> /data/log; sleep 0.2; done");
     let before = invocation();
     let upgrade = install(newer);
     assert!(
