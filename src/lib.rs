@@ -82,6 +82,7 @@
 pub mod admin;
 pub mod backup;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod docker;

@@ -85,6 +85,17 @@ fn main() {
         );
         return;
     }
+    // Fencing's helper (src/cluster/fence.rs): single-threaded, before
+    // anything else starts a thread.
+    if args.get(1).is_some_and(|a| a == "__fence") {
+        let (Some(pid), Some(at)) = (args.get(2), args.get(3)) else { std::process::exit(2) };
+        let pid = pid.to_string_lossy();
+        if let Err(e) = ballast::cluster::fence::remount_in(&pid, std::path::Path::new(at)) {
+            eprintln!("ballast: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     // Docker runs `docker-ballast ballast volume ls` for `docker ballast
     // volume ls`: the plugin's own name comes first.
     if as_docker_plugin && args.get(1).is_some_and(|a| a == "ballast") {

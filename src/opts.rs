@@ -27,6 +27,7 @@ pub const VALID_KEYS: &[&str] = &[
     "backup-every",
     "backup-keep",
     "backup-target",
+    "access-mode",
 ];
 
 /// A create request after parsing.
@@ -79,6 +80,11 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
                     return Err(bad(key, value, "expected an absolute path"));
                 }
                 opts.path = Some(value.into());
+            }
+            "access-mode" => {
+                crate::cluster::Access::parse(value).ok_or_else(|| {
+                    bad(key, value, &format!("expected {}", crate::cluster::Access::NAMES.join(", ")))
+                })?;
             }
             k if crate::schedule::KEYS.contains(&k) => {}
             _ => return Err(unknown_key(key)),

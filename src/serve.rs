@@ -161,6 +161,10 @@ async fn serve(
     // Exposed mountpoints are back in place before any socket answers.
     let ballast =
         Ballast::open_exposing(&config, &args.files.state_dir, args.mount_root.as_deref())?;
+    if let Some(cluster) = &config.cluster {
+        // Returns at once: local volumes are served while etcd is down.
+        ballast.join(crate::cluster::Etcd::start(cluster));
+    }
     let metrics = crate::metrics::Metrics::new(ballast.clone());
     let admin_state = admin::Admin {
         ballast: ballast.clone(),

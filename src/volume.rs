@@ -112,6 +112,18 @@ pub struct Volume {
     /// archive), that backup's row id: its data lives there now, and the
     /// next Mount restores it (never an empty volume in its place).
     pub archived_in: Option<i64>,
+    /// For a cluster volume (docs/cluster.md): its identity in the
+    /// cluster's registry and its home host.
+    pub cluster: Option<Membership>,
+}
+
+/// A volume's place in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The registry's key: the volume's storage key on every host.
+    pub key: String,
+    /// The host that made it: where a local pool's bytes are.
+    pub home: String,
 }
 
 impl Volume {
@@ -122,8 +134,13 @@ impl Volume {
 
     /// Storage key inside a pool. Derived from the id, never the name, so
     /// no user input ever becomes part of a path.
+    /// A cluster volume's is its cluster key, the same on every host, so
+    /// that a shared pool holds its bytes once for all of them.
     pub fn storage_key(&self) -> String {
-        format!("v{}", self.id)
+        match &self.cluster {
+            Some(m) => format!("c{}", m.key),
+            None => format!("v{}", self.id),
+        }
     }
 
     pub fn mount_count(&self) -> u32 {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod backups;
+mod cluster;
 mod containers;
 mod discovery;
 pub mod error;
@@ -86,6 +87,7 @@ pub fn router(admin: Admin, credentials: Option<Credentials>) -> Router {
         .route("/v1/storagepools", get(pools::list))
         .route("/v1/storagepools/{id}", get(pools::show))
         .route("/v1/backuptargets", get(backups::targets))
+        .route("/v1/clusternodes", get(cluster::list))
         .route("/v1/backuptargets/{id}", get(backups::show_target).post(backups::target_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -49,6 +49,13 @@ pub struct VolumeView<'a> {
     uri: Option<String>,
     is_host_path: bool,
     access_mode: &'static str,
+    /// In a cluster, the host that made it (where a local pool's bytes
+    /// are); null for a volume of this host alone.
+    host_id: Option<&'a str>,
+    /// The hosts that hold it in the cluster now.
+    holders: Vec<String>,
+    /// `local`, `free`, `held` (here), `heldElsewhere` or `fenced`.
+    lease_state: &'static str,
     /// The seed's one instance: the first of `mount_ids`, or null.
     instance_id: Option<&'a str>,
     /// The mount IDs of the containers using it.
@@ -140,6 +147,9 @@ pub fn volume<'a>(
         uri: uri(a, v),
         is_host_path: v.host_path.is_some(),
         access_mode: access_mode(a, v),
+        host_id: v.cluster.as_ref().map(|m| m.home.as_str()),
+        holders: a.ballast.holders(v).into_iter().map(|h| h.node).collect(),
+        lease_state: a.ballast.lease_state(v).as_str(),
         instance_id: v.mounts.keys().next().map(String::as_str),
         mount_ids: v.mounts.keys().map(String::as_str).collect(),
         image_id: None,
@@ -200,6 +210,9 @@ pub fn progress(transitioning: &str, message: &str) -> Option<u8> {
 }
 
 fn access_mode(a: &Admin, v: &Volume) -> &'static str {
+    if v.cluster.is_some() {
+        return a.ballast.access_mode(v).as_str();
+    }
     match a.ballast.pools().find(|p| p.name() == v.pool).map(|p| p.config.scope) {
         Some(Scope::Global) => "multiHostRW",
         _ => "singleHostRW",
@@ -235,6 +248,8 @@ impl Row for VolumeRow<'_> {
             "uri" => uri(self.a, v).map_or(Cell::Null, owned),
             "isHostPath" => Cell::Bool(v.host_path.is_some()),
             "accessMode" => s(access_mode(self.a, v)),
+            "hostId" => v.cluster.as_ref().map_or(Cell::Null, |m| s(&m.home)),
+            "leaseState" => s(self.a.ballast.lease_state(v).as_str()),
             "kind" => s("volume"),
             "uuid" => owned(self.a.ballast.uuid("volume", v.id)),
             "instanceId" => v.mounts.keys().next().map_or(Cell::Null, |k| s(k)),

@@ -23,6 +23,7 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("backup", "backups"),
     ("storagepool", "storagepools"),
     ("backuptarget", "backuptargets"),
+    ("clusternode", "clusternodes"),
     ("project", "projects"),
     ("schema", "schemas"),
 ];

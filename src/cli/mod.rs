@@ -4,6 +4,7 @@
 
 mod backup;
 mod client;
+mod cluster;
 pub mod complete;
 mod doctor;
 mod output;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Storage pools
     #[command(subcommand)]
     Pool(pool::PoolCmd),
+    /// The cluster this host joined: its hosts and what each holds
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// Check this host for what the daemon and its pools need, and say
     /// what to fix
     Doctor,
@@ -72,6 +76,7 @@ pub fn run(command: Command, global: Global) -> Result<(), String> {
             Command::Snapshot(cmd) => snapshot::run(cmd, &client, &global).await,
             Command::Backup(cmd) => backup::run(cmd, &client, &global).await,
             Command::Pool(cmd) => pool::run(cmd, &client, &global).await,
+            Command::Cluster(cmd) => cluster::run(cmd, &client, &global).await,
             Command::Doctor => doctor::run(&client, &global.admin).await,
             Command::Names { kind } => {
                 complete::print_names(kind, &client).await;

@@ -8,11 +8,13 @@
 //! example file, `summary.rs` says what a valid file sets up, and
 //! `syntax.rs` reports TOML errors without quoting the file.
 
+mod cluster;
 pub mod reference;
 mod render;
 mod summary;
 mod syntax;
 
+pub use cluster::{ClusterConfig, host_name};
 pub use render::{Flag, example_file, markdown};
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ struct RawConfig {
     #[serde(default)]
     backup_target: Vec<RawTarget>,
     admin: Option<RawAdmin>,
+    cluster: Option<cluster::RawCluster>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +146,8 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     pub backup_targets: Vec<BackupTarget>,
     pub admin: AdminConfig,
+    /// The cluster this host belongs to, if any.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -359,12 +364,14 @@ impl Config {
                 keep_weekly: t.keep_weekly,
             });
         }
+        let cluster = raw.cluster.map(cluster::parse).transpose()?;
         Ok(Config {
             trash_retention,
             host_path_roots: raw.host_path_roots,
             pools,
             backup_targets,
             admin,
+            cluster,
         })
     }
 

@@ -11,6 +11,7 @@ pub enum Table {
     Admin,
     Pool,
     BackupTarget,
+    Cluster,
 }
 
 impl Table {
@@ -21,6 +22,7 @@ impl Table {
             Table::Admin => Some("admin"),
             Table::Pool => Some("pool"),
             Table::BackupTarget => Some("backup_target"),
+            Table::Cluster => Some("cluster"),
         }
     }
 
@@ -29,6 +31,7 @@ impl Table {
         match self {
             Table::Top => None,
             Table::Admin => Some("[admin]".into()),
+            Table::Cluster => Some("[cluster]".into()),
             Table::Pool | Table::BackupTarget => Some(format!("[[{}]]", self.key()?)),
         }
     }
@@ -49,6 +52,8 @@ pub enum Ty {
     Path,
     /// An array of absolute paths.
     Paths,
+    /// An array of URLs.
+    Urls,
     /// One of these strings.
     Enum(&'static [&'static str]),
 }
@@ -64,6 +69,7 @@ impl Ty {
             Ty::Duration => "duration".into(),
             Ty::Path => "path".into(),
             Ty::Paths => "array of paths".into(),
+            Ty::Urls => "array of URLs".into(),
             Ty::Enum(options) => {
                 let quoted: Vec<String> = options.iter().map(|o| format!("`{o}`")).collect();
                 quoted.join(", ")
@@ -129,6 +135,13 @@ pub const SECTIONS: &[Section] = &[
                 bucket; one table per target. Credentials and passwords are never \
                 logged nor shown by the API or `ballast config check`.",
     },
+    Section {
+        table: Table::Cluster,
+        title: "`[cluster]`",
+        about: "Joins this host to a cluster of ballast daemons that share a registry of \
+                volumes and single-writer leases in etcd (see \"Running on a cluster\" \
+                and docs/cluster.md). Without it, the daemon is on its own.",
+    },
 ];
 
 const fn key(
@@ -143,7 +156,7 @@ const fn key(
 }
 
 use Omitted::{Required, Unset, Value};
-use Table::{Admin, BackupTarget, Pool, Top};
+use Table::{Admin, BackupTarget, Cluster, Pool, Top};
 
 /// Every key, table by table in file order. The examples of a table's
 /// keys go together (a `loop` pool, an `s3://` target), so that a table
@@ -408,6 +421,87 @@ pub const KEYS: &[Key] = &[
         "8",
         "Retention: keep the newest backup of each of the last N weeks that have \
          one. At least 1.",
+    ),
+    key(
+        Cluster,
+        "etcd",
+        Ty::Urls,
+        Required,
+        r#"["https://10.0.0.1:2379", "https://10.0.0.2:2379"]"#,
+        "The etcd cluster's client URLs (an array of `http://` or `https://` URLs; \
+         every member, so that one down changes nothing). Names, options and holders \
+         of cluster volumes live there under `/ballast/v1/`.",
+    ),
+    key(
+        Cluster,
+        "node",
+        Ty::String,
+        Unset("the host name, up to its first dot"),
+        r#""node-a""#,
+        "This host's name in the cluster: what `ballast cluster status` lists and \
+         what errors name as a volume's holder. Unique per host.",
+    ),
+    key(
+        Cluster,
+        "lease_ttl",
+        Ty::Duration,
+        Value(r#""10s""#),
+        r#""15s""#,
+        "How long this host's etcd lease outlives its last keep-alive. A crashed \
+         host's volumes are free for others after it; a host that cannot renew for \
+         6/10 of it fences its mounts of cluster volumes (read-only). At least `2s`.",
+    ),
+    key(
+        Cluster,
+        "mount_wait",
+        Ty::Duration,
+        Value(r#""10s""#),
+        r#""5s""#,
+        "How long a Mount of a volume another host holds waits for it to let go \
+         (swarm starts a task's new container before the old one has stopped) \
+         before it fails naming the holder. At most `20s`.",
+    ),
+    key(
+        Cluster,
+        "user",
+        Ty::String,
+        Unset("no etcd authentication"),
+        r#""ballast""#,
+        "The etcd user, with `password`.",
+    ),
+    key(
+        Cluster,
+        "password",
+        Ty::String,
+        Unset("no etcd authentication"),
+        r#""a-long-random-secret""#,
+        "The etcd user's password. Keep this file readable by root only.",
+    ),
+    key(
+        Cluster,
+        "ca_file",
+        Ty::Path,
+        Unset("the system's roots"),
+        r#""/etc/ballast/etcd-ca.pem""#,
+        "The CA that signed the etcd members' certificates (PEM), for `https://` \
+         endpoints.",
+    ),
+    key(
+        Cluster,
+        "cert_file",
+        Ty::Path,
+        Unset("no client certificate"),
+        r#""/etc/ballast/etcd-client.pem""#,
+        "This host's client certificate (PEM), with `key_file`, where etcd asks for \
+         one.",
+    ),
+    key(
+        Cluster,
+        "key_file",
+        Ty::Path,
+        Unset("no client certificate"),
+        r#""/etc/ballast/etcd-client-key.pem""#,
+        "The private key of `cert_file` (PEM).",
     ),
 ];
 

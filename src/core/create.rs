@@ -132,6 +132,7 @@ impl Ballast {
             Some(src) => Some(self.lease_source(src).await?),
             None => None,
         };
+        let cluster = self.new_membership(host_path.is_some())?;
         let mut v = Volume {
             id: 0,
             name: name.to_string(),
@@ -151,6 +152,7 @@ impl Ballast {
             written_ms: now_ms(),
             schedule: parsed.schedule.clone(),
             archived_in: None,
+            cluster,
         };
         // A loop pool gives every volume a size: its default when none is asked.
         let spec = Spec { size: v.size_bytes, ..parsed.spec() };
@@ -189,6 +191,24 @@ impl Ballast {
                 Ok(v)
             })
             .await?;
+        if let Err(e) = self.register(&v).await {
+            // Taken on another host meanwhile, or etcd unreachable: undo.
+            let (id, key, pool) = (v.id, v.storage_key(), v.pool.clone());
+            let undone = self
+                .blocking(move |this| {
+                    if let Ok(backend) = this.pool(&pool).and_then(|p| p.backend()) {
+                        backend
+                            .destroy(&key)
+                            .map_err(|e| Error::internal("undoing a create", e))?;
+                    }
+                    this.inner.store.delete(id)
+                })
+                .await;
+            if let Err(u) = undone {
+                tracing::warn!(volume = %v.name, error = %u, "cannot undo a create the cluster refused");
+            }
+            return Err(e);
+        }
         tracing::info!(volume = %v.name, id = %v.public_id(), pool = %v.pool, state = v.state.as_str(), "volume created");
         // Marked before anyone can see the volume, so that `resume_fills`
         // never starts a second fill of it.

@@ -8,6 +8,7 @@
 
 mod actions;
 mod backups;
+mod cluster;
 mod create;
 mod expose;
 mod locks;
@@ -19,6 +20,7 @@ mod schedule;
 mod snapshots;
 
 pub use actions::{Action, Given, Offers};
+pub use cluster::LeaseState;
 pub use create::IfTaken;
 pub use snapshots::Holds;
 
@@ -75,6 +77,13 @@ struct Inner {
     /// How long snapshots take (exported as a metric; shares its state
     /// with every clone).
     snapshot_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// The cluster this host joined, if any (`core/cluster.rs`).
+    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Cluster>>,
+    /// Cluster volumes fenced here: mounted read-only since this host
+    /// lost its right to them; no new Mount until the last Unmount.
+    fenced: Mutex<HashSet<i64>>,
+    /// Woken when a volume's holders change, for Mounts that wait.
+    holders_changed: tokio::sync::Notify,
 }
 
 /// The configured host-path roots with their symlinks resolved; each must
@@ -223,6 +232,9 @@ impl Ballast {
                 snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
                 ),
+                cluster: std::sync::OnceLock::new(),
+                fenced: Mutex::new(HashSet::new()),
+                holders_changed: tokio::sync::Notify::new(),
             }),
         };
         ballast.restore_exposed();
@@ -336,7 +348,9 @@ impl Ballast {
 
     /// `global` when any pool is shared between hosts.
     pub fn scope(&self) -> Scope {
-        if self.inner.pools.values().any(|p| p.config.scope == Scope::Global) {
+        if self.inner.cluster.get().is_some()
+            || self.inner.pools.values().any(|p| p.config.scope == Scope::Global)
+        {
             Scope::Global
         } else {
             Scope::Local
@@ -671,6 +685,7 @@ mod tests {
             written_ms: 0,
             schedule: Default::default(),
             archived_in: None,
+            cluster: None,
         };
         v.id = store.insert(&v).unwrap();
         let storage = dir.path().join("pool/volumes").join(v.storage_key());

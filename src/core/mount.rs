@@ -73,9 +73,11 @@ impl Ballast {
             )));
         }
         let first = v.mount_count() == 0;
+        // A cluster volume is held in etcd before any byte is handed out.
+        self.hold_for_mount(&v, v.mount_count() + 1).await?;
         *v.mounts.entry(id.to_string()).or_insert(0) += 1;
         v.state = State::Active;
-        let (v, path) = self
+        let mounted = self
             .blocking(move |this| {
                 let storage = this.storage(&v)?;
                 let key = v.storage_key();
@@ -104,7 +106,16 @@ impl Ballast {
                 let path = this.docker_mountpoint(&v).unwrap_or(path);
                 Ok((v, path))
             })
-            .await?;
+            .await;
+        let (v, path) = match mounted {
+            Ok(done) => done,
+            Err(e) => {
+                if first {
+                    self.release(&current).await;
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "mounted");
         self.publish(v);
         Ok(path)
@@ -181,7 +192,12 @@ impl Ballast {
             })
             .await?;
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
-        self.publish(v);
+        let v = self.publish(v);
+        if last {
+            self.release(&v).await;
+        } else {
+            self.hold_fewer(&v).await;
+        }
         Ok(())
     }
 

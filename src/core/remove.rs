@@ -62,7 +62,17 @@ impl Ballast {
         self.remove_locked(&v, guard).await
     }
 
-    async fn remove_locked(&self, v: &Volume, guard: Guard) -> Result<Arc<Volume>> {
+    pub(super) async fn remove_locked(&self, v: &Volume, guard: Guard) -> Result<Arc<Volume>> {
+        // Out of the cluster first: refused while any host holds it.
+        self.unregister(v).await?;
+        if !self.bytes_here(v) {
+            // Its bytes are on its home host, whose trash takes them.
+            let mut closed = v.clone();
+            closed.state = State::Purged;
+            closed.removed_ms = Some(now_ms());
+            let closed = self.save(closed).await?;
+            return Ok(self.publish(closed));
+        }
         let v = self
             .transition_locked(v, Action::Remove, |_, v| {
                 v.state = State::Removed;
@@ -128,6 +138,8 @@ impl Ballast {
         v.name = name;
         v.state = if has_storage { State::Inactive } else { State::Requested };
         v.removed_ms = None;
+        // A cluster volume is everyone's again, if its name is still free.
+        self.register(&v).await?;
         let v = self.save(v).await?;
         tracing::info!(volume = %v.name, id = %v.public_id(), "volume restored from the trash");
         Ok(self.publish(v))

@@ -146,6 +146,17 @@ mod tests {
                 (Table::BackupTarget, "password_file") => {
                     written(&crate::backup::key::generated_path(&target, state).unwrap())
                 }
+                (Table::Cluster, "node") => {
+                    let text = "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n";
+                    let node = Config::parse(text, state).unwrap().cluster.unwrap().node;
+                    assert_eq!(node, crate::config::host_name().unwrap());
+                    continue;
+                }
+                // No value: without them, etcd is asked with no password
+                // and over TLS with the system's roots and no client key.
+                (Table::Cluster, "user" | "password" | "ca_file" | "cert_file" | "key_file") => {
+                    continue;
+                }
                 // No value: without any of them, nothing is forgotten.
                 (Table::BackupTarget, "keep_last" | "keep_daily" | "keep_weekly") => continue,
                 _ => panic!("{}: an unset default that no test holds to the code", key.name),

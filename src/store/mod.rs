@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS volumes (
     fill_from TEXT,
     written_ms INTEGER NOT NULL DEFAULT 0,
     schedule TEXT NOT NULL DEFAULT '{}',
-    archived_in INTEGER
+    archived_in INTEGER,
+    cluster_key TEXT,
+    cluster_home TEXT
 );
 -- A name belongs to at most one volume that Docker can see.
 CREATE UNIQUE INDEX IF NOT EXISTS volumes_live_name
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS mounts (
 /// The columns [`read_volume`] expects, in order.
 const SELECT: &str = "SELECT id, name, description, driver_opts, pool, state, transitioning,
     transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path, fill_from,
-    written_ms, schedule, archived_in FROM volumes";
+    written_ms, schedule, archived_in, cluster_key, cluster_home FROM volumes";
 
 /// Handle to the metadata database.
 ///
@@ -267,7 +269,7 @@ fn save_row(conn: &mut Connection, v: &Volume) -> Result<()> {
         "UPDATE volumes SET name = ?2, description = ?3, driver_opts = ?4, pool = ?5, state = ?6,
             transitioning = ?7, transitioning_message = ?8, removed_ms = ?10, size_bytes = ?11,
             used_bytes = ?12, host_path = ?13, fill_from = ?14, written_ms = ?15,
-            schedule = ?16, archived_in = ?17
+            schedule = ?16, archived_in = ?17, cluster_key = ?18, cluster_home = ?19
          WHERE id = ?1",
         rusqlite::params_from_iter(row_params(v)),
     )?;
@@ -288,8 +290,8 @@ fn insert_row(conn: &mut Connection, v: &Volume) -> Result<i64> {
     let res = tx.execute(
         "INSERT INTO volumes (name, description, driver_opts, pool, state, transitioning,
             transitioning_message, created_ms, removed_ms, size_bytes, used_bytes, host_path,
-            fill_from, written_ms, schedule, archived_in)
-         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            fill_from, written_ms, schedule, archived_in, cluster_key, cluster_home)
+         VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         rusqlite::params_from_iter(row_params(v)),
     );
     match res {
@@ -337,10 +339,16 @@ fn migrate(conn: &Connection) -> Result<()> {
     if conn.prepare("SELECT written_ms FROM volumes LIMIT 0").is_err() {
         conn.execute_batch("ALTER TABLE volumes ADD COLUMN written_ms INTEGER NOT NULL DEFAULT 0")?;
     }
+    if conn.prepare("SELECT cluster_key FROM volumes LIMIT 0").is_err() {
+        conn.execute_batch(
+            "ALTER TABLE volumes ADD COLUMN cluster_key TEXT;
+             ALTER TABLE volumes ADD COLUMN cluster_home TEXT;",
+        )?;
+    }
     Ok(())
 }
 
-/// Every column of a volume row, as `?1`…`?17` in column order.
+/// Every column of a volume row, as `?1`…`?19` in column order.
 fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
         Box::new(v.id),
@@ -362,6 +370,8 @@ fn row_params(v: &Volume) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(v.written_ms),
         Box::new(serde_json::to_string(&v.schedule).unwrap_or_else(|_| "{}".into())),
         Box::new(v.archived_in),
+        Box::new(v.cluster.as_ref().map(|m| m.key.clone())),
+        Box::new(v.cluster.as_ref().map(|m| m.home.clone())),
     ]
 }
 
@@ -382,6 +392,8 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
     let written_ms: i64 = r.get(14)?;
     let schedule: String = r.get(15)?;
     let archived_in: Option<i64> = r.get(16)?;
+    let cluster_key: Option<String> = r.get(17)?;
+    let cluster_home: Option<String> = r.get(18)?;
     let base = Volume {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -401,6 +413,8 @@ fn read_volume(r: &Row<'_>) -> rusqlite::Result<Result<Volume>> {
         written_ms,
         schedule: Default::default(),
         archived_in,
+        cluster: cluster_key
+            .map(|key| crate::volume::Membership { key, home: cluster_home.unwrap_or_default() }),
     };
     Ok((|| {
         let driver_opts = serde_json::from_str(&opts).map_err(|e| {
@@ -436,6 +450,7 @@ mod tests {
             written_ms: 0,
             schedule: Default::default(),
             archived_in: None,
+            cluster: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub static SCHEMAS: &[&Schema] = &[
     &BACKUP,
     &STORAGE_POOL,
     &BACKUP_TARGET,
+    &CLUSTER_NODE,
     &IMAGE,
     &INSTANCE,
     &ERROR,
@@ -140,8 +141,15 @@ pub static VOLUME: Schema = Schema {
         field("externalId", Ty::String, "the name Docker knows").query(),
         field("uri", Ty::String, "where its files are, backend://path").nullable().query(),
         field("isHostPath", Ty::Boolean, "").query(),
-        field("accessMode", Ty::Enum, "")
-            .options(Options::Fixed(&["singleHostRW", "multiHostRW"]))
+        field("accessMode", Ty::Enum, "who may mount it at once: `-o access-mode=` in a cluster")
+            .options(Options::Fixed(crate::cluster::Access::NAMES))
+            .query(),
+        field("hostId", Ty::String, "in a cluster, the host that made it; null otherwise")
+            .nullable()
+            .query(),
+        field("holders", Ty::Array, "in a cluster, the hosts that mount it now"),
+        field("leaseState", Ty::Enum, "in a cluster, who holds it: free, held (here), heldElsewhere, fenced")
+            .options(Options::Fixed(crate::core::LeaseState::NAMES))
             .query(),
         field(
             "instanceId",
@@ -306,6 +314,26 @@ pub static STORAGE_POOL: Schema = Schema {
         field("volumeCount", Ty::Int, "").query(),
     ],
     resource_methods: GET,
+    collection_methods: GET,
+    resource_actions: NO_ACTIONS,
+    default_sort: "name",
+};
+
+pub static CLUSTER_NODE: Schema = Schema {
+    id: "clusterNode",
+    collection: Some("clusternodes"),
+    description: "a host of the cluster this one joined ([cluster]), while its lease in etcd lives",
+    fields: &[
+        ID,
+        TYPE,
+        field("name", Ty::String, "the host's `node` name").query(),
+        field("self", Ty::Boolean, "this host").query(),
+        field("heartbeat", Ty::Date, "when it last renewed its lease and said so").query(),
+        field("started", Ty::Date, "when its daemon started").query(),
+        field("holdCount", Ty::Int, "how many volumes it mounts").query(),
+        field("holds", Ty::Array, "the names of the volumes it mounts"),
+    ],
+    resource_methods: &[],
     collection_methods: GET,
     resource_actions: NO_ACTIONS,
     default_sort: "name",

@@ -1,0 +1,188 @@
+//! The cluster: what hosts agree on, through an engine that already
+//! exists (etcd), never a protocol of our own. docs/cluster.md states the
+//! protocol and its failure table.
+//!
+//! The core sees the [`Cluster`] trait and the plain types here, never a
+//! type of the etcd client: `etcd.rs` is the one implementation,
+//! `fence.rs` makes a host stop writing a volume when it lost the right.
+//!
+//! What lives in the cluster, per volume: its [`Record`] (name, the
+//! cluster-wide key that names its storage, pool, options, home host),
+//! and the [`Holder`]s that mount it, each tied to its host's lease so
+//! that a host that dies lets go within the lease's TTL.
+
+mod etcd;
+pub mod fence;
+
+pub use etcd::Etcd;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster volume as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    /// The cluster-wide identity: storage key on every host, so that a
+    /// shared pool's directory is the same everywhere, and a name taken
+    /// again is another volume.
+    pub key: String,
+    pub pool: String,
+    pub opts: BTreeMap<String, String>,
+    pub description: String,
+    pub size_bytes: Option<u64>,
+    /// The host that made it (for a volume in a local pool: where its
+    /// bytes are).
+    pub home: String,
+    pub created_ms: i64,
+}
+
+/// Who may mount a cluster volume at once (the seed's `accessMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    SingleHostRw,
+    MultiHostRw,
+    SingleHostRo,
+    MultiHostRo,
+}
+
+impl Access {
+    pub const NAMES: &[&str] = &["singleHostRW", "multiHostRW", "singleHostRO", "multiHostRO"];
+
+    pub fn parse(s: &str) -> Option<Access> {
+        Some(match s {
+            "singleHostRW" => Access::SingleHostRw,
+            "multiHostRW" => Access::MultiHostRw,
+            "singleHostRO" => Access::SingleHostRo,
+            "multiHostRO" => Access::MultiHostRo,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::SingleHostRw => "singleHostRW",
+            Access::MultiHostRw => "multiHostRW",
+            Access::SingleHostRo => "singleHostRO",
+            Access::MultiHostRo => "multiHostRO",
+        }
+    }
+
+    /// One host at a time.
+    pub fn exclusive(self) -> bool {
+        matches!(self, Access::SingleHostRw | Access::SingleHostRo)
+    }
+
+    pub fn read_only(self) -> bool {
+        matches!(self, Access::SingleHostRo | Access::MultiHostRo)
+    }
+}
+
+/// A host that mounts a volume, tied to that host's lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    pub node: String,
+    /// How many of Docker's mounts the host has of it.
+    pub mounts: u32,
+    pub since_ms: i64,
+}
+
+/// A host of the cluster, while its lease lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub node: String,
+    pub started_ms: i64,
+    /// When it last renewed its lease and said so.
+    pub heartbeat_ms: i64,
+}
+
+/// A change of the registry, in etcd's order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Everything there is (at start, and after the watch fell behind a
+    /// compaction): what is not in it is gone.
+    All(Vec<Record>),
+    Put(Record),
+    Deleted {
+        name: String,
+        key: String,
+    },
+    /// The holders of `name` changed.
+    Holders {
+        name: String,
+        holders: Vec<Holder>,
+    },
+}
+
+/// Whether this host may write cluster volumes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not yet connected: cluster volumes refuse Mounts.
+    Connecting,
+    /// The lease was renewed; it lives at least until `safe_until`.
+    Up { safe_until: Instant },
+    /// The lease may have expired: every holding is void and its mounts
+    /// must be fenced.
+    Lost,
+}
+
+/// What can go wrong, each with the words a user needs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the cluster's etcd cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("volume name {name:?} is taken in the cluster (made on host {home})")]
+    Taken { name: String, home: String },
+    #[error("volume {name:?} is held by host {node} ({mounts} mount(s))")]
+    Held { name: String, node: String, mounts: u32 },
+    #[error("volume {name:?} changed in the cluster meanwhile; try again")]
+    Moved { name: String },
+    #[error("volume {name:?} is not in the cluster registry")]
+    Unknown { name: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A boxed future: the trait is used as `dyn Cluster`.
+pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// The cluster as the core uses it. Every call that changes something is
+/// one etcd transaction whose condition makes it exact (a name taken
+/// twice, two exclusive holders) rather than check-then-write.
+pub trait Cluster: Send + Sync {
+    /// This host's name.
+    fn node(&self) -> &str;
+
+    /// How long a Mount waits for another holder to let go.
+    fn mount_wait(&self) -> std::time::Duration;
+
+    /// Adds a record; fails with `Taken` when the name is in use.
+    fn register(&self, record: Record) -> Fut<'_, ()>;
+
+    /// Removes a record, unless a host holds it (`Held`) or it is another
+    /// volume of that name now (`Moved`). Gone already is fine.
+    fn unregister<'a>(&'a self, name: &'a str, key: &'a str) -> Fut<'a, ()>;
+
+    /// Records this host as a holder of `name` with `mounts` mounts; for
+    /// an exclusive volume, only if no other host holds it (`Held`).
+    fn hold<'a>(&'a self, name: &'a str, mounts: u32, exclusive: bool) -> Fut<'a, ()>;
+
+    /// This host lets go of `name`.
+    fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()>;
+
+    /// The holders of `name`, from memory (kept by the watch).
+    fn holders(&self, name: &str) -> Vec<Holder>;
+
+    /// The hosts whose leases live.
+    fn nodes(&self) -> Fut<'_, Vec<Node>>;
+
+    /// The registry's changes, from the first full read on. Taken once.
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>>;
+
+    /// This host's standing, as it changes.
+    fn health(&self) -> tokio::sync::watch::Receiver<Health>;
+}
