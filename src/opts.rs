@@ -83,7 +83,11 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
             }
             "access-mode" => {
                 crate::cluster::Access::parse(value).ok_or_else(|| {
-                    bad(key, value, &format!("expected {}", crate::cluster::Access::NAMES.join(", ")))
+                    bad(
+                        key,
+                        value,
+                        &format!("expected {}", crate::cluster::Access::NAMES.join(", ")),
+                    )
                 })?;
             }
             k if crate::schedule::KEYS.contains(&k) => {}

@@ -241,6 +241,7 @@ impl Config {
                 overcommit,
                 default: p.default,
                 scope,
+                host_area: None,
             });
         }
         match pools.iter().filter(|p| p.default).count() {
@@ -253,6 +254,7 @@ impl Config {
                 fs: FsKind::Ext4,
                 default_size: DEFAULT_LOOP_SIZE,
                 overcommit: 1.0,
+                host_area: None,
             }),
             0 => pools[0].default = true,
             1 => {}
@@ -365,6 +367,20 @@ impl Config {
             });
         }
         let cluster = raw.cluster.map(cluster::parse).transpose()?;
+        if let Some(c) = &cluster {
+            for p in pools.iter_mut().filter(|p| p.scope == Scope::Global) {
+                // Two hosts mounting one filesystem image (or btrfs) at
+                // once would corrupt it: only directories are shared.
+                if p.backend != BackendKind::Dir {
+                    return Err(format!(
+                        "[[pool]] {:?}: key `scope`: only a dir pool can be shared by a cluster's \
+                         hosts (its path on a shared filesystem); make it local",
+                        p.name
+                    ));
+                }
+                p.host_area = Some(c.node.clone());
+            }
+        }
         Ok(Config {
             trash_retention,
             host_path_roots: raw.host_path_roots,

@@ -358,6 +358,7 @@ impl Ballast {
     /// inactive → requested: frees the storage. Only when a backup holds
     /// the data as it is (the next Mount restores it), or with `force`.
     pub async fn deallocate(&self, reference: &str, force: bool) -> Result<Arc<Volume>> {
+        let _hold = self.hold_for_job(&*self.find(reference)?).await?;
         // A host-path volume is refused by the state table (`check`).
         self.transition(reference, Action::Deallocate, move |this, v| {
             let archive = this.backup_since(v.id, v.written_ms);

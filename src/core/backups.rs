@@ -211,6 +211,11 @@ impl Ballast {
             Some(_) => {}
             None => self.check(Action::Snapshot, &v)?,
         }
+        // From the live volume: held for the job in a cluster.
+        let hold = match &snap {
+            Some(_) => None,
+            None => self.hold_for_job(&v).await?,
+        };
         let pool_kind = self.pool(&v.pool).map(|p| p.config.backend.as_str()).unwrap_or("dir");
         let meta = VolumeMeta {
             volume_name: v.name.clone(),
@@ -251,6 +256,7 @@ impl Ballast {
         drop(guard);
         let this = self.clone();
         tokio::spawn(async move {
+            let _hold = hold;
             let started = Instant::now();
             let result = this.run_backup(&b, v, snap).await;
             this.finish_backup(b.id, result, started.elapsed()).await;
@@ -659,6 +665,7 @@ impl Ballast {
         let (guard, current) = self.lock_ref(reference).await?;
         let mut v = (*current).clone();
         self.check(Action::RestoreFromBackup, &v)?;
+        let hold = self.hold_for_job(&v).await?;
         let b = self.restorable(backup)?;
         let lease = self.inner.locks.lease(Lease::Backup(b.id));
         let label = format!("restoring from backup {} ({})", b.public_id(), b.name);
@@ -670,6 +677,7 @@ impl Ballast {
         drop(guard);
         let (this, vid) = (self.clone(), v.id);
         tokio::spawn(async move {
+            let _hold = hold;
             let t = Instant::now();
             let result = match this.repo(&b.target).await {
                 Ok(repo) => this.blocking(move |this| restore_in_place(this, &v, &b, repo)).await,

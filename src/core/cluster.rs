@@ -242,6 +242,25 @@ impl Ballast {
         }
     }
 
+    /// Before a job on a cluster volume's bytes (a snapshot, a revert, a
+    /// backup, a restore, a deallocation): this host holds the volume for
+    /// the job, so that no other host writes it meanwhile. `None` when it
+    /// needs no holding, or this host holds it already (mounted here).
+    pub(super) async fn hold_for_job(&self, v: &Volume) -> Result<Option<JobHold>> {
+        let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return Ok(None) };
+        if !self.bytes_here(v) {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} lives in pool {:?} on host {}, which is not shared: run this there",
+                v.name, v.pool, m.home
+            )));
+        }
+        if c.holders(&v.name).iter().any(|h| h.node == c.node()) {
+            return Ok(None);
+        }
+        c.hold(&v.name, 0, true).await?;
+        Ok(Some(JobHold { ballast: self.clone(), name: v.name.clone() }))
+    }
+
     /// After an Unmount that was not the last: the count others see.
     pub(super) async fn hold_fewer(&self, v: &Volume) {
         let (Some(c), Some(_)) = (self.cluster(), &v.cluster) else { return };
@@ -463,5 +482,24 @@ fn record_of(v: &Volume, m: &Membership) -> Record {
         size_bytes: v.size_bytes,
         home: m.home.clone(),
         created_ms: v.created_ms,
+    }
+}
+
+/// This host's holding of a volume for a job; let go when dropped, unless
+/// the volume was mounted here meanwhile (the mount holds it then).
+pub(super) struct JobHold {
+    ballast: Ballast,
+    name: String,
+}
+
+impl Drop for JobHold {
+    fn drop(&mut self) {
+        let (this, name) = (self.ballast.clone(), std::mem::take(&mut self.name));
+        tokio::spawn(async move {
+            let Ok(v) = this.get(&name) else { return };
+            if v.mount_count() == 0 {
+                this.release(&v).await;
+            }
+        });
     }
 }

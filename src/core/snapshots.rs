@@ -111,6 +111,7 @@ impl Ballast {
         }
         let (_guard, v) = self.lock_ref(reference).await?;
         self.check(Action::Snapshot, &v)?;
+        let hold = self.hold_for_job(&v).await?;
         let mut snap = Snapshot {
             id: 0,
             name: String::new(),
@@ -133,6 +134,7 @@ impl Ballast {
         let this = self.clone();
         let total = v.used_bytes;
         tokio::spawn(async move {
+            let _hold = hold;
             let started = Instant::now();
             let progress_to = this.clone();
             let id = snap.id;
@@ -275,6 +277,7 @@ impl Ballast {
         let (guard, current) = self.lock_ref(reference).await?;
         let mut v = (*current).clone();
         self.check(Action::RevertToSnapshot, &v)?;
+        let hold = self.hold_for_job(&v).await?;
         let snap = self.find_snapshot_of(v.id, snapshot)?;
         if snap.volume_id != v.id {
             return Err(Error::InvalidInput(format!(
@@ -301,6 +304,7 @@ impl Ballast {
         drop(guard);
         let this = self.clone();
         tokio::spawn(async move {
+            let _hold = hold;
             let t = Instant::now();
             let (progress_to, id, name) = (this.clone(), v.id, v.name.clone());
             let label = format!("reverting to snapshot {} ({})", snap.public_id(), snap.name);

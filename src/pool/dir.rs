@@ -65,14 +65,29 @@ fn sweep(trash: Root) -> JoinHandle<Vec<String>> {
 
 impl DirBackend {
     pub fn open(path: &Path) -> io::Result<Self> {
+        DirBackend::open_in(path, None)
+    }
+
+    /// With `host_area`, this host's snapshots, staging and trash live in
+    /// `<pool>/hosts/<host_area>/` (a pool shared in a cluster): start-up
+    /// recovery then never sets aside another host's work in progress.
+    pub fn open_in(path: &Path, host_area: Option<&str>) -> io::Result<Self> {
         Root::open(path)?;
-        let staging = Root::open(&path.join("staging"))?;
+        let own = match host_area {
+            Some(node) => {
+                Root::open(&path.join("hosts"))?;
+                path.join("hosts").join(node)
+            }
+            None => path.to_path_buf(),
+        };
+        Root::open(&own)?;
+        let staging = Root::open(&own.join("staging"))?;
         Ok(DirBackend {
             volumes: Root::open(&path.join("volumes"))?,
-            snapshots: Root::open(&path.join("snapshots"))?,
+            snapshots: Root::open(&own.join("snapshots"))?,
             reflinks: staging.shares_extents(),
             staging,
-            trash: Root::open(&path.join("trash"))?,
+            trash: Root::open(&own.join("trash"))?,
         })
     }
 

@@ -42,6 +42,10 @@ pub struct PoolConfig {
     /// Loop pools: how far the sum of volume sizes may exceed the pool's
     /// capacity (1.0 = not at all).
     pub overcommit: f64,
+    /// In a cluster, a shared pool keeps this host's snapshots, staging
+    /// and trash apart, under `hosts/<node>/`: hosts share the volumes'
+    /// bytes, never each other's work in progress.
+    pub host_area: Option<String>,
 }
 
 /// The filesystem inside a loop pool's image.

@@ -250,7 +250,10 @@ impl Pool {
             format!("pool {:?} at {}: {e}", self.config.name, self.config.path.display())
         };
         let backend: Box<dyn Backend> = match self.config.backend {
-            BackendKind::Dir => Box::new(DirBackend::open(&self.config.path).map_err(at)?),
+            BackendKind::Dir => Box::new(
+                DirBackend::open_in(&self.config.path, self.config.host_area.as_deref())
+                    .map_err(at)?,
+            ),
             BackendKind::Btrfs => Box::new(BtrfsBackend::open(&self.config.path).map_err(at)?),
             BackendKind::Loop => {
                 Box::new(LoopBackend::open(&self.config.path, self.config.fs).map_err(at)?)

@@ -148,9 +148,13 @@ pub static VOLUME: Schema = Schema {
             .nullable()
             .query(),
         field("holders", Ty::Array, "in a cluster, the hosts that mount it now"),
-        field("leaseState", Ty::Enum, "in a cluster, who holds it: free, held (here), heldElsewhere, fenced")
-            .options(Options::Fixed(crate::core::LeaseState::NAMES))
-            .query(),
+        field(
+            "leaseState",
+            Ty::Enum,
+            "in a cluster, who holds it: free, held (here), heldElsewhere, fenced",
+        )
+        .options(Options::Fixed(crate::core::LeaseState::NAMES))
+        .query(),
         field(
             "instanceId",
             Ty::Reference("instance"),
