@@ -27,6 +27,7 @@ mod escapes;
 mod exposed;
 mod harness;
 mod hostile_net;
+mod hosts;
 mod inputs;
 mod load;
 mod loopback;
