@@ -38,3 +38,4 @@ mod rancher_client;
 mod rancher_seeds;
 mod readme_tour;
 mod socket_activation;
+mod two_hosts;
