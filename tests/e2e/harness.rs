@@ -117,6 +117,18 @@ fn start_engine() -> Engine {
 /// living as long as this test process, and waits until it answers with
 /// the busybox test image in place.
 fn spawn_dockerd(engine: &Engine, dir: &str, run: &str, extra: &[&str]) -> Child {
+    spawn_dockerd_in(&[], engine, dir, run, extra)
+}
+
+/// The same, with `prefix` before dockerd's command (e.g. `nsenter -t PID
+/// -m --`, to start it in another mount namespace).
+pub fn spawn_dockerd_in(
+    prefix: &[&str],
+    engine: &Engine,
+    dir: &str,
+    run: &str,
+    extra: &[&str],
+) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::create_dir_all(run).unwrap();
     let log = std::fs::File::options()
@@ -127,10 +139,9 @@ fn spawn_dockerd(engine: &Engine, dir: &str, run: &str, extra: &[&str]) -> Child
     // Like the ballast daemons, the engine lives as long as this test
     // process (see `spawn_until_exit`).
     let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "TERM", "--"]);
+    cmd.args(prefix);
     cmd.args([
-        "--pdeathsig",
-        "TERM",
-        "--",
         "dockerd",
         "--data-root",
         &format!("{dir}/data"),
@@ -221,7 +232,7 @@ static PARKED_ENGINE: Mutex<Option<Child>> = Mutex::new(None);
 
 /// Stops the engine an earlier run left, so that this run's engine knows
 /// no dead drivers.
-fn stop_old_engine(run: &str) {
+pub fn stop_old_engine(run: &str) {
     let pidfile = format!("{run}/docker.pid");
     let Some(pid) =
         std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse::<i32>().ok())
@@ -432,6 +443,8 @@ pub struct Daemon {
     /// A soft open-files limit to start with, as a service manager might
     /// set it (the hard limit stays).
     soft_nofile: Option<u64>,
+    /// Words before the daemon's command (e.g. `nsenter -t PID -m --`).
+    prefix: Vec<String>,
     child: Option<Child>,
     engine: Option<&'static Engine>,
 }
@@ -442,7 +455,7 @@ impl Daemon {
     pub fn private(name: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let plugin_socket = dir.path().join(format!("{name}.sock"));
-        Daemon::start(name, dir, plugin_socket, None, None)
+        Daemon::start(name, dir, plugin_socket, None, None, &[])
     }
 
     /// A private daemon with a config file.
@@ -450,7 +463,7 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let plugin_socket = dir.path().join(format!("{name}.sock"));
         let config = write_config(&dir, config);
-        Daemon::start(name, dir, plugin_socket, Some(config), None)
+        Daemon::start(name, dir, plugin_socket, Some(config), None, &[])
     }
 
     /// Starts a daemon that Docker finds as driver `name`.
@@ -462,9 +475,26 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let plugin_socket = PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
         let config = config.map(|text| write_config(&dir, text));
-        let d = Daemon::start(name, dir, plugin_socket, config, Some(engine));
+        let d = Daemon::start(name, dir, plugin_socket, config, Some(engine), &[]);
         // A crashed earlier run may have left Docker records for this
         // driver; our Remove of an unknown volume succeeds, so they go.
+        engine.clean(name);
+        d
+    }
+
+    /// A daemon for `engine` with its plugin socket at `plugin_socket`,
+    /// started with `prefix` before its command (e.g. `nsenter -t PID -m
+    /// --`, to serve an engine in another mount namespace).
+    pub fn for_docker_in(
+        prefix: &[&str],
+        name: &str,
+        engine: &'static Engine,
+        plugin_socket: PathBuf,
+        config: &str,
+    ) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(&dir, config);
+        let d = Daemon::start(name, dir, plugin_socket, Some(config), Some(engine), prefix);
         engine.clean(name);
         d
     }
@@ -475,6 +505,7 @@ impl Daemon {
         plugin_socket: PathBuf,
         config: Option<PathBuf>,
         engine: Option<&'static Engine>,
+        prefix: &[&str],
     ) -> Daemon {
         let admin_socket = dir.path().join("admin.sock");
         let mut d = Daemon {
@@ -485,6 +516,7 @@ impl Daemon {
             config,
             extra_args: Vec::new(),
             soft_nofile: None,
+            prefix: prefix.iter().map(|p| p.to_string()).collect(),
             child: None,
             engine,
         };
@@ -500,7 +532,7 @@ impl Daemon {
         // setpriv asks the kernel to SIGTERM the daemon when its parent (the
         // spawner thread, which lives as long as this process) is gone.
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "TERM", "--"]);
+        cmd.args(["--pdeathsig", "TERM", "--"]).args(&self.prefix);
         if let Some(soft) = self.soft_nofile {
             cmd.arg("prlimit").arg(format!("--nofile={soft}:")).arg("--");
         }
@@ -668,6 +700,7 @@ impl Daemon {
             config: Some(config),
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             soft_nofile,
+            prefix: Vec::new(),
             child: None,
             engine: None,
         };
