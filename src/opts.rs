@@ -28,6 +28,7 @@ pub const VALID_KEYS: &[&str] = &[
     "backup-keep",
     "backup-target",
     "access-mode",
+    "cluster",
 ];
 
 /// A create request after parsing.
@@ -80,6 +81,11 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
                     return Err(bad(key, value, "expected an absolute path"));
                 }
                 opts.path = Some(value.into());
+            }
+            "cluster" => {
+                if !matches!(value.as_str(), "true" | "false") {
+                    return Err(bad(key, value, "expected true or false"));
+                }
             }
             "access-mode" => {
                 crate::cluster::Access::parse(value).ok_or_else(|| {

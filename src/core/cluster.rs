@@ -168,10 +168,15 @@ impl Ballast {
     }
 
     /// The membership a new volume gets: in a cluster, every volume but
-    /// a host path is a cluster volume.
-    pub(super) fn new_membership(&self, host_path: bool) -> Result<Option<Membership>> {
+    /// a host path or one made with `-o cluster=false`.
+    pub(super) fn new_membership(
+        &self,
+        opts: &BTreeMap<String, String>,
+        host_path: bool,
+    ) -> Result<Option<Membership>> {
         let Some(c) = self.cluster() else { return Ok(None) };
-        if host_path {
+        // `-o cluster=false`: this host's alone, working while etcd is down.
+        if host_path || opts.get("cluster").is_some_and(|v| v == "false") {
             return Ok(None);
         }
         let mut key = [0u8; 8];

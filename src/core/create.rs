@@ -132,7 +132,7 @@ impl Ballast {
             Some(src) => Some(self.lease_source(src).await?),
             None => None,
         };
-        let cluster = self.new_membership(host_path.is_some())?;
+        let cluster = self.new_membership(&raw, host_path.is_some())?;
         let mut v = Volume {
             id: 0,
             name: name.to_string(),

@@ -115,11 +115,17 @@ impl Host {
     /// `[cluster]` section naming the proxy's endpoints and the host.
     pub fn in_cluster(name: &str, etcd: &Etcd, config: &str) -> Host {
         let mut host = Host::bare(name);
-        let proxy = EtcdProxy::start(etcd);
-        let config = format!("{config}\n{}", cluster_section(&proxy.endpoints(), name));
-        host.proxy = Some(proxy);
-        host.serve(&config);
+        host.join(etcd, config);
         host
+    }
+
+    /// Serves a bare host's ballast in the cluster of `etcd` (see
+    /// [`Host::in_cluster`]), after what it mounted first.
+    pub fn join(&mut self, etcd: &Etcd, config: &str) {
+        let proxy = EtcdProxy::start(etcd);
+        let config = format!("{config}\n{}", cluster_section(&proxy.endpoints(), &self.name));
+        self.proxy = Some(proxy);
+        self.serve(&config);
     }
 
     /// A host with its engine running and no ballast yet: mount what the
@@ -331,10 +337,17 @@ impl Drop for Host {
     }
 }
 
+/// The lease TTL of the hosts' daemons.
+pub const LEASE_TTL: Duration = Duration::from_secs(5);
+
 /// The `[cluster]` section of a host's configuration.
 pub fn cluster_section(endpoints: &[String], node: &str) -> String {
     let list: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
-    format!("[cluster]\netcd = [{}]\nnode = {node:?}\nlease_ttl = \"5s\"\n", list.join(", "))
+    format!(
+        "[cluster]\netcd = [{}]\nnode = {node:?}\nlease_ttl = \"{}s\"\nmount_wait = \"3s\"\n",
+        list.join(", "),
+        LEASE_TTL.as_secs()
+    )
 }
 
 /// Polls `cond` every 100 ms until it holds; fails after 90 s (starts on

@@ -16,6 +16,7 @@ mod browser;
 mod btrfs;
 mod cli;
 mod cli_install;
+mod cluster;
 mod compose_examples;
 mod config_file;
 mod crash;

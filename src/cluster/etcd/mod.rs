@@ -14,15 +14,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
-};
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::{Change, Cluster, Error, Fut, Health, Holder, Node, Record, Result};
 use crate::config::ClusterConfig;
 use crate::volume::now_ms;
+
+mod registry;
 
 const PREFIX: &str = "/ballast/v1/";
 
@@ -135,28 +134,27 @@ impl Etcd {
             let mut safe_until = Instant::now() + safe;
             self.health.send_replace(Health::Up { safe_until });
             tracing::info!(lease = id, node = %self.node, "cluster: lease granted");
-            let mut stream = match client.lease_keep_alive(id).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster: keep-alive stream failed");
-                    None
-                }
-            };
+            let mut stream = None;
             let mut beats = 0u32;
             loop {
                 tokio::time::sleep(beat).await;
+                if Instant::now() >= safe_until {
+                    break;
+                }
+                // Every round is bounded by the lease's safe time: a call
+                // stuck in a partition must not keep this host writing.
                 let sent = Instant::now();
-                let renewed = match stream.as_mut() {
-                    Some((keeper, responses)) => {
-                        let round = async {
-                            keeper.keep_alive().await.map_err(unreachable)?;
-                            let resp = responses.message().await.map_err(unreachable)?;
-                            Ok::<_, Error>(resp.map_or(-1, |r| r.ttl()))
-                        };
-                        tokio::time::timeout(beat, round).await.unwrap_or(Ok(-1))
+                let limit = (sent + beat).min(safe_until);
+                let round = async {
+                    if stream.is_none() {
+                        stream = Some(client.lease_keep_alive(id).await.map_err(unreachable)?);
                     }
-                    None => Ok(-1),
+                    let Some((keeper, responses)) = stream.as_mut() else { return Ok(-1) };
+                    keeper.keep_alive().await.map_err(unreachable)?;
+                    let resp = responses.message().await.map_err(unreachable)?;
+                    Ok::<_, Error>(resp.map_or(-1, |r| r.ttl()))
                 };
+                let renewed = tokio::time::timeout_at(limit.into(), round).await.unwrap_or(Ok(-1));
                 match renewed {
                     Ok(left) if left > 0 => {
                         safe_until = sent + safe;
@@ -164,19 +162,15 @@ impl Etcd {
                         beats += 1;
                         if beats.is_multiple_of(5) {
                             // The heartbeat `ballast cluster status` shows.
-                            let _ = self.put_node(&mut client, id).await;
+                            let put = self.put_node(&mut client, id);
+                            let _ = tokio::time::timeout(beat, put).await;
                         }
                     }
                     // Expired or revoked in etcd: every holding is gone.
                     Ok(0) => break,
-                    _ => {
-                        if stream.is_none() || renewed.is_err() {
-                            stream = client.lease_keep_alive(id).await.ok();
-                        }
-                    }
-                }
-                if Instant::now() >= safe_until {
-                    break;
+                    // A new stream next round: a late answer on this one
+                    // would be taken for a renewal it is not.
+                    _ => stream = None,
                 }
             }
             tracing::warn!(lease = id, "cluster: lease lost; fencing this host's cluster mounts");
@@ -198,6 +192,12 @@ impl Etcd {
     }
 
     async fn set_up_lease(&self) -> Result<(Client, i64)> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.grant())
+            .await
+            .map_err(|_| Error::Unreachable("granting a lease timed out".into()))?
+    }
+
+    async fn grant(&self) -> Result<(Client, i64)> {
         let mut client = self.connect().await?;
         let secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let id = client.lease_grant(secs, None).await.map_err(unreachable)?.id();
@@ -336,70 +336,24 @@ impl Etcd {
         }
         Err(Error::Unreachable("watch stream ended".into()))
     }
+}
 
-    async fn hold_inner(&self, name: &str, mounts: u32, exclusive: bool) -> Result<()> {
-        let mut client = self.connect().await?;
-        let lease = self.current_lease()?;
-        let me = format!("{}{}", holders_prefix(name), self.node);
-        let value =
-            serde_json::to_vec(&Holder { node: self.node.clone(), mounts, since_ms: now_ms() })
-                .map_err(unreachable)?;
-        let put = TxnOp::put(me.as_str(), value, Some(PutOptions::new().with_lease(lease)));
-        let registered = Compare::create_revision(volume_key(name), CompareOp::Greater, 0);
-        let mut when = vec![registered];
-        if exclusive {
-            // No holder at all, or only this host (a count that changed).
-            when.push(
-                Compare::create_revision(holders_prefix(name), CompareOp::Equal, 0).with_prefix(),
-            );
-        }
-        let read = TxnOp::get(holders_prefix(name), Some(GetOptions::new().with_prefix()));
-        let txn = Txn::new()
-            .when(when)
-            .and_then(vec![put.clone()])
-            .or_else(vec![read, TxnOp::get(volume_key(name), None)]);
-        let resp = client.txn(txn).await.map_err(unreachable)?;
-        if resp.succeeded() {
-            return Ok(());
-        }
-        let mut others = Vec::new();
-        let mut mine = None;
-        let mut registered = false;
-        for op in resp.op_responses() {
-            let TxnOpResponse::Get(got) = op else { continue };
-            for kv in got.kvs() {
-                match parse_key(kv.key()) {
-                    Some(Key::Volume(_)) => registered = true,
-                    Some(Key::Holder(_, node)) if node == self.node => {
-                        mine = Some(kv.mod_revision())
-                    }
-                    Some(Key::Holder(..)) => {
-                        others.extend(serde_json::from_slice::<Holder>(kv.value()).ok())
-                    }
-                    _ => {}
-                }
+/// Runs `once` again while etcd is unreachable, three times in all: one
+/// member down or a leader election must not fail a Mount or an Unmount.
+/// Every operation is safe to repeat (see `registry.rs`).
+async fn retried<'a, T>(mut once: impl FnMut() -> Fut<'a, T>) -> Result<T> {
+    let mut pause = Duration::from_millis(200);
+    for _ in 0..2 {
+        match once().await {
+            Err(Error::Unreachable(e)) => {
+                tracing::debug!(error = %e, "cluster: etcd unreachable; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
             }
-        }
-        if !registered {
-            return Err(Error::Unknown { name: name.to_string() });
-        }
-        if let Some(h) = others.into_iter().next() {
-            return Err(Error::Held { name: name.to_string(), node: h.node, mounts: h.mounts });
-        }
-        // Only this host holds it: update its entry, if nobody came between.
-        let Some(seen) = mine else { return Err(Error::Moved { name: name.to_string() }) };
-        let txn = Txn::new()
-            .when(vec![
-                Compare::mod_revision(me.as_str(), CompareOp::Equal, seen),
-                Compare::create_revision(volume_key(name), CompareOp::Greater, 0),
-            ])
-            .and_then(vec![put]);
-        if client.txn(txn).await.map_err(unreachable)?.succeeded() {
-            Ok(())
-        } else {
-            Err(Error::Moved { name: name.to_string() })
+            done => return done,
         }
     }
+    once().await
 }
 
 async fn send(changes: &mpsc::Sender<Change>, change: Change) -> Result<()> {
@@ -448,85 +402,19 @@ impl Cluster for Etcd {
     }
 
     fn register(&self, record: Record) -> Fut<'_, ()> {
-        Box::pin(async move {
-            let mut client = self.connect().await?;
-            let key = volume_key(&record.name);
-            let value = serde_json::to_vec(&record).map_err(unreachable)?;
-            let txn = Txn::new()
-                .when(vec![Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-                .and_then(vec![TxnOp::put(key.as_str(), value, None)])
-                .or_else(vec![TxnOp::get(key.as_str(), None)]);
-            let resp = client.txn(txn).await.map_err(unreachable)?;
-            if resp.succeeded() {
-                return Ok(());
-            }
-            let theirs = resp.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(got) => got
-                    .kvs()
-                    .first()
-                    .and_then(|kv| serde_json::from_slice::<Record>(kv.value()).ok()),
-                _ => None,
-            });
-            match theirs {
-                Some(r) if r.key == record.key => Ok(()),
-                Some(r) => Err(Error::Taken { name: record.name, home: r.home }),
-                None => Err(Error::Moved { name: record.name }),
-            }
-        })
+        Box::pin(retried(move || Box::pin(self.register_once(record.clone()))))
     }
 
     fn unregister<'a>(&'a self, name: &'a str, key: &'a str) -> Fut<'a, ()> {
-        Box::pin(async move {
-            let mut client = self.connect().await?;
-            let vkey = volume_key(name);
-            let got = client.get(vkey.as_str(), None).await.map_err(unreachable)?;
-            let Some(kv) = got.kvs().first() else { return Ok(()) };
-            let record: Option<Record> = serde_json::from_slice(kv.value()).ok();
-            if record.is_some_and(|r| r.key != key) {
-                return Err(Error::Moved { name: name.to_string() });
-            }
-            let txn = Txn::new()
-                .when(vec![
-                    Compare::mod_revision(vkey.as_str(), CompareOp::Equal, kv.mod_revision()),
-                    Compare::create_revision(holders_prefix(name), CompareOp::Equal, 0)
-                        .with_prefix(),
-                ])
-                .and_then(vec![TxnOp::delete(vkey.as_str(), None)])
-                .or_else(vec![TxnOp::get(
-                    holders_prefix(name),
-                    Some(GetOptions::new().with_prefix()),
-                )]);
-            let resp = client.txn(txn).await.map_err(unreachable)?;
-            if resp.succeeded() {
-                return Ok(());
-            }
-            let holder = resp.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(got) => got
-                    .kvs()
-                    .first()
-                    .and_then(|kv| serde_json::from_slice::<Holder>(kv.value()).ok()),
-                _ => None,
-            });
-            match holder {
-                Some(h) => {
-                    Err(Error::Held { name: name.to_string(), node: h.node, mounts: h.mounts })
-                }
-                None => Err(Error::Moved { name: name.to_string() }),
-            }
-        })
+        Box::pin(retried(move || Box::pin(self.unregister_once(name, key))))
     }
 
     fn hold<'a>(&'a self, name: &'a str, mounts: u32, exclusive: bool) -> Fut<'a, ()> {
-        Box::pin(self.hold_inner(name, mounts, exclusive))
+        Box::pin(retried(move || Box::pin(self.hold_once(name, mounts, exclusive))))
     }
 
     fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()> {
-        Box::pin(async move {
-            let mut client = self.connect().await?;
-            let me = format!("{}{}", holders_prefix(name), self.node);
-            client.delete(me, None).await.map_err(unreachable)?;
-            Ok(())
-        })
+        Box::pin(retried(move || Box::pin(self.release_once(name))))
     }
 
     fn holders(&self, name: &str) -> Vec<Holder> {

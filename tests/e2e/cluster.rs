@@ -1,0 +1,369 @@
+//! ballast in a cluster (docs/cluster.md), on two hosts of the `hosts`
+//! fixture: real engines, a three-member etcd, a GlusterFS volume under
+//! the shared pool. What an operator would check by hand: a volume made
+//! on one node is there on the other, one writer at a time, a crashed or
+//! cut-off holder lets go within its lease and stops writing first.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::IMAGE;
+use crate::hosts::{DRIVER, Etcd, Gluster, Host, LEASE_TTL, can_run, swarm_init, wait_for};
+
+const NEEDS: &[(&str, &str)] = &[
+    ("nsenter", "util-linux"),
+    ("etcd", "etcd-server"),
+    ("glusterd", "glusterfs-server"),
+    ("mount.glusterfs", "glusterfs-client"),
+];
+
+/// A config whose default pool is a `dir` pool on `at`, shared by the
+/// cluster's hosts.
+fn shared_pool(at: &std::path::Path) -> String {
+    format!(
+        "[[pool]]\nname = \"shared\"\nbackend = \"dir\"\npath = \"{}/pool\"\nscope = \"global\"\n\
+         default = true\n\n[[pool]]\nname = \"local\"\nbackend = \"dir\"\n",
+        at.display()
+    )
+}
+
+/// Two hosts in the cluster of `etcd`, each with `gluster` mounted under
+/// its shared pool.
+fn two_hosts(prefix: &str, etcd: &Etcd, gluster: &Gluster) -> (Host, Host) {
+    let mut a = Host::bare(&format!("{prefix}-a"));
+    let mut b = Host::bare(&format!("{prefix}-b"));
+    for h in [&mut a, &mut b] {
+        let at = gluster.mount_in(h);
+        h.join(etcd, &shared_pool(&at));
+    }
+    (a, b)
+}
+
+/// `docker run --rm` of a shell command with `vol` at /data.
+fn run(host: &Host, vol: &str, script: &str) -> std::process::Output {
+    host.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+fn run_ok(host: &Host, vol: &str, script: &str) -> String {
+    let out = run(host, vol, script);
+    assert!(out.status.success(), "on {}: {}", host.name, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A container on `host` that appends to /data/log every 200 ms.
+fn writer(host: &Host, name: &str, vol: &str) {
+    host.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/data"),
+        IMAGE,
+        "sh",
+        "-c",
+        "while true; do date >> /data/log; sleep 0.2; done",
+    ]);
+}
+
+/// Whether the container `name` can still write its volume.
+fn can_write(host: &Host, name: &str) -> bool {
+    host.docker(&["exec", name, "sh", "-c", "echo x > /data/probe"]).status.success()
+}
+
+/// The admin API's view of a volume on `host`.
+fn admin_volume(host: &Host, vol: &str) -> Value {
+    serde_json::from_str(&host.cli_ok(&["--json", "volume", "inspect", vol])).unwrap()
+}
+
+/// Mounts `vol` on `host` through its plugin socket, as Docker would;
+/// the error text when refused.
+fn mount(host: &Host, vol: &str, id: &str) -> Result<String, String> {
+    let body = format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#);
+    let (_, v) = host.ballast().call("VolumeDriver.Mount", &body);
+    match v["Err"].as_str() {
+        Some(e) if !e.is_empty() => Err(e.to_string()),
+        _ => Ok(v["Mountpoint"].as_str().unwrap_or_default().to_string()),
+    }
+}
+
+fn unmount(host: &Host, vol: &str, id: &str) {
+    host.ballast().call_ok("VolumeDriver.Unmount", &format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#));
+}
+
+#[test]
+fn a_volume_made_on_one_host_is_listed_used_and_removed_from_the_other() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let etcd = Etcd::start();
+    let gluster = Gluster::start("cl-share");
+    let (a, b) = two_hosts("cl-share", &etcd, &gluster);
+    let vol = "cl-share-data";
+
+    a.ok(&["volume", "create", "--driver", DRIVER, vol]);
+    let made = Instant::now();
+    wait_for("B to list A's volume", || b.engine.volumes(DRIVER).contains(&vol.to_string()));
+    eprintln!("listed on B {:?} after its create on A", made.elapsed());
+    assert!(made.elapsed() < Duration::from_secs(5), "B saw it after {:?}", made.elapsed());
+
+    // The same bytes on both hosts, through the shared pool.
+    run_ok(&a, vol, "echo written-on-a > /data/f");
+    assert_eq!(run_ok(&b, vol, "cat /data/f"), "written-on-a");
+    let on_b = admin_volume(&b, vol);
+    assert_eq!(on_b["hostId"], "cl-share-a", "{on_b}");
+    assert_eq!(on_b["storagePoolId"], "shared");
+    assert_eq!(on_b["leaseState"], "free", "{on_b}");
+
+    // A name is the cluster's: B cannot make another volume of it.
+    let err = b
+        .ballast()
+        .call_err("VolumeDriver.Create", &format!(r#"{{"Name":"{vol}","Opts":{{"size":"1G"}}}}"#));
+    assert!(err.contains("already") || err.contains("taken"), "{err}");
+
+    // `ballast cluster status` lists both hosts, each once.
+    let status = a.cli_ok(&["cluster", "status"]);
+    assert!(status.contains("cl-share-a (this host)") && status.contains("cl-share-b"), "{status}");
+
+    // Removed on B, gone from both.
+    b.ok(&["volume", "rm", vol]);
+    wait_for("A to forget the volume", || !a.ballast().names().contains(&vol.to_string()));
+    assert!(!a.engine.volumes(DRIVER).contains(&vol.to_string()));
+    assert!(!b.engine.volumes(DRIVER).contains(&vol.to_string()));
+}
+
+#[test]
+fn one_host_writes_a_volume_at_a_time_and_a_crashed_holder_lets_go_within_its_lease() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let etcd = Etcd::start();
+    let gluster = Gluster::start("cl-lease");
+    let (mut a, b) = two_hosts("cl-lease", &etcd, &gluster);
+    let vol = "cl-lease-data";
+    a.ok(&["volume", "create", "--driver", DRIVER, vol]);
+    wait_for("B to know the volume", || b.ballast().names().contains(&vol.to_string()));
+    writer(&a, "cl-lease-writer", vol);
+
+    // B is refused, naming the holder, after its bounded wait.
+    let err = mount(&b, vol, "b-probe").unwrap_err();
+    assert!(err.contains("host cl-lease-a") && err.contains("1 mount"), "{err}");
+    let on_b = admin_volume(&b, vol);
+    assert_eq!(on_b["leaseState"], "heldElsewhere", "{on_b}");
+    assert_eq!(on_b["holders"], serde_json::json!(["cl-lease-a"]));
+
+    // A's daemon dies; within the lease's TTL (and a second) B holds it.
+    a.kill9_ballast();
+    let killed = Instant::now();
+    let at = loop {
+        if mount(&b, vol, "b-probe").is_ok() {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(60), "B never took over");
+    };
+    eprintln!("failover after kill -9 of the holder: {at:?} (lease TTL {LEASE_TTL:?})");
+    assert!(at <= LEASE_TTL + Duration::from_millis(1500), "took {at:?}");
+
+    // A's daemon back: it finds B holding the volume and fences its own
+    // container, which can no longer write.
+    a.start_ballast();
+    wait_for("A's container to be fenced", || !can_write(&a, "cl-lease-writer"));
+    let out = a.docker(&["exec", "cl-lease-writer", "sh", "-c", "echo x > /data/after"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"), "{out:?}");
+    let err = mount(&a, vol, "a-again").unwrap_err();
+    assert!(err.contains("fenced"), "{err}");
+    unmount(&b, vol, "b-probe");
+    a.ok(&["rm", "-f", "cl-lease-writer"]);
+}
+
+#[test]
+fn a_host_cut_off_from_etcd_stops_writing_before_another_host_may_start() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let etcd = Etcd::start();
+    let gluster = Gluster::start("cl-part");
+    let (a, b) = two_hosts("cl-part", &etcd, &gluster);
+    let vol = "cl-part-data";
+    a.ok(&["volume", "create", "--driver", DRIVER, vol]);
+    wait_for("B to know the volume", || b.ballast().names().contains(&vol.to_string()));
+    writer(&a, "cl-part-writer", vol);
+    assert!(can_write(&a, "cl-part-writer"));
+
+    a.partition();
+    let cut = Instant::now();
+    let mut fenced_at = None;
+    let taken_at = loop {
+        if fenced_at.is_none() && !can_write(&a, "cl-part-writer") {
+            fenced_at = Some(cut.elapsed());
+        }
+        if mount(&b, vol, "b-probe").is_ok() {
+            break cut.elapsed();
+        }
+        assert!(cut.elapsed() < Duration::from_secs(60), "B never took over");
+    };
+    let fenced_at = fenced_at.expect("A was still writing when B took over");
+    eprintln!("partition: A fenced after {fenced_at:?}, B took over after {taken_at:?}");
+    assert!(fenced_at < taken_at);
+    let log = a.ballast().log();
+    assert!(log.contains("fenced"), "{log}");
+
+    // Healed, A still refuses its container's volume until it stops.
+    a.heal();
+    let err = mount(&a, vol, "a-again").unwrap_err();
+    assert!(err.contains("fenced") || err.contains("cl-part-b"), "{err}");
+    a.ok(&["rm", "-f", "cl-part-writer"]);
+    unmount(&b, vol, "b-probe");
+    wait_for("A to mount again", || mount(&a, vol, "a-again").is_ok());
+    unmount(&a, vol, "a-again");
+}
+
+#[test]
+fn with_one_etcd_member_down_all_works_and_with_none_only_local_volumes_mount() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let mut etcd = Etcd::start();
+    let a = Host::in_cluster("cl-etcd-a", &etcd, "");
+    let b = Host::in_cluster("cl-etcd-b", &etcd, "");
+
+    etcd.stop_member(0);
+    a.ok(&["volume", "create", "--driver", DRIVER, "cl-etcd-one-down"]);
+    wait_for("B to list it", || b.ballast().names().contains(&"cl-etcd-one-down".to_string()));
+    run_ok(&a, "cl-etcd-one-down", "echo ok > /data/f");
+    b.ok(&["volume", "rm", "cl-etcd-one-down"]);
+    wait_for("A to forget it", || a.ballast().names().is_empty());
+    etcd.start_member(0);
+
+    a.ok(&["volume", "create", "--driver", DRIVER, "cl-etcd-cluster"]);
+    a.ok(&["volume", "create", "--driver", DRIVER, "-o", "cluster=false", "cl-etcd-local"]);
+    assert!(!b.ballast().names().contains(&"cl-etcd-local".to_string()), "a local volume");
+    writer(&a, "cl-etcd-writer", "cl-etcd-cluster");
+
+    etcd.stop_all();
+    // The running container is fenced when the lease may have expired.
+    wait_for("the mount to be fenced", || !can_write(&a, "cl-etcd-writer"));
+    let err = mount(&a, "cl-etcd-cluster", "a-new").unwrap_err();
+    assert!(err.contains("etcd") || err.contains("fenced"), "{err}");
+    // A volume of this host alone works on.
+    assert_eq!(run_ok(&a, "cl-etcd-local", "echo still > /data/f; cat /data/f"), "still");
+    a.ok(&["rm", "-f", "cl-etcd-writer"]);
+
+    etcd.start_all();
+    wait_for("cluster mounts to work again", || mount(&a, "cl-etcd-cluster", "a-back").is_ok());
+    unmount(&a, "cl-etcd-cluster", "a-back");
+}
+
+#[test]
+fn a_swarm_service_moved_to_the_other_node_keeps_its_data_and_a_global_one_writes_from_both() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let etcd = Etcd::start();
+    let gluster = Gluster::start("cl-swarm");
+    let (a, b) = two_hosts("cl-swarm", &etcd, &gluster);
+    let swarm = swarm_init(&a, &b);
+    let node_of = |h: &Host| h.ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
+    a.ok(&["node", "update", "--label-add", "at=a", &node_of(&a)]);
+    a.ok(&["node", "update", "--label-add", "at=b", &node_of(&b)]);
+
+    let mount_arg =
+        |vol: &str| format!("type=volume,source={vol},destination=/data,volume-driver={DRIVER}");
+    a.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        "cl-swarm-moves",
+        "--constraint",
+        "node.labels.at==a",
+        "--env",
+        "NODE={{.Node.ID}}",
+        "--mount",
+        &mount_arg("cl-swarm-moved"),
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $NODE >> /data/nodes; sleep 600",
+    ]);
+    let running_on = |h: &Host, service: &str| {
+        h.ok(&["ps", "-q", "--filter", &format!("label=com.docker.swarm.service.name={service}")])
+    };
+    wait_for("the task on A", || !running_on(&a, "cl-swarm-moves").is_empty());
+    a.ok(&[
+        "service",
+        "update",
+        "--detach",
+        "--constraint-rm",
+        "node.labels.at==a",
+        "--constraint-add",
+        "node.labels.at==b",
+        "cl-swarm-moves",
+    ]);
+    wait_for("the task on B", || !running_on(&b, "cl-swarm-moves").is_empty());
+    let task = running_on(&b, "cl-swarm-moves");
+    wait_for("B's task to write", || {
+        let nodes = b.ok(&["exec", &task, "cat", "/data/nodes"]);
+        nodes.lines().count() == 2
+    });
+    let nodes = b.ok(&["exec", &task, "cat", "/data/nodes"]);
+    assert_eq!(nodes.lines().collect::<Vec<_>>(), [node_of(&a), node_of(&b)], "{nodes}");
+    a.ok(&["service", "rm", "cl-swarm-moves"]);
+
+    // Many writers: a global service on a multiHostRW volume.
+    a.ok(&[
+        "volume",
+        "create",
+        "--driver",
+        DRIVER,
+        "-o",
+        "access-mode=multiHostRW",
+        "cl-swarm-everyone",
+    ]);
+    wait_for("B to know it", || b.ballast().names().contains(&"cl-swarm-everyone".to_string()));
+    a.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--mode",
+        "global",
+        "--name",
+        "cl-swarm-global",
+        "--env",
+        "NODE={{.Node.ID}}",
+        "--mount",
+        &mount_arg("cl-swarm-everyone"),
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $NODE >> /data/nodes; sleep 600",
+    ]);
+    wait_for("both nodes to write", || {
+        let task = running_on(&a, "cl-swarm-global");
+        !task.is_empty()
+            && a.docker(&["exec", &task, "cat", "/data/nodes"])
+                .stdout
+                .split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty())
+                .count()
+                == 2
+    });
+    a.ok(&["service", "rm", "cl-swarm-global"]);
+    drop(swarm);
+}
