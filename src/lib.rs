@@ -37,8 +37,10 @@
 //! - [`admin`]: the admin endpoint (admin socket, optional TCP with basic
 //!   auth): Rancher's API spec over the core, one file per collection;
 //!   `admin/schema/`: every type described once (`/v1/schemas`, request
-//!   checks, filters, the OpenAPI types); `admin/query.rs`: filters, sorts
-//!   and pages; `admin/urls.rs`: canonical paths and absolute links;
+//!   checks, filters, the OpenAPI types); `admin/query/`: a
+//!   collection's query (`filter.rs` with `like.rs`: filters and SQL's
+//!   LIKE under a step budget; `page.rs`: sorts, pages and their markers;
+//!   `collection.rs`: the collection body and its links); `admin/urls.rs`: canonical paths and absolute links;
 //!   `admin/error.rs`: the one mapping of failures to error bodies;
 //!   `admin/containers.rs`: which containers mount a volume, asked of
 //!   Docker's API for in-use errors;
