@@ -55,8 +55,9 @@
 //! - [`snapshot`]: the snapshot record.
 //! - [`schedule`]: a volume's scheduled snapshots and backups (a leaf).
 //! - [`backup`]: restic repositories behind the `Repository` trait
-//!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`), and the
-//!   backup record.
+//!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`).
+//! - [`backup_record`]: the backup record, and what every backup records
+//!   of its volume.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor;
 //!   `serve/reference.rs`: the configuration reference, the config file's
 //!   keys with `serve`'s own flags read from clap; `serve/check.rs`: the
@@ -72,7 +73,8 @@
 //!   parser; `config/summary.rs`: what a file sets up (`ballast config
 //!   check`); `config/syntax.rs`: TOML errors reported by line, column
 //!   and key, never quoting the file (it holds credentials).
-//! - [`units`]: sizes and durations, parsed and formatted (a leaf).
+//! - [`units`]: sizes, durations and times, parsed and formatted (a
+//!   leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.
 //! - [`sys`]: the only `unsafe` code: inherited file descriptors, btrfs
@@ -80,11 +82,14 @@
 //!
 //! Imports run one way: `sys` ← `tree` ← `pool` ← `core` ← adapters
 //! (`docker`, `admin`) ← `serve`; `units` and `volume` are leaves that
-//! `config`, `opts` and the CLI share; the CLI talks to the admin API only.
+//! `config`, `opts` and the CLI share; the records (`volume`, `snapshot`,
+//! `schedule`, `backup_record`) sit below the store and the engines and
+//! import none of them; the CLI talks to the admin API only.
 //! `layout_tests.rs` holds the core, the CLI and `unsafe` to these rules.
 
 pub mod admin;
 pub mod backup;
+pub mod backup_record;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -13,7 +13,8 @@ use crate::core::actions::Action;
 use crate::core::locks::{Key, Lease};
 use crate::pool::BackendKind;
 use crate::snapshot::{SnapState, Snapshot};
-use crate::volume::{Volume, now_ms};
+use crate::units::now_ms;
+use crate::volume::Volume;
 use crate::{Error, Result};
 
 impl Ballast {

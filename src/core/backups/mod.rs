@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::backup::{self, Backup, BackupState, Keep, Progress, Repository};
 use crate::config::BackupTarget;
 use crate::core::Ballast;
+use crate::core::actions::NO_TARGET;
 use crate::core::locks::Lease;
 use crate::snapshot::parse_public_id;
 use crate::units::{human_size, whole};
@@ -30,10 +31,6 @@ use crate::{Error, Result};
 mod create;
 mod restore;
 mod sync;
-
-/// Why nothing can be backed up or restored, and what to do about it.
-pub(super) const NO_TARGET: &str =
-    "no backup target is configured: add a [[backup_target]] to the config";
 
 /// A configured target and its repository, opened on first use.
 pub(super) struct Target {
