@@ -98,6 +98,13 @@ impl Backup {
         format!("1b{}", self.id)
     }
 
+    /// The name of the snapshot taken for this backup when none was
+    /// named, removed once read: the job names it, and start-up recovery
+    /// finds one a crash left by this name.
+    pub fn snapshot_name(&self) -> String {
+        format!("backup-{}", self.public_id())
+    }
+
     /// The restic snapshot's id as restic shows it (8 hex digits).
     pub fn short_id(&self) -> Option<&str> {
         self.restic_id.as_deref().map(|id| &id[..id.len().min(8)])

@@ -130,6 +130,13 @@ impl Volume {
         format!("v{}", self.id)
     }
 
+    /// The storage key of the copy an in-place restore builds beside the
+    /// volume before swapping it in: the job names it, and start-up
+    /// recovery removes one a crash left by this name.
+    pub fn restore_staging_key(&self) -> String {
+        format!("restore-{}", self.storage_key())
+    }
+
     pub fn mount_count(&self) -> u32 {
         self.mounts.values().sum()
     }

@@ -126,7 +126,7 @@ impl Ballast {
             Some(s) => (s, false),
             None => {
                 self.backup_message(id, "taking a snapshot".into());
-                let name = format!("backup-{}", b.public_id());
+                let name = b.snapshot_name();
                 let s = self.snapshot(&v.public_id(), Some(name)).await?;
                 (self.snapshot_done(s.id).await?, true)
             }

@@ -131,7 +131,7 @@ fn restore_in_place(
             return Err(failed(e));
         }
     } else {
-        let work = format!("restore-{key}");
+        let work = v.restore_staging_key();
         storage
             .build_snapshot(&work, &key, &mut |dest| this.restore_into(repo.as_ref(), b, v, dest))
             .map_err(failed)?;
