@@ -183,8 +183,11 @@ fn make_data(dir: &Path, bytes: u64) -> Vec<PathBuf> {
 fn change_one_percent(dir: &Path, files: &[PathBuf], seed: u64) {
     for (i, f) in files.iter().step_by(100).enumerate() {
         let len = std::fs::metadata(dir.join(f)).unwrap().len();
-        std::fs::write(dir.join(f), harness::noise(seed + i as u64, usize::try_from(len).unwrap()))
-            .unwrap();
+        std::fs::write(
+            dir.join(f),
+            ballast_test_support::noise(seed + i as u64, usize::try_from(len).unwrap()),
+        )
+        .unwrap();
     }
 }
 

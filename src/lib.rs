@@ -13,7 +13,9 @@
 //! - [`core`]: the domain. [`core::Ballast`] is a cheap-clone handle that
 //!   owns the in-memory view, the per-volume locks and the storage pools.
 //!   One file per operation (`create`, `mount`, `remove`, `snapshots`,
-//!   `actions`: the state table); `core/locks.rs`: per-volume locks and the
+//!   `actions`: the state table); `core/backups/`: the targets and the
+//!   published backups, taking one (`create.rs`), listing a target's
+//!   repository (`sync.rs`) and restoring (`restore.rs`); `core/locks.rs`: per-volume locks and the
 //!   read leases of long jobs; `core/expose.rs`: the mountpoints handed to
 //!   Docker as binds under `serve --mount-root`.
 //! - [`volume`]: the volume record (Rancher v1 `volume` fields and states)
@@ -37,8 +39,10 @@
 //! - [`admin`]: the admin endpoint (admin socket, optional TCP with basic
 //!   auth): Rancher's API spec over the core, one file per collection;
 //!   `admin/schema/`: every type described once (`/v1/schemas`, request
-//!   checks, filters, the OpenAPI types); `admin/query.rs`: filters, sorts
-//!   and pages; `admin/urls.rs`: canonical paths and absolute links;
+//!   checks, filters, the OpenAPI types); `admin/query/`: a
+//!   collection's query (`filter.rs` with `like.rs`: filters and SQL's
+//!   LIKE under a step budget; `page.rs`: sorts, pages and their markers;
+//!   `collection.rs`: the collection body and its links); `admin/urls.rs`: canonical paths and absolute links;
 //!   `admin/error.rs`: the one mapping of failures to error bodies;
 //!   `admin/containers.rs`: which containers mount a volume, asked of
 //!   Docker's API for in-use errors;
@@ -51,8 +55,9 @@
 //! - [`snapshot`]: the snapshot record.
 //! - [`schedule`]: a volume's scheduled snapshots and backups (a leaf).
 //! - [`backup`]: restic repositories behind the `Repository` trait
-//!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`), and the
-//!   backup record.
+//!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`).
+//! - [`backup_record`]: the backup record, and what every backup records
+//!   of its volume.
 //! - [`serve`]: the daemon: configuration, sockets, signals, the janitor;
 //!   `serve/reference.rs`: the configuration reference, the config file's
 //!   keys with `serve`'s own flags read from clap; `serve/check.rs`: the
@@ -68,7 +73,8 @@
 //!   parser; `config/summary.rs`: what a file sets up (`ballast config
 //!   check`); `config/syntax.rs`: TOML errors reported by line, column
 //!   and key, never quoting the file (it holds credentials).
-//! - [`units`]: sizes and durations, parsed and formatted (a leaf).
+//! - [`units`]: sizes, durations and times, parsed and formatted (a
+//!   leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.
 //! - [`sys`]: the only `unsafe` code: inherited file descriptors, btrfs
@@ -76,11 +82,14 @@
 //!
 //! Imports run one way: `sys` ← `tree` ← `pool` ← `core` ← adapters
 //! (`docker`, `admin`) ← `serve`; `units` and `volume` are leaves that
-//! `config`, `opts` and the CLI share; the CLI talks to the admin API only.
+//! `config`, `opts` and the CLI share; the records (`volume`, `snapshot`,
+//! `schedule`, `backup_record`) sit below the store and the engines and
+//! import none of them; the CLI talks to the admin API only.
 //! `layout_tests.rs` holds the core, the CLI and `unsafe` to these rules.
 
 pub mod admin;
 pub mod backup;
+pub mod backup_record;
 pub mod cli;
 pub mod cluster;
 pub mod config;

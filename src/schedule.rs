@@ -97,7 +97,7 @@ impl Schedule {
             return serde_json::Value::Null;
         }
         let secs = |s: Option<u64>| s.map(units::format_duration);
-        let at = |ms: i64| (ms > 0).then(|| crate::volume::rfc3339_ms(ms));
+        let at = |ms: i64| (ms > 0).then(|| units::rfc3339_ms(ms));
         serde_json::json!({
             "snapshotEvery": secs(self.snapshot_every),
             "snapshotKeep": self.snapshot_keep,

@@ -1,5 +1,6 @@
-//! Units for people: sizes with binary suffixes and durations, parsed and
-//! formatted. A leaf: the config, driverOpts and the CLI share it.
+//! Units for people: sizes with binary suffixes, durations and times,
+//! parsed and formatted. A leaf: the records, the config, driverOpts and
+//! the CLI share it.
 
 use std::time::Duration;
 
@@ -108,6 +109,31 @@ pub fn format_duration(secs: u64) -> String {
     out
 }
 
+/// Formats milliseconds since the epoch as RFC 3339 (UTC), always with
+/// three fractional digits: the admin API filters and sorts dates as
+/// text, and only a fixed width makes text order time order (`…:01Z`
+/// and `…:01.5Z` would sort after `…:01.75Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Now, in milliseconds since the epoch (the records' timestamps).
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +164,19 @@ mod tests {
         assert_eq!(format_duration(86400), "24h", "a day as the docs write it");
         assert_eq!(format_duration(36 * 3600), "36h");
         assert_eq!(format_duration(7 * 86400), "7d");
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_milliseconds_whose_text_order_is_time_order() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(rfc3339_ms(1_795_656_141_175), "2026-11-26T01:22:21.175Z");
+        let times = [1_000, 1_500, 1_750, 1_751, 2_000, 61_000];
+        let texts: Vec<String> = times.iter().map(|t| rfc3339_ms(*t)).collect();
+        assert!(texts.windows(2).all(|w| w[0] < w[1]), "{texts:?}");
+        for t in &texts {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{t}: {e}"));
+        }
     }
 }

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::{Error, Result};
 
+// The time helpers live in `units`; these names stay for the callers that
+// still reach them here.
+
 /// A volume's lifecycle state (docs/design.md, "Volume states").
 /// `Creating` is internal: a row in that state was never acknowledged and
 /// is rolled back at start-up.
@@ -143,37 +146,20 @@ impl Volume {
         }
     }
 
+    /// The storage key of the copy an in-place restore builds beside the
+    /// volume before swapping it in: the job names it, and start-up
+    /// recovery removes one a crash left by this name.
+    pub fn restore_staging_key(&self) -> String {
+        format!("restore-{}", self.storage_key())
+    }
+
     pub fn mount_count(&self) -> u32 {
         self.mounts.values().sum()
     }
 
     pub fn created_rfc3339(&self) -> String {
-        rfc3339_ms(self.created_ms)
+        crate::units::rfc3339_ms(self.created_ms)
     }
-}
-
-/// Formats milliseconds since the epoch as RFC 3339 (UTC), always with
-/// three fractional digits: the admin API filters and sorts dates as
-/// text, and only a fixed width makes text order time order (`…:01Z`
-/// and `…:01.5Z` would sort after `…:01.75Z`).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The longest volume name Docker's local driver accepts.
@@ -276,20 +262,6 @@ mod tests {
         }
         for name in ["1v", "1vx", "v1", "1v1a", "db"] {
             validate_new_name(name).unwrap();
-        }
-    }
-
-    #[test]
-    fn rfc3339_is_utc_with_milliseconds_whose_text_order_is_time_order() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(1_500), "1970-01-01T00:00:01.500Z");
-        assert_eq!(rfc3339_ms(1_795_656_141_175), "2026-11-26T01:22:21.175Z");
-        let times = [1_000, 1_500, 1_750, 1_751, 2_000, 61_000];
-        let texts: Vec<String> = times.iter().map(|t| rfc3339_ms(*t)).collect();
-        assert!(texts.windows(2).all(|w| w[0] < w[1]), "{texts:?}");
-        for t in &texts {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|e| panic!("{t}: {e}"));
         }
     }
 }

@@ -9,7 +9,7 @@ use super::extract::Pairs;
 use super::schema::types::CLUSTER_NODE;
 use super::urls::Base;
 use super::{Admin, ApiResult, query, reply};
-use crate::volume::rfc3339_ms;
+use crate::units::rfc3339_ms;
 
 pub async fn list(State(a): State<Admin>, Base(base): Base, Pairs(pairs): Pairs) -> ApiResult {
     let nodes = match a.ballast.node() {

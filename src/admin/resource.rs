@@ -14,7 +14,8 @@ use crate::backup::{Backup, BackupState};
 use crate::core::{Holds, Offers};
 use crate::pool::Scope;
 use crate::snapshot::{SnapState, Snapshot};
-use crate::volume::{State as VolState, Volume, rfc3339_ms};
+use crate::units::rfc3339_ms;
+use crate::volume::{State as VolState, Volume};
 
 /// What rendering volumes needs from the snapshots, gathered once per
 /// request rather than once per volume.

@@ -21,11 +21,9 @@
 //!   `fail.rs`: rustic's errors and panics mapped to [`Error`].
 //! - `s3.rs`: rustic's backend traits over opendal's S3 service.
 //! - `key.rs`: the repository password (a file, generated when absent).
-//! - `record.rs`: the backup record this host keeps of each backup.
 //! - `forge.rs` (tests only): objects written straight into a repository
 //!   with its key, for trees no archiver makes.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -37,51 +35,18 @@ mod live;
 mod meta;
 mod ops;
 mod progress;
-mod record;
 mod restic;
 mod restore;
 pub(crate) mod s3;
 mod source;
 mod walk;
 
-pub use record::{Backup, BackupState};
+// The record sits beside the other records, below this engine; the
+// engine writes its `VolumeMeta` into every snapshot.
+pub use crate::backup_record::{Backup, BackupState, VolumeMeta};
 
 #[cfg(test)]
 pub(crate) mod tests;
-
-/// What ballast records about the volume in each backup, so that a host
-/// with an empty state directory knows what every backup holds. Stored in
-/// the restic snapshot's tags (`ballast`, `volume=NAME`, `id=1v7`) and its
-/// description (this, as JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeMeta {
-    /// The volume's name when it was backed up.
-    pub volume_name: String,
-    /// Its public id on the host that backed it up (`1v7`).
-    pub volume_id: String,
-    /// The snapshot the backup was read from (`1s9`); empty when it read
-    /// the live volume.
-    pub snapshot_id: String,
-    /// The pool backend it lived in (`dir`, `btrfs`, `loop`).
-    pub backend: String,
-    /// Its size limit, if it had one.
-    pub size_bytes: Option<u64>,
-    /// Its driverOpts at creation (never secrets; see docs/design.md,
-    /// "driverOpts").
-    pub driver_opts: BTreeMap<String, String>,
-    /// The host that made the backup.
-    pub host: String,
-    /// The identity of the ballast state directory that made it (random,
-    /// made once): volume ids are only unique per state directory, so
-    /// retention and parents go by both.
-    #[serde(default)]
-    pub host_id: String,
-    /// The backup's own id on that host (`1b7`), so that the host
-    /// recognizes it when listing the repository.
-    #[serde(default)]
-    pub backup_id: String,
-}
 
 /// One backup as the repository knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,10 @@ use crate::pool::Spec;
 use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
 
+/// Why nothing can be backed up or restored, and what to do about it.
+pub(super) const NO_TARGET: &str =
+    "no backup target is configured: add a [[backup_target]] to the config";
+
 /// An action on a volume resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -149,7 +153,7 @@ impl Action {
                 "volume {:?} is busy: a snapshot of it is being taken",
                 v.name
             )),
-            Refusal::NoBackupTarget => Error::InvalidState(super::backups::NO_TARGET.into()),
+            Refusal::NoBackupTarget => Error::InvalidState(NO_TARGET.into()),
             Refusal::HostPath => Error::InvalidState(format!(
                 "volume {:?} is a host directory: there is no storage of ballast's to free",
                 v.name
@@ -349,7 +353,7 @@ impl Ballast {
                 .deactivate(&v.storage_key())
                 .map_err(|e| Error::internal(format!("deactivating volume {:?}", v.name), e))?;
             v.state = State::Inactive;
-            v.written_ms = crate::volume::now_ms();
+            v.written_ms = crate::units::now_ms();
             Ok(())
         })
         .await
@@ -454,7 +458,7 @@ impl Ballast {
                 v.transitioning = Transitioning::No;
                 v.transitioning_message.clear();
                 v.used_bytes = used;
-                v.written_ms = crate::volume::now_ms();
+                v.written_ms = crate::units::now_ms();
                 done(&mut v);
                 tracing::info!(volume = %v.name, "{ended}");
             }
@@ -492,6 +496,6 @@ pub(super) fn allocate(this: &Ballast, v: &mut Volume) -> Result<()> {
         .map_err(|e| Error::internal(format!("allocating volume {:?}", v.name), e))?;
     v.state = State::Inactive;
     v.archived_in = None;
-    v.written_ms = crate::volume::now_ms();
+    v.written_ms = crate::units::now_ms();
     Ok(())
 }

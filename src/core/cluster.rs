@@ -12,7 +12,8 @@ use super::Ballast;
 use super::locks::Key;
 use crate::cluster::{Change, Cluster, Error as ClusterError, Health, Record};
 use crate::pool::Scope;
-use crate::volume::{Membership, State, Transitioning, Volume, now_ms};
+use crate::units::now_ms;
+use crate::volume::{Membership, State, Transitioning, Volume};
 use crate::{Error, Result};
 
 /// A cluster volume's standing on this host, for the admin API.

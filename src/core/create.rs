@@ -16,7 +16,8 @@ use crate::opts::{self, CreateOpts};
 use crate::pool::{BackendKind, Spec};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
 use crate::units;
-use crate::volume::{State, Transitioning, Volume, now_ms, validate_name, validate_new_name};
+use crate::units::now_ms;
+use crate::volume::{State, Transitioning, Volume, validate_name, validate_new_name};
 use crate::{Error, Result};
 
 /// What a new volume starts as a copy of.

@@ -14,8 +14,6 @@ mod expose;
 mod locks;
 mod mount;
 mod remove;
-#[cfg(test)]
-mod restore_tests;
 mod schedule;
 mod snapshots;
 
@@ -150,7 +148,7 @@ impl Ballast {
                         // its storage work is atomic, so say so and let the
                         // user retry. A restore's staged copy goes.
                         if let Some(Ok(backend)) = pools.get(&v.pool).map(|p| p.backend()) {
-                            let staged = format!("restore-{}", v.storage_key());
+                            let staged = v.restore_staging_key();
                             if let Err(e) = backend.delete_snapshot(&staged) {
                                 tracing::warn!(volume = %v.name, error = %e, "cannot remove a staged restore");
                             }
@@ -190,7 +188,7 @@ impl Ballast {
                 b.message = "interrupted by a restart of the daemon; take it again".into();
                 store.save_backup(&b).map_err(|e| e.to_string())?;
                 // The snapshot taken for it (a full copy on a dir pool).
-                let temporary = format!("backup-{}", b.public_id());
+                let temporary = b.snapshot_name();
                 snapshots.retain(|_, s: &mut Arc<Snapshot>| {
                     let drop = s.name == temporary && b.snapshot_id.is_none();
                     if drop {

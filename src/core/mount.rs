@@ -166,7 +166,7 @@ impl Ballast {
         let last = v.mount_count() == 0;
         if last {
             v.state = State::Inactive;
-            v.written_ms = crate::volume::now_ms();
+            v.written_ms = crate::units::now_ms();
         }
         let v = self
             .blocking(move |this| {

@@ -14,7 +14,8 @@ use super::Ballast;
 use super::actions::Action;
 use super::locks::{Guard, Key};
 use crate::snapshot::SnapState;
-use crate::volume::{State, Transitioning, Volume, now_ms, validate_name, validate_new_name};
+use crate::units::now_ms;
+use crate::volume::{State, Transitioning, Volume, validate_name, validate_new_name};
 use crate::{Error, Result};
 
 /// Below this share of free space, a pool's trash is purged early.

@@ -11,7 +11,8 @@ use super::locks::{Key, Lease};
 use crate::backup::{BackupState, Keep};
 use crate::schedule::Schedule;
 use crate::snapshot::SnapState;
-use crate::volume::{State, Transitioning, Volume, now_ms};
+use crate::units::now_ms;
+use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
 
 /// Scheduled snapshots are named `auto-<ms since the epoch>`.

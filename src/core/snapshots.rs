@@ -18,7 +18,8 @@ use super::Ballast;
 use super::actions::Action;
 use super::locks::{Key, Lease};
 use crate::snapshot::{SnapState, Snapshot, parse_public_id};
-use crate::volume::{Transitioning, Volume, now_ms, validate_new_name};
+use crate::units::now_ms;
+use crate::volume::{Transitioning, Volume, validate_new_name};
 use crate::{Error, Result};
 
 /// What the actions of snapshots and backups depend on besides their

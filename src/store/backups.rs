@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::Store;
-use crate::backup::{Backup, BackupState, VolumeMeta};
+use crate::backup_record::{Backup, BackupState, VolumeMeta};
 use crate::{Error, Result};
 
 pub(super) const SCHEMA: &str = "

@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Daemon, root_or_skip, skip};
 
-#[path = "../../src/backup/tests/s3server.rs"]
-mod s3server;
-use s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
+use ballast_test_support::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
 
 /// A `file://` target `name` at `repo` whose password is in `key`.
 pub(crate) fn target(name: &str, repo: &Path, key: &Path, extra: &str) -> String {

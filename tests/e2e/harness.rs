@@ -43,18 +43,11 @@ pub fn have(cmd: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Deterministic bytes that do not compress: a xorshift stream from `seed`.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
+/// Deterministic bytes that do not compress (one definition, shared
+/// with the unit tests and benchmarks).
+// Benches that include this file do not all use it.
+#[allow(unused_imports)]
+pub use ballast_test_support::noise;
 
 /// Skips (prints why) or, under CI=true, fails.
 pub fn skip(why: &str) {

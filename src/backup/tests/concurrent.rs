@@ -4,7 +4,8 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::super::Progress;
-use super::{Fixture, backup, meta, noise, quiet};
+use super::{Fixture, backup, meta, quiet};
+use ballast_test_support::noise;
 
 #[test]
 fn a_prune_during_a_backup_deletes_nothing_the_backup_uses() {

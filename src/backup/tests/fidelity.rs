@@ -5,7 +5,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::{Fixture, backup, describe, noise, owner_mode, quiet, root_or_skip, user_xattrs};
+use super::{Fixture, backup, describe, owner_mode, quiet, root_or_skip, user_xattrs};
+use ballast_test_support::noise;
 
 const SPARSE_LEN: u64 = 64 << 20;
 

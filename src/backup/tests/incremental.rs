@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::super::{Error, Keep, Progress};
-use super::{Fixture, backup, meta, noise, quiet};
+use super::{Fixture, backup, meta, quiet};
+use ballast_test_support::noise;
 
 /// 100 files of 64 KiB that do not compress.
 fn hundred_files(dir: &Path) {

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::super::{BackupInfo, Repository};
-use super::{Fixture, meta, noise, quiet};
+use super::{Fixture, meta, quiet};
+use ballast_test_support::noise;
 
 fn live(repo: &dyn Repository, src: &Path, parent: Option<&str>) -> BackupInfo {
     let dir = File::open(src).unwrap().into();

@@ -10,7 +10,6 @@ mod live;
 mod password;
 mod restic_cli;
 mod s3;
-pub(crate) mod s3server;
 mod tamper;
 mod tree;
 
@@ -90,19 +89,6 @@ pub(super) fn quiet(_: Progress) {}
 
 pub(super) fn backup(repo: &dyn Repository, src: &Path, volume: &str) -> BackupInfo {
     repo.backup(src, &meta(volume, &format!("1v{volume}")), None, &quiet).unwrap()
-}
-
-/// Deterministic bytes that do not compress (a xorshift stream).
-pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 /// Every entry below `root` as `(path, description)`: type, mode, owner,

@@ -6,7 +6,9 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use super::{Fixture, backup, describe, noise};
+use ballast_test_support::noise;
+
+use super::{Fixture, backup, describe};
 
 /// The restic program, or None (after saying why) when it is not
 /// installed, which CI=true turns into a failure.

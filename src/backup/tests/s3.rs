@@ -14,8 +14,8 @@ use rustic_core::{
 
 use super::super::Error;
 use super::super::s3::{S3Backend, Tuning, backend};
-use super::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
 use crate::config::BackupTarget;
+use ballast_test_support::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
 
 fn target(url: &str, endpoint: &str) -> BackupTarget {
     BackupTarget {

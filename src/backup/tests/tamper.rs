@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::super::Error;
-use super::{Fixture, backup, noise, quiet};
+use super::{Fixture, backup, quiet};
+use ballast_test_support::noise;
 
 /// Every pack file of the repository, largest first.
 fn packs(repo: &Path) -> Vec<PathBuf> {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Change, Cluster, Error, Fut, Health, Holder, Node, Record, Result};
 use crate::config::ClusterConfig;
-use crate::volume::now_ms;
+use crate::units::now_ms;
 
 mod registry;
 

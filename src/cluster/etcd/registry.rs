@@ -7,7 +7,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpR
 
 use super::{Etcd, Key, holders_prefix, parse_key, unreachable, volume_key};
 use crate::cluster::{Error, Holder, Record, Result};
-use crate::volume::now_ms;
+use crate::units::now_ms;
 
 impl Etcd {
     pub(super) async fn register_once(&self, record: Record) -> Result<()> {

@@ -11,11 +11,6 @@
 //! --access-key KEY --secret-key SECRET ROOT`, which binds a free port
 //! and logs `server is running at http://127.0.0.1:PORT`; the log goes to
 //! a file beside ROOT, read until that line appears.
-//!
-//! Needs only std and tempfile, so that the end-to-end tests can use it
-//! too: `#[path = "../../src/backup/tests/s3server.rs"] mod s3server;`.
-
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

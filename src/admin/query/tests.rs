@@ -1,5 +1,6 @@
 use serde_json::json;
 
+use super::like::like;
 use super::*;
 use crate::admin::schema::types::VOLUME;
 

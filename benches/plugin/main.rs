@@ -11,13 +11,12 @@
 //! Needs root; the Docker part needs a Docker engine (started privately,
 //! as in the tests) and is skipped without one.
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../../tests/e2e/harness.rs"]
 #[allow(dead_code)]
 mod harness;
 
 use std::time::{Duration, Instant};
 
-#[path = "support/null_plugin.rs"]
 mod null_plugin;
 
 use harness::{Conn, Daemon, IMAGE};

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Ballast;
 use crate::backup::BackupState;
 use crate::config::Config;
+use crate::core::Ballast;
 use crate::volume::{State, Transitioning, Volume};
 
 /// A core with a dir pool and a `file://` backup target `nas`.
@@ -75,7 +75,7 @@ fn from_backup(id: &str) -> BTreeMap<String, String> {
 async fn a_failed_restore_in_place_leaves_the_volume_usable_and_says_the_data_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
-    let id = backed_up(&b, "v", &[("big", crate::backup::tests::noise(1, 4 << 20))]).await;
+    let id = backed_up(&b, "v", &[("big", ballast_test_support::noise(1, 4 << 20))]).await;
     let mp = b.mountpoint(&b.get("v").unwrap()).unwrap();
     std::fs::write(mp.join("written-later"), b"keep me").unwrap();
     tamper(&dir.path().join("repo"));
@@ -96,7 +96,7 @@ async fn a_failed_restore_in_place_leaves_the_volume_usable_and_says_the_data_is
 async fn a_failed_restore_into_a_new_volume_keeps_none_of_its_partial_data() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
-    let big = crate::backup::tests::noise(2, 6 << 20);
+    let big = ballast_test_support::noise(2, 6 << 20);
     let id = backed_up(&b, "v", &[("big", big), ("small", b"small".to_vec())]).await;
     tamper(&dir.path().join("repo"));
 
