@@ -127,7 +127,8 @@ fn a_volume_made_on_one_host_is_listed_used_and_removed_from_the_other() {
     let on_b = admin_volume(&b, vol);
     assert_eq!(on_b["hostId"], "cl-share-a", "{on_b}");
     assert_eq!(on_b["storagePoolId"], "shared");
-    assert_eq!(on_b["leaseState"], "free", "{on_b}");
+    // Let go after the container: B's view follows etcd's watch.
+    wait_for("the volume to be free", || admin_volume(&b, vol)["leaseState"] == "free");
 
     // A name is the cluster's: B cannot make another volume of it.
     let err = b
@@ -206,19 +207,25 @@ fn a_host_cut_off_from_etcd_stops_writing_before_another_host_may_start() {
 
     a.partition();
     let cut = Instant::now();
-    let mut fenced_at = None;
-    let taken_at = loop {
-        if fenced_at.is_none() && !can_write(&a, "cl-part-writer") {
-            fenced_at = Some(cut.elapsed());
-        }
-        if mount(&b, vol, "b-probe").is_ok() {
-            break cut.elapsed();
-        }
-        assert!(cut.elapsed() < Duration::from_secs(60), "B never took over");
-    };
-    let fenced_at = fenced_at.expect("A was still writing when B took over");
+    // Watched side by side: when A's container can no longer write, and
+    // when B first mounts the volume.
+    let (fenced_at, taken_at) = std::thread::scope(|s| {
+        let fenced = s.spawn(|| {
+            while can_write(&a, "cl-part-writer") {
+                assert!(cut.elapsed() < Duration::from_secs(60), "A was never fenced");
+            }
+            cut.elapsed()
+        });
+        let taken = loop {
+            if mount(&b, vol, "b-probe").is_ok() {
+                break cut.elapsed();
+            }
+            assert!(cut.elapsed() < Duration::from_secs(60), "B never took over");
+        };
+        (fenced.join().unwrap(), taken)
+    });
     eprintln!("partition: A fenced after {fenced_at:?}, B took over after {taken_at:?}");
-    assert!(fenced_at < taken_at);
+    assert!(fenced_at < taken_at, "A wrote until {fenced_at:?}, B from {taken_at:?}");
     let log = a.ballast().log();
     assert!(log.contains("fenced"), "{log}");
 
