@@ -280,6 +280,36 @@ fn the_cli_reaches_the_daemon_over_http_only() {
 }
 
 #[test]
+fn the_cluster_knows_neither_the_core_nor_storage_nor_adapters() {
+    let mut banned = vec!["core", "store", "pool", "backup"];
+    banned.extend(ADAPTERS);
+    let hits = reaches("src/cluster", &banned);
+    assert!(
+        hits.is_empty(),
+        "the cluster is reached through its trait; it knows etcd and mounts, not volumes' \
+         storage nor the protocols:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn the_etcd_client_is_named_in_src_cluster_etcd_alone() {
+    let mut hits = Vec::new();
+    for file in rust_files("src") {
+        if file.starts_with(root().join("src/cluster/etcd")) {
+            continue;
+        }
+        let code = code_only(&std::fs::read_to_string(&file).expect("read"));
+        for (i, line) in code.lines().enumerate() {
+            if line.contains("etcd_client::") || line.contains("etcd_client:{") {
+                hits.push(format!("{}:{}", shown(&file), i + 1));
+            }
+        }
+    }
+    assert!(hits.is_empty(), "etcd's types stay behind the Cluster trait:\n{}", hits.join("\n"));
+}
+
+#[test]
 fn no_code_outside_src_sys_is_unsafe() {
     let sys = root().join("src/sys");
     let mut hits = Vec::new();

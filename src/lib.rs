@@ -77,6 +77,11 @@
 //!   leaf).
 //! - [`error`]: the domain error, whose variants map to every transport's
 //!   status in one place per adapter.
+//! - [`cluster`]: what the hosts of a cluster agree on, behind the
+//!   [`cluster::Cluster`] trait: `cluster/etcd/` the one implementation
+//!   (lease, watch, `registry.rs`: the transactions), `cluster/fence.rs`
+//!   making a host that lost its lease stop writing; `core/cluster.rs`
+//!   is the core's side (docs/cluster.md).
 //! - [`sys`]: the only `unsafe` code: inherited file descriptors, btrfs
 //!   and loop-device ioctls.
 //!
