@@ -211,7 +211,7 @@ pub fn progress(transitioning: &str, message: &str) -> Option<u8> {
 }
 
 fn access_mode(a: &Admin, v: &Volume) -> &'static str {
-    if v.cluster.is_some() {
+    if v.cluster.is_some() || v.driver_opts.contains_key("access-mode") {
         return a.ballast.access_mode(v).as_str();
     }
     match a.ballast.pools().find(|p| p.name() == v.pool).map(|p| p.config.scope) {

@@ -472,8 +472,12 @@ impl Ballast {
 
 /// The access mode a volume's options ask for.
 pub(super) fn access_of(v: &Volume) -> crate::cluster::Access {
-    v.driver_opts
-        .get("access-mode")
+    access_in(&v.driver_opts)
+}
+
+/// The access mode driverOpts ask for (`-o access-mode=`).
+pub(super) fn access_in(opts: &BTreeMap<String, String>) -> crate::cluster::Access {
+    opts.get("access-mode")
         .and_then(|a| crate::cluster::Access::parse(a))
         .unwrap_or(crate::cluster::Access::SingleHostRw)
 }

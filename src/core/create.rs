@@ -102,6 +102,7 @@ impl Ballast {
             // Perhaps taken on another host: look in every target once.
             self.sync_all_backups().await;
         }
+        self.check_access(&raw)?;
         let (pool, source) = self.resolve(&parsed)?;
         let size_bytes = match &source {
             // A clone is its source's size: a loop image is copied whole.

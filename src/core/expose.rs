@@ -72,7 +72,28 @@ impl Ballast {
         let Some(exposed) = &self.inner.exposed else { return Ok(()) };
         let failed = |e| Error::internal(format!("exposing volume {:?}", v.name), e);
         let dir = storage.open_volume(&v.storage_key()).map_err(failed)?;
-        exposed.root.bind(&v.public_id(), dir.as_fd()).map_err(failed)
+        exposed.root.bind(&v.public_id(), dir.as_fd()).map_err(failed)?;
+        if super::cluster::access_of(v).read_only() {
+            exposed.root.make_read_only(&v.public_id()).map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// Read-only access modes are kept by a read-only bind, which only
+    /// exposed mountpoints have.
+    pub(super) fn check_access(
+        &self,
+        opts: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mode = super::cluster::access_in(opts);
+        if mode.read_only() && self.inner.exposed.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "option access-mode={}: read-only volumes need `serve --mount-root`, where \
+                 ballast hands Docker a read-only bind (the managed plugin has one)",
+                mode.as_str()
+            )));
+        }
+        Ok(())
     }
 
     /// Takes the volume's exposed mountpoint away; missing is fine. For a

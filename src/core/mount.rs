@@ -73,6 +73,7 @@ impl Ballast {
             )));
         }
         let first = v.mount_count() == 0;
+        self.check_access(&v.driver_opts)?;
         // A cluster volume is held in etcd before any byte is handed out.
         self.hold_for_mount(&v, v.mount_count() + 1).await?;
         *v.mounts.entry(id.to_string()).or_insert(0) += 1;

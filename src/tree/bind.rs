@@ -56,6 +56,29 @@ impl Root {
         })
     }
 
+    /// Makes the bind on `key` read-only (`MS_REMOUNT|MS_BIND|MS_RDONLY`),
+    /// keeping its other flags: Docker's bind of it into a container
+    /// starts from its flags, read-only included.
+    pub fn make_read_only(&self, key: &str) -> io::Result<()> {
+        use rustix::fs::StatVfsMountFlags as F;
+        use rustix::mount::MountFlags as M;
+        check_key(key)?;
+        let path = self.host_path(key);
+        let now = rfs::statvfs(&path)?.f_flag;
+        let mut flags = M::BIND | M::RDONLY;
+        for (have, keep) in [(F::NOSUID, M::NOSUID), (F::NODEV, M::NODEV), (F::NOEXEC, M::NOEXEC)] {
+            if now.contains(have) {
+                flags |= keep;
+            }
+        }
+        rmnt::mount_remount(&path, flags, "").map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("making {} read-only: {e}", path.display()),
+            )
+        })
+    }
+
     /// Whether something is mounted on the entry `key` and shows the
     /// directory `src` (the same directory on the same filesystem).
     pub fn shows(&self, key: &str, src: BorrowedFd<'_>) -> io::Result<bool> {

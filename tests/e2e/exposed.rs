@@ -144,3 +144,38 @@ fn a_mount_root_holding_a_state_directory_is_refused() {
     );
     assert!(err.contains("holds a state directory"), "{err}");
 }
+
+#[test]
+fn a_read_only_access_mode_is_handed_out_as_a_read_only_bind_and_needs_a_mount_root() {
+    if !root_or_skip() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let root = top.path().join("mounts");
+    let _binds = Binds(root.clone());
+    let d = Daemon::private_with_args("exposed-ro", "", &["--mount-root", root.to_str().unwrap()]);
+    let create = |name: &str, mode: &str| {
+        let body = json!({ "Name": name, "Opts": { "access-mode": mode } }).to_string();
+        d.call_ok("VolumeDriver.Create", &body);
+    };
+    create("ro-shelf", "singleHostRO");
+    create("rw-desk", "singleHostRW");
+    let shelf = mount(&d, "ro-shelf", "m1");
+    let desk = mount(&d, "rw-desk", "m2");
+    let err = std::fs::write(Path::new(&shelf).join("note"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::ROFS.raw_os_error()), "{err}");
+    std::fs::write(Path::new(&desk).join("note"), b"x").unwrap();
+    let inspected = d.admin_ok("GET", "/v1/volumes/ro-shelf", json!(null), 200);
+    assert_eq!(inspected["accessMode"], "singleHostRO");
+    unmount(&d, "ro-shelf", "m1");
+    unmount(&d, "rw-desk", "m2");
+
+    // Without a mount root there is no bind to make read-only: refused.
+    let plain = Daemon::private("exposed-ro-plain");
+    let err = plain.call_err(
+        "VolumeDriver.Create",
+        &json!({ "Name": "ro-nowhere", "Opts": { "access-mode": "multiHostRO" } }).to_string(),
+    );
+    assert!(err.contains("--mount-root"), "{err}");
+    assert!(plain.names().is_empty());
+}
