@@ -90,9 +90,10 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "__fence") {
         let (Some(pid), Some(at)) = (args.get(2), args.get(3)) else { std::process::exit(2) };
         let pid = pid.to_string_lossy();
-        if let Err(e) = ballast::cluster::fence::remount_in(&pid, std::path::Path::new(at)) {
+        if let Err((code, e)) = ballast::cluster::fence::remount_in(&pid, std::path::Path::new(at))
+        {
             eprintln!("ballast: {e}");
-            std::process::exit(1);
+            std::process::exit(code);
         }
         return;
     }

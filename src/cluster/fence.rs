@@ -7,7 +7,8 @@
 //! read-only (`MS_REMOUNT|MS_BIND|MS_RDONLY`). The kernel refuses that
 //! (`EBUSY`) while a file is open for writing on that mount: then the
 //! processes of that namespace are killed, which is the only other way to
-//! make sure they write no more. Mounts are found by device and root in
+//! make sure they write no more — never those of the daemon's own
+//! namespace or the host's (init's); any other failure is reported. Mounts are found by device and root in
 //! `/proc/PID/mountinfo`, so whoever made them (Docker, a `docker run
 //! --mount`, a shell) is covered.
 //!
@@ -100,6 +101,8 @@ fn locate(dir: &Path) -> std::io::Result<((u32, u32), PathBuf)> {
 pub fn fence(dir: &Path) -> std::io::Result<Fenced> {
     let (dev, root) = locate(dir)?;
     let own_ns = std::fs::read_link("/proc/self/ns/mnt")?;
+    // The host's own namespace (init's) is never emptied of processes.
+    let host_ns = std::fs::read_link("/proc/1/ns/mnt").ok();
     // Namespace → (a process in it, every process in it).
     let mut namespaces: BTreeMap<PathBuf, Vec<i32>> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc")?.flatten() {
@@ -122,9 +125,11 @@ pub fn fence(dir: &Path) -> std::io::Result<Fenced> {
             if !seen.insert((ns.clone(), m.mount_point.clone())) {
                 continue;
             }
-            if remount_from_outside(pid, &m.mount_point) {
+            let remounted = remount_from_outside(pid, &m.mount_point);
+            let spare = *ns == own_ns || host_ns.as_ref() == Some(ns);
+            if remounted == Remount::Done {
                 done.remounted += 1;
-            } else if *ns != own_ns {
+            } else if remounted == Remount::Busy && !spare {
                 // A writer holds a file open on it: stop the writers.
                 for &p in pids {
                     if let Some(p) = rustix::process::Pid::from_raw(p)
@@ -141,33 +146,67 @@ pub fn fence(dir: &Path) -> std::io::Result<Fenced> {
     Ok(done)
 }
 
-fn remount_from_outside(pid: i32, mount_point: &Path) -> bool {
-    let Ok(exe) = std::env::current_exe() else { return false };
-    Command::new(exe)
+/// What the helper made of one mount.
+#[derive(Debug, PartialEq)]
+enum Remount {
+    Done,
+    /// The kernel refused (`EBUSY`): a file is open for writing on it.
+    Busy,
+    /// Anything else: the process left, a path hidden, no permission.
+    Failed,
+}
+
+/// The helper's exit status for `EBUSY`.
+pub const BUSY: i32 = 3;
+
+/// How long the helper may take (a hung filesystem blocks it).
+const HELPER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn remount_from_outside(pid: i32, mount_point: &Path) -> Remount {
+    let Ok(exe) = std::env::current_exe() else { return Remount::Failed };
+    let child = Command::new(exe)
         .arg("__fence")
         .arg(pid.to_string())
         .arg(mount_point)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .spawn();
+    let Ok(mut child) = child else { return Remount::Failed };
+    let deadline = std::time::Instant::now() + HELPER_TIME;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Remount::Done,
+            Ok(Some(status)) if status.code() == Some(BUSY) => return Remount::Busy,
+            Ok(Some(_)) | Err(_) => return Remount::Failed,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Remount::Failed;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
 
 /// `ballast __fence PID MOUNTPOINT`: in PID's mount namespace, remounts
 /// MOUNTPOINT read-only, keeping its other flags. Single-threaded, as
 /// `setns` into a mount namespace requires.
-pub fn remount_in(pid: &str, mount_point: &Path) -> Result<(), String> {
+pub fn remount_in(pid: &str, mount_point: &Path) -> Result<(), (i32, String)> {
+    remount_inside(pid, mount_point).map_err(|(busy, e)| (if busy { BUSY } else { 1 }, e))
+}
+
+fn remount_inside(pid: &str, mount_point: &Path) -> Result<(), (bool, String)> {
     use rustix::fs::StatVfsMountFlags as F;
     use rustix::mount::MountFlags as M;
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
-        .map_err(|e| format!("process {pid}'s mount namespace: {e}"))?;
+        .map_err(|e| (false, format!("process {pid}'s mount namespace: {e}")))?;
     rustix::thread::move_into_link_name_space(
         ns.as_fd(),
         Some(rustix::thread::LinkNameSpaceType::Mount),
     )
-    .map_err(|e| format!("entering process {pid}'s mount namespace: {e}"))?;
+    .map_err(|e| (false, format!("entering process {pid}'s mount namespace: {e}")))?;
     let now = rustix::fs::statvfs(mount_point)
-        .map_err(|e| format!("{}: {e}", mount_point.display()))?
+        .map_err(|e| (false, format!("{}: {e}", mount_point.display())))?
         .f_flag;
     let mut flags = M::BIND | M::RDONLY;
     for (have, keep) in [
@@ -182,8 +221,10 @@ pub fn remount_in(pid: &str, mount_point: &Path) -> Result<(), String> {
             flags |= keep;
         }
     }
-    rustix::mount::mount_remount(mount_point, flags, "")
-        .map_err(|e| format!("remounting {} read-only: {e}", mount_point.display()))
+    rustix::mount::mount_remount(mount_point, flags, "").map_err(|e| {
+        let busy = e == rustix::io::Errno::BUSY;
+        (busy, format!("remounting {} read-only: {e}", mount_point.display()))
+    })
 }
 
 #[cfg(test)]

@@ -104,18 +104,33 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Everything there is (at start, and after the watch fell behind a
-    /// compaction): what is not in it is gone.
-    All(Vec<Record>),
+    /// compaction), and the names whose records could not be read (they
+    /// are there, though not usable). A volume missing from it was
+    /// removed while this host did not watch, or etcd lost its data: the
+    /// core never destroys anything on that ground alone.
+    All {
+        records: Vec<Record>,
+        unreadable: Vec<String>,
+    },
     Put(Record),
     Deleted {
         name: String,
         key: String,
     },
-    /// The holders of `name` changed.
+    /// The holders of `name` changed, at etcd revision `revision`.
     Holders {
         name: String,
         holders: Vec<Holder>,
+        revision: i64,
     },
+}
+
+/// What a holding was made under: the lease it is tied to, and the etcd
+/// revision that recorded it (older holder events are stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub lease: i64,
+    pub revision: i64,
 }
 
 /// Whether this host may write cluster volumes now.
@@ -123,8 +138,9 @@ pub enum Change {
 pub enum Health {
     /// Not yet connected: cluster volumes refuse Mounts.
     Connecting,
-    /// The lease was renewed; it lives at least until `safe_until`.
-    Up { safe_until: Instant },
+    /// Lease `lease` was renewed; it lives at least until `safe_until`.
+    /// A new lease id means the old one was lost in between.
+    Up { safe_until: Instant, lease: i64 },
     /// The lease may have expired: every holding is void and its mounts
     /// must be fenced.
     Lost,
@@ -143,6 +159,10 @@ pub enum Error {
     Moved { name: String },
     #[error("volume {name:?} is not in the cluster registry")]
     Unknown { name: String },
+    #[error("this host holds no lease in etcd now (it is reconnecting)")]
+    NoLease,
+    #[error("etcd refused the request: {0}")]
+    Refused(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -160,16 +180,27 @@ pub trait Cluster: Send + Sync {
     /// How long a Mount waits for another holder to let go.
     fn mount_wait(&self) -> std::time::Duration;
 
+    /// How long this host's lease outlives its last renewal.
+    fn lease_ttl(&self) -> std::time::Duration;
+
     /// Adds a record; fails with `Taken` when the name is in use.
     fn register(&self, record: Record) -> Fut<'_, ()>;
 
     /// Removes a record, unless a host holds it (`Held`) or it is another
-    /// volume of that name now (`Moved`). Gone already is fine.
-    fn unregister<'a>(&'a self, name: &'a str, key: &'a str) -> Fut<'a, ()>;
+    /// volume of that name now (`Moved`). Whether this call removed it:
+    /// `false` when it was gone already (another host removed it).
+    fn unregister<'a>(&'a self, name: &'a str, key: &'a str) -> Fut<'a, bool>;
 
-    /// Records this host as a holder of `name` with `mounts` mounts; for
-    /// an exclusive volume, only if no other host holds it (`Held`).
-    fn hold<'a>(&'a self, name: &'a str, mounts: u32, exclusive: bool) -> Fut<'a, ()>;
+    /// Records this host as a holder of the volume `name` whose record
+    /// has `key`, with `mounts` mounts; for an exclusive volume, only if
+    /// no other host holds it (`Held`).
+    fn hold<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        mounts: u32,
+        exclusive: bool,
+    ) -> Fut<'a, Ticket>;
 
     /// This host lets go of `name`.
     fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()>;

@@ -61,6 +61,10 @@ impl std::fmt::Debug for ClusterConfig {
 /// loaded host must still get one through in time.
 const MIN_TTL: Duration = Duration::from_secs(2);
 
+/// The longest lease: a crashed host's volumes wait this long for
+/// another host.
+const MAX_TTL: Duration = Duration::from_secs(300);
+
 /// The longest wait a Mount may spend: Docker gives a Mount 30 s.
 const MAX_MOUNT_WAIT: Duration = Duration::from_secs(20);
 
@@ -95,8 +99,12 @@ pub(super) fn parse(raw: RawCluster) -> Result<ClusterConfig, String> {
         Some(s) => units::parse_duration(s).map_err(|e| format!("{at}: key `{key}`: {e}")),
     };
     let lease_ttl = duration("lease_ttl", &raw.lease_ttl, Duration::from_secs(10))?;
-    if lease_ttl < MIN_TTL {
-        return Err(format!("{at}: key `lease_ttl`: at least {}s", MIN_TTL.as_secs()));
+    if lease_ttl < MIN_TTL || lease_ttl > MAX_TTL {
+        return Err(format!(
+            "{at}: key `lease_ttl`: from {}s to {}s",
+            MIN_TTL.as_secs(),
+            MAX_TTL.as_secs()
+        ));
     }
     let mount_wait = duration("mount_wait", &raw.mount_wait, Duration::from_secs(10))?;
     if mount_wait > MAX_MOUNT_WAIT {

@@ -449,7 +449,7 @@ pub const KEYS: &[Key] = &[
         r#""15s""#,
         "How long this host's etcd lease outlives its last keep-alive. A crashed \
          host's volumes are free for others after it; a host that cannot renew for \
-         6/10 of it fences its mounts of cluster volumes (read-only). At least `2s`.",
+         6/10 of it fences its mounts of cluster volumes (read-only). From `2s` to `300s`.",
     ),
     key(
         Cluster,

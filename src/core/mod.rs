@@ -23,7 +23,7 @@ pub use cluster::LeaseState;
 pub use create::IfTaken;
 pub use snapshots::Holds;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -76,13 +76,9 @@ struct Inner {
     /// How long snapshots take (exported as a metric; shares its state
     /// with every clone).
     snapshot_seconds: prometheus_client::metrics::histogram::Histogram,
-    /// The cluster this host joined, if any (`core/cluster.rs`).
-    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Cluster>>,
-    /// Cluster volumes fenced here: mounted read-only since this host
-    /// lost its right to them; no new Mount until the last Unmount.
-    fenced: Mutex<HashSet<i64>>,
-    /// Woken when a volume's holders change, for Mounts that wait.
-    holders_changed: tokio::sync::Notify,
+    /// The cluster this host joined, if any, and what the core keeps of
+    /// it (`core/cluster/`).
+    cluster: cluster::State,
 }
 
 /// The configured host-path roots with their symlinks resolved; each must
@@ -144,9 +140,7 @@ impl Ballast {
                 snapshot_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
                 ),
-                cluster: std::sync::OnceLock::new(),
-                fenced: Mutex::new(HashSet::new()),
-                holders_changed: tokio::sync::Notify::new(),
+                cluster: cluster::State::default(),
             }),
         };
         ballast.restore_exposed();
@@ -260,7 +254,7 @@ impl Ballast {
 
     /// `global` when any pool is shared between hosts.
     pub fn scope(&self) -> Scope {
-        if self.inner.cluster.get().is_some()
+        if self.cluster().is_some()
             || self.inner.pools.values().any(|p| p.config.scope == Scope::Global)
         {
             Scope::Global
@@ -475,7 +469,7 @@ mod tests {
         let elsewhere = open(other.path()).uuid("volume", 7);
         let b = open(dir.path());
         let all = [&before, &b.uuid("volume", 8), &b.uuid("snapshot", 7), &elsewhere];
-        let distinct: HashSet<&String> = all.iter().copied().collect();
+        let distinct: std::collections::HashSet<&String> = all.iter().copied().collect();
         assert_eq!(distinct.len(), all.len(), "{all:?}");
         // 8-4-4-4-12 hex digits, version 8, the RFC 9562 variant.
         let groups: Vec<usize> = before.split('-').map(str::len).collect();

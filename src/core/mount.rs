@@ -19,7 +19,7 @@ impl Ballast {
     /// Records one more mount under `id` and returns the mountpoint.
     pub async fn mount(&self, name: &str, id: &str) -> Result<PathBuf> {
         let deadline = Instant::now() + MOUNT_WAIT;
-        let (_guard, current) = loop {
+        let (guard, current) = loop {
             self.wait_until_settled(name, deadline).await?;
             let (guard, current) = self.lock_live(name).await?;
             if current.transitioning == Transitioning::Yes {
@@ -111,14 +111,18 @@ impl Ballast {
         let (v, path) = match mounted {
             Ok(done) => done,
             Err(e) => {
-                if first {
-                    self.release(&current).await;
-                }
+                self.release_if_idle(&current).await;
                 return Err(e);
             }
         };
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "mounted");
-        self.publish(v);
+        self.publish(v.clone());
+        if let Err(e) = self.confirm_holding(&v) {
+            // The lease may have gone during the storage work: undone.
+            drop(guard);
+            let _ = self.unmount(name, id).await;
+            return Err(e);
+        }
         Ok(path)
     }
 
@@ -195,7 +199,7 @@ impl Ballast {
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
         let v = self.publish(v);
         if last {
-            self.release(&v).await;
+            self.release_if_idle(&v).await;
         } else {
             self.hold_fewer(&v).await;
         }

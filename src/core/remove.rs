@@ -64,16 +64,16 @@ impl Ballast {
     }
 
     pub(super) async fn remove_locked(&self, v: &Volume, guard: Guard) -> Result<Arc<Volume>> {
-        // Out of the cluster first: refused while any host holds it.
-        self.unregister(v).await?;
-        if !self.bytes_here(v) {
-            // Its bytes are on its home host, whose trash takes them.
-            let mut closed = v.clone();
-            closed.state = State::Purged;
-            closed.removed_ms = Some(now_ms());
-            let closed = self.save(closed).await?;
-            return Ok(self.publish(closed));
+        // Out of the cluster first: refused while any host holds it. Its
+        // bytes go to one trash in the cluster, which may be another's.
+        match self.leave_cluster(v).await? {
+            super::cluster::Leave::Trash => self.trash_locked(v, guard).await,
+            super::cluster::Leave::Close => self.close_row(v).await,
         }
+    }
+
+    /// Into the trash, under `guard`.
+    pub(super) async fn trash_locked(&self, v: &Volume, guard: Guard) -> Result<Arc<Volume>> {
         let v = self
             .transition_locked(v, Action::Remove, |_, v| {
                 v.state = State::Removed;
@@ -144,6 +144,16 @@ impl Ballast {
         let v = self.save(v).await?;
         tracing::info!(volume = %v.name, id = %v.public_id(), "volume restored from the trash");
         Ok(self.publish(v))
+    }
+
+    /// A cluster volume whose bytes another host's trash takes: its row
+    /// here is closed (a tombstone), nothing is destroyed.
+    pub(super) async fn close_row(&self, v: &Volume) -> Result<Arc<Volume>> {
+        let mut closed = v.clone();
+        closed.state = State::Purged;
+        closed.removed_ms = Some(now_ms());
+        let closed = self.save(closed).await?;
+        Ok(self.publish(closed))
     }
 
     /// The `purge` action: destroys a removed volume's data now.

@@ -2,132 +2,152 @@
 //! makes it exact. Each is safe to run again after a lost answer: a
 //! record registered twice with one key is one record, a holder put twice
 //! is one holder, what is gone already stays gone.
+//!
+//! `keys/NAME` holds the cluster key of the volume registered as NAME, so
+//! that a holding compares it: a host whose watch lags never holds a new
+//! volume of a name while it means the old one.
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::{Etcd, Key, holders_prefix, parse_key, unreachable, volume_key};
-use crate::cluster::{Error, Holder, Record, Result};
+use super::{Etcd, Key, encoding, holders_prefix, key_key, parse_key, unreachable, volume_key};
+use crate::cluster::{Error, Holder, Record, Result, Ticket};
 use crate::units::now_ms;
+
+/// The first value a transaction's `or_else` reads under `key`'s range.
+fn first_read(resp: &etcd_client::TxnResponse) -> Vec<etcd_client::KeyValue> {
+    let mut out = Vec::new();
+    for op in resp.op_responses() {
+        if let TxnOpResponse::Get(got) = op {
+            out.extend(got.kvs().iter().cloned());
+        }
+    }
+    out
+}
+
+/// The holder stored at `kv`; one that cannot be read still holds (its
+/// node is in its key), with no count.
+fn holder_at(kv: &etcd_client::KeyValue) -> Option<Holder> {
+    let Some(Key::Holder(_, node)) = parse_key(kv.key()) else { return None };
+    Some(serde_json::from_slice(kv.value()).unwrap_or(Holder { node, mounts: 0, since_ms: 0 }))
+}
 
 impl Etcd {
     pub(super) async fn register_once(&self, record: Record) -> Result<()> {
         let mut client = self.connect().await?;
         let key = volume_key(&record.name);
-        let value = serde_json::to_vec(&record).map_err(unreachable)?;
+        let value = serde_json::to_vec(&record).map_err(encoding)?;
         let txn = Txn::new()
             .when(vec![Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-            .and_then(vec![TxnOp::put(key.as_str(), value, None)])
+            .and_then(vec![
+                TxnOp::put(key.as_str(), value, None),
+                TxnOp::put(key_key(&record.name), record.key.as_str(), None),
+            ])
             .or_else(vec![TxnOp::get(key.as_str(), None)]);
         let resp = client.txn(txn).await.map_err(unreachable)?;
         if resp.succeeded() {
             return Ok(());
         }
-        let theirs = resp.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(got) => {
-                got.kvs().first().and_then(|kv| serde_json::from_slice::<Record>(kv.value()).ok())
-            }
-            _ => None,
-        });
+        let theirs = first_read(&resp)
+            .first()
+            .and_then(|kv| serde_json::from_slice::<Record>(kv.value()).ok());
         match theirs {
+            // An earlier try of this same call got through.
             Some(r) if r.key == record.key => Ok(()),
             Some(r) => Err(Error::Taken { name: record.name, home: r.home }),
-            None => Err(Error::Moved { name: record.name }),
+            None => Err(Error::Taken { name: record.name, home: "an unknown host".into() }),
         }
     }
 
-    pub(super) async fn unregister_once(&self, name: &str, key: &str) -> Result<()> {
+    /// `true` when this call removed the record, `false` when it was gone.
+    pub(super) async fn unregister_once(&self, name: &str, key: &str) -> Result<bool> {
         let mut client = self.connect().await?;
-        let vkey = volume_key(name);
-        let got = client.get(vkey.as_str(), None).await.map_err(unreachable)?;
-        let Some(kv) = got.kvs().first() else { return Ok(()) };
-        let record: Option<Record> = serde_json::from_slice(kv.value()).ok();
-        if record.is_some_and(|r| r.key != key) {
-            return Err(Error::Moved { name: name.to_string() });
-        }
         let txn = Txn::new()
             .when(vec![
-                Compare::mod_revision(vkey.as_str(), CompareOp::Equal, kv.mod_revision()),
+                Compare::value(key_key(name), CompareOp::Equal, key),
                 Compare::create_revision(holders_prefix(name), CompareOp::Equal, 0).with_prefix(),
             ])
-            .and_then(vec![TxnOp::delete(vkey.as_str(), None)])
-            .or_else(vec![TxnOp::get(holders_prefix(name), Some(GetOptions::new().with_prefix()))]);
+            .and_then(vec![
+                TxnOp::delete(volume_key(name), None),
+                TxnOp::delete(key_key(name), None),
+            ])
+            .or_else(vec![
+                TxnOp::get(key_key(name), None),
+                TxnOp::get(holders_prefix(name), Some(GetOptions::new().with_prefix())),
+            ]);
         let resp = client.txn(txn).await.map_err(unreachable)?;
         if resp.succeeded() {
-            return Ok(());
+            return Ok(true);
         }
-        let holder = resp.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(got) => {
-                got.kvs().first().and_then(|kv| serde_json::from_slice::<Holder>(kv.value()).ok())
-            }
-            _ => None,
-        });
-        match holder {
-            Some(h) => Err(Error::Held { name: name.to_string(), node: h.node, mounts: h.mounts }),
-            None => Err(Error::Moved { name: name.to_string() }),
+        let read = first_read(&resp);
+        let current = read.iter().find(|kv| kv.key() == key_key(name).as_bytes());
+        match current {
+            None => Ok(false),
+            Some(kv) if kv.value() != key.as_bytes() => Err(Error::Moved { name: name.into() }),
+            Some(_) => match read.iter().find_map(holder_at) {
+                Some(h) => Err(Error::Held { name: name.into(), node: h.node, mounts: h.mounts }),
+                None => Err(Error::Moved { name: name.into() }),
+            },
         }
     }
 
-    pub(super) async fn hold_once(&self, name: &str, mounts: u32, exclusive: bool) -> Result<()> {
+    pub(super) async fn hold_once(
+        &self,
+        name: &str,
+        key: &str,
+        mounts: u32,
+        exclusive: bool,
+    ) -> Result<Ticket> {
         let mut client = self.connect().await?;
         let lease = self.current_lease()?;
         let me = format!("{}{}", holders_prefix(name), self.node);
         let value =
             serde_json::to_vec(&Holder { node: self.node.clone(), mounts, since_ms: now_ms() })
-                .map_err(unreachable)?;
+                .map_err(encoding)?;
         let put = TxnOp::put(me.as_str(), value, Some(PutOptions::new().with_lease(lease)));
-        let registered = Compare::create_revision(volume_key(name), CompareOp::Greater, 0);
-        let mut when = vec![registered];
+        let this_volume = Compare::value(key_key(name), CompareOp::Equal, key);
+        let mut when = vec![this_volume.clone()];
         if exclusive {
             // No holder at all, or only this host (a count that changed).
             when.push(
                 Compare::create_revision(holders_prefix(name), CompareOp::Equal, 0).with_prefix(),
             );
         }
-        let read = TxnOp::get(holders_prefix(name), Some(GetOptions::new().with_prefix()));
-        let txn = Txn::new()
-            .when(when)
-            .and_then(vec![put.clone()])
-            .or_else(vec![read, TxnOp::get(volume_key(name), None)]);
+        let txn = Txn::new().when(when).and_then(vec![put.clone()]).or_else(vec![
+            TxnOp::get(key_key(name), None),
+            TxnOp::get(holders_prefix(name), Some(GetOptions::new().with_prefix())),
+        ]);
         let resp = client.txn(txn).await.map_err(unreachable)?;
+        let revision = |r: &etcd_client::TxnResponse| r.header().map_or(0, |h| h.revision());
         if resp.succeeded() {
-            return Ok(());
+            return Ok(Ticket { lease, revision: revision(&resp) });
         }
-        let mut others = Vec::new();
-        let mut mine = None;
-        let mut registered = false;
-        for op in resp.op_responses() {
-            let TxnOpResponse::Get(got) = op else { continue };
-            for kv in got.kvs() {
-                match parse_key(kv.key()) {
-                    Some(Key::Volume(_)) => registered = true,
-                    Some(Key::Holder(_, node)) if node == self.node => {
-                        mine = Some(kv.mod_revision())
-                    }
-                    Some(Key::Holder(..)) => {
-                        others.extend(serde_json::from_slice::<Holder>(kv.value()).ok())
-                    }
-                    _ => {}
-                }
+        let read = first_read(&resp);
+        match read.iter().find(|kv| kv.key() == key_key(name).as_bytes()) {
+            None => return Err(Error::Unknown { name: name.into() }),
+            Some(kv) if kv.value() != key.as_bytes() => {
+                return Err(Error::Moved { name: name.into() });
             }
+            Some(_) => {}
         }
-        if !registered {
-            return Err(Error::Unknown { name: name.to_string() });
-        }
-        if let Some(h) = others.into_iter().next() {
-            return Err(Error::Held { name: name.to_string(), node: h.node, mounts: h.mounts });
+        let holders: Vec<Holder> = read.iter().filter_map(holder_at).collect();
+        if let Some(h) = holders.iter().find(|h| h.node != self.node) {
+            let (node, mounts) = (h.node.clone(), h.mounts);
+            return Err(Error::Held { name: name.into(), node, mounts });
         }
         // Only this host holds it: update its entry, if nobody came between.
-        let Some(seen) = mine else { return Err(Error::Moved { name: name.to_string() }) };
+        let Some(seen) =
+            read.iter().find(|kv| kv.key() == me.as_bytes()).map(|kv| kv.mod_revision())
+        else {
+            return Err(Error::Moved { name: name.into() });
+        };
         let txn = Txn::new()
-            .when(vec![
-                Compare::mod_revision(me.as_str(), CompareOp::Equal, seen),
-                Compare::create_revision(volume_key(name), CompareOp::Greater, 0),
-            ])
+            .when(vec![Compare::mod_revision(me.as_str(), CompareOp::Equal, seen), this_volume])
             .and_then(vec![put]);
-        if client.txn(txn).await.map_err(unreachable)?.succeeded() {
-            Ok(())
+        let resp = client.txn(txn).await.map_err(unreachable)?;
+        if resp.succeeded() {
+            Ok(Ticket { lease, revision: revision(&resp) })
         } else {
-            Err(Error::Moved { name: name.to_string() })
+            Err(Error::Moved { name: name.into() })
         }
     }
 

@@ -1,0 +1,202 @@
+//! Holding a cluster volume in etcd while this host uses its bytes: for
+//! its mounts, and for the jobs on it (snapshot, revert, backup, restore,
+//! deallocation). What holds it here is counted here — Docker's mounts in
+//! the record, jobs in `State::jobs` — and changed only under the
+//! volume's lock, so that the holding is let go exactly when the last of
+//! them ends, never while one still runs.
+
+use std::time::{Duration, Instant};
+
+use super::{Ballast, access_of};
+use crate::cluster::{Error as ClusterError, Health, Ticket};
+use crate::core::locks::Key;
+use crate::volume::Volume;
+use crate::{Error, Result};
+
+impl Ballast {
+    /// Before a Mount of a cluster volume (under its lock): this host
+    /// holds it in etcd with `mounts` mounts, waiting up to `mount_wait`
+    /// for another holder to let go. Every try shares that one deadline,
+    /// so a Mount ends within what Docker allows.
+    pub(in crate::core) async fn hold_for_mount(&self, v: &Volume, mounts: u32) -> Result<()> {
+        let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return Ok(()) };
+        if self.is_fenced(v.id) {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} is fenced (read-only) since this host lost its lease while it was \
+                 mounted; stop its containers here, then start them again",
+                v.name
+            )));
+        }
+        if !self.bytes_here(v) {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} lives in pool {:?} on host {}, which is not shared: mount it there",
+                v.name, v.pool, m.home
+            )));
+        }
+        self.safe_lease().ok_or(ClusterError::NoLease)?;
+        let exclusive = access_of(v).exclusive();
+        let deadline = Instant::now() + c.mount_wait();
+        loop {
+            let notified = self.inner.cluster.holders_changed.notified();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(
+                left.max(Duration::from_secs(1)),
+                c.hold(&v.name, &m.key, mounts, exclusive),
+            );
+            match attempt.await {
+                Ok(Ok(ticket)) => {
+                    self.note_ticket(v.id, ticket);
+                    return Ok(());
+                }
+                Ok(Err(ClusterError::Held { .. })) if Instant::now() < deadline => {
+                    // Woken when the holders change (the watch), or soon anyway.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let nap = left.min(Duration::from_millis(500));
+                    let _ = tokio::time::timeout(nap, notified).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    let e = ClusterError::Unreachable("holding the volume timed out".into());
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// After a Mount's storage work: the lease that holds the volume must
+    /// still be the one the holding was made under, and still safe; else
+    /// the lease may be gone (and the fencing that followed missed this
+    /// Mount, which had no count yet), and the Mount must not stand.
+    pub(in crate::core) fn confirm_holding(&self, v: &Volume) -> Result<()> {
+        if self.cluster().is_none() || v.cluster.is_none() {
+            return Ok(());
+        }
+        let ticket = self
+            .inner
+            .cluster
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&v.id)
+            .copied();
+        match (self.safe_lease(), ticket) {
+            (Some(lease), Some(t)) if t.lease == lease && !self.is_fenced(v.id) => Ok(()),
+            _ => Err(Error::InvalidState(format!(
+                "this host lost its lease in etcd while mounting volume {:?}; try again once \
+                 `ballast cluster status` lists it",
+                v.name
+            ))),
+        }
+    }
+
+    /// The lease this host holds now, while it is safe to write under.
+    pub(super) fn safe_lease(&self) -> Option<i64> {
+        match *self.cluster()?.health().borrow() {
+            Health::Up { safe_until, lease } if Instant::now() < safe_until => Some(lease),
+            _ => None,
+        }
+    }
+
+    pub(super) fn note_ticket(&self, id: i64, ticket: Ticket) {
+        self.inner.cluster.tickets.lock().unwrap_or_else(|p| p.into_inner()).insert(id, ticket);
+    }
+
+    /// The revision of this host's last holding of `id`: holder events
+    /// older than it are stale.
+    pub(super) fn ticket(&self, id: i64) -> Option<Ticket> {
+        self.inner.cluster.tickets.lock().unwrap_or_else(|p| p.into_inner()).get(&id).copied()
+    }
+
+    /// Before a job on a cluster volume's bytes (under its lock): this
+    /// host holds the volume for the job, so that no other host writes
+    /// it meanwhile. `None` for a volume of this host alone.
+    pub(in crate::core) async fn hold_for_job(&self, v: &Volume) -> Result<Option<JobHold>> {
+        let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return Ok(None) };
+        if !self.bytes_here(v) {
+            return Err(Error::InvalidState(format!(
+                "volume {:?} lives in pool {:?} on host {}, which is not shared: run this there",
+                v.name, v.pool, m.home
+            )));
+        }
+        let running = self.jobs_on(v.id);
+        if running == 0 && v.mount_count() == 0 {
+            self.safe_lease().ok_or(ClusterError::NoLease)?;
+            let ticket = c.hold(&v.name, &m.key, 0, true).await?;
+            self.note_ticket(v.id, ticket);
+        }
+        *self
+            .inner
+            .cluster
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(v.id)
+            .or_insert(0) += 1;
+        Ok(Some(JobHold { ballast: self.clone(), id: v.id }))
+    }
+
+    fn jobs_on(&self, id: i64) -> u32 {
+        self.inner
+            .cluster
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// After an Unmount that was not the last: the count others see.
+    pub(in crate::core) async fn hold_fewer(&self, v: &Volume) {
+        let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return };
+        if self.is_fenced(v.id) {
+            return;
+        }
+        if let Ok(t) = c.hold(&v.name, &m.key, v.mount_count(), access_of(v).exclusive()).await {
+            self.note_ticket(v.id, t);
+        }
+    }
+
+    /// Lets go in etcd once nothing here uses `v` (its mounts, its jobs):
+    /// for the caller holding its lock. A failure only delays the others
+    /// until the lease runs out.
+    pub(in crate::core) async fn release_if_idle(&self, v: &Volume) {
+        let (Some(c), Some(_)) = (self.cluster(), &v.cluster) else { return };
+        if v.mount_count() > 0 || self.jobs_on(v.id) > 0 {
+            return;
+        }
+        self.inner.cluster.fenced.lock().unwrap_or_else(|p| p.into_inner()).remove(&v.id);
+        self.inner.cluster.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(&v.id);
+        if let Err(e) = c.release(&v.name).await {
+            tracing::warn!(volume = %v.name, error = %e, "cluster: cannot release; the lease's expiry will");
+        }
+    }
+}
+
+/// A job's holding of a volume; let go when dropped, if nothing else
+/// here uses the volume by then.
+pub(in crate::core) struct JobHold {
+    ballast: Ballast,
+    id: i64,
+}
+
+impl Drop for JobHold {
+    fn drop(&mut self) {
+        let (this, id) = (self.ballast.clone(), self.id);
+        tokio::spawn(async move {
+            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
+            {
+                let mut jobs = this.inner.cluster.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = jobs.get_mut(&id) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        jobs.remove(&id);
+                    }
+                }
+            }
+            if let Ok(v) = this.volume_by_id(id) {
+                this.release_if_idle(&v).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,203 @@
+//! The core's side of the cluster against a cluster in memory that does
+//! what it is told, when it is told: the races that etcd's timing makes
+//! rare, made certain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::LeaseState;
+use crate::cluster::{
+    Change, Cluster, Error as ClusterError, Fut, Health, Holder, Node, Record, Ticket,
+};
+use crate::config::Config;
+use crate::core::Ballast;
+
+#[derive(Default)]
+struct Fake {
+    holders: Mutex<HashMap<String, Vec<Holder>>>,
+    /// How long a hold's answer takes (it is applied at once).
+    hold_delay: Mutex<Duration>,
+    /// What unregister answers: Ok(removed?) or Moved.
+    unregister_moved: Mutex<bool>,
+    unregisters: AtomicUsize,
+    revision: AtomicUsize,
+    health: Mutex<Option<watch::Sender<Health>>>,
+}
+
+impl Fake {
+    fn health(&self) -> watch::Sender<Health> {
+        self.health.lock().unwrap().clone().unwrap()
+    }
+}
+
+impl Cluster for Fake {
+    fn node(&self) -> &str {
+        "a"
+    }
+    fn mount_wait(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+    fn register(&self, _: Record) -> Fut<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn unregister<'a>(&'a self, name: &'a str, _: &'a str) -> Fut<'a, bool> {
+        Box::pin(async move {
+            self.unregisters.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            if *self.unregister_moved.lock().unwrap() {
+                Err(ClusterError::Moved { name: name.into() })
+            } else {
+                Ok(true)
+            }
+        })
+    }
+    fn hold<'a>(&'a self, name: &'a str, _: &'a str, mounts: u32, _: bool) -> Fut<'a, Ticket> {
+        Box::pin(async move {
+            // Applied in etcd at once; the answer comes late.
+            let h = Holder { node: "a".into(), mounts, since_ms: 0 };
+            self.holders.lock().unwrap().insert(name.into(), vec![h]);
+            let revision = i64::try_from(self.revision.fetch_add(1, Ordering::SeqCst)).unwrap() + 1;
+            let d = *self.hold_delay.lock().unwrap();
+            tokio::time::sleep(d).await;
+            let lease = match *self.health().borrow() {
+                Health::Up { lease, .. } => lease,
+                _ => 0,
+            };
+            Ok(Ticket { lease, revision })
+        })
+    }
+    fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()> {
+        Box::pin(async move {
+            self.holders.lock().unwrap().remove(name);
+            Ok(())
+        })
+    }
+    fn holders(&self, name: &str) -> Vec<Holder> {
+        self.holders.lock().unwrap().get(name).cloned().unwrap_or_default()
+    }
+    fn nodes(&self) -> Fut<'_, Vec<Node>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn changes(&self) -> Option<mpsc::Receiver<Change>> {
+        None
+    }
+    fn health(&self) -> watch::Receiver<Health> {
+        self.health().subscribe()
+    }
+}
+
+fn up(lease: i64) -> Health {
+    Health::Up { safe_until: Instant::now() + Duration::from_secs(600), lease }
+}
+
+fn open(dir: &Path) -> (Ballast, Arc<Fake>) {
+    let mut c = Config::parse("", Path::new("/unused")).unwrap();
+    c.pools[0].path = dir.join("pool");
+    let b = Ballast::open(&c, dir).unwrap();
+    let fake = Arc::new(Fake::default());
+    *fake.health.lock().unwrap() = Some(watch::Sender::new(up(1)));
+    b.join(fake.clone());
+    (b, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_whose_lease_is_lost_while_it_runs_does_not_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("x", BTreeMap::new()).await.unwrap();
+    *fake.hold_delay.lock().unwrap() = Duration::from_millis(400);
+    let mounting = {
+        let b = b.clone();
+        tokio::spawn(async move { b.mount("x", "m1").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.health().send_replace(Health::Lost);
+    let refused = mounting.await.unwrap().unwrap_err();
+    assert!(refused.to_string().contains("lost its lease"), "{refused}");
+    assert_eq!(b.get("x").unwrap().mount_count(), 0, "the mount was undone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_ending_during_a_mount_does_not_let_go_of_the_mounts_holding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("y", BTreeMap::new()).await.unwrap();
+    b.snapshot("y", None).await.unwrap();
+    *fake.hold_delay.lock().unwrap() = Duration::from_millis(500);
+    b.mount("y", "m1").await.unwrap();
+    // The snapshot's job ended meanwhile; its holding's drop ran.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.get("y").unwrap().mount_count(), 1);
+    assert_eq!(fake.holders("y").len(), 1, "still held for the mount");
+    b.unmount("y", "m1").await.unwrap();
+    assert!(fake.holders("y").is_empty(), "let go after the last use");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirroring_a_name_whose_old_volume_cannot_be_closed_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    let v = b.create("z", BTreeMap::new()).await.unwrap();
+    b.mount("z", "m1").await.unwrap();
+    *fake.unregister_moved.lock().unwrap() = true;
+    let r = Record {
+        name: "z".into(),
+        key: "ffffffffffffffff".into(),
+        pool: v.pool.clone(),
+        opts: BTreeMap::new(),
+        description: String::new(),
+        size_bytes: None,
+        home: "b".into(),
+        created_ms: 0,
+    };
+    let done = tokio::time::timeout(Duration::from_secs(5), b.apply(Change::Put(r))).await;
+    assert!(done.is_ok(), "mirroring did not end");
+    assert_eq!(b.get("z").unwrap().id, v.id, "the mounted one stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_and_regained_while_the_core_was_busy_still_fences() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("w", BTreeMap::new()).await.unwrap();
+    b.mount("w", "m1").await.unwrap();
+    // Lost and regained faster than the core looks: a new lease id.
+    *fake.hold_delay.lock().unwrap() = Duration::from_millis(300);
+    fake.health().send_replace(Health::Lost);
+    fake.health().send_replace(up(2));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let v = b.get("w").unwrap();
+    assert_eq!(b.lease_state(&v), LeaseState::Fenced);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_read_without_a_volume_whose_bytes_are_here_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _fake) = open(dir.path());
+    b.create("kept", BTreeMap::new()).await.unwrap();
+    b.apply(Change::All { records: Vec::new(), unreadable: Vec::new() }).await;
+    let v = b.get("kept").expect("still there");
+    assert!(v.transitioning_message.contains("registry"), "{}", v.transitioning_message);
+    assert_eq!(b.removed().unwrap().len(), 0, "nothing went to the trash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_holders_event_does_not_fence_a_fresh_holding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("s", BTreeMap::new()).await.unwrap();
+    b.mount("s", "m1").await.unwrap();
+    // An event from before this host's holding (revision 0): no holders.
+    fake.holders.lock().unwrap().remove("s");
+    b.apply(Change::Holders { name: "s".into(), holders: Vec::new(), revision: 0 }).await;
+    let v = b.get("s").unwrap();
+    assert_ne!(b.lease_state(&v), LeaseState::Fenced);
+}
