@@ -122,10 +122,19 @@ impl Host {
     /// Serves a bare host's ballast in the cluster of `etcd` (see
     /// [`Host::in_cluster`]), after what it mounted first.
     pub fn join(&mut self, etcd: &Etcd, config: &str) {
+        let section = self.connect(etcd);
+        self.serve(&format!("{config}\n{section}"));
+    }
+
+    /// Gives the host its own proxy to `etcd` (see [`Host::partition`])
+    /// without serving anything: for a ballast the host runs otherwise
+    /// (a managed plugin). The `[cluster]` section naming the proxy's
+    /// endpoints and the host.
+    pub fn connect(&mut self, etcd: &Etcd) -> String {
         let proxy = EtcdProxy::start(etcd);
-        let config = format!("{config}\n{}", cluster_section(&proxy.endpoints(), &self.name));
+        let section = cluster_section(&proxy.endpoints(), &self.name);
         self.proxy = Some(proxy);
-        self.serve(&config);
+        section
     }
 
     /// A host with its engine running and no ballast yet: mount what the

@@ -32,6 +32,7 @@ mod hosts;
 mod inputs;
 mod load;
 mod loopback;
+mod managed_cluster;
 mod managed_plugin;
 mod protocol;
 mod races;

@@ -15,14 +15,16 @@ use serde_json::Value;
 use crate::harness::{IMAGE, OwnEngine, root_or_skip, skip, wait_until};
 
 /// A registry on loopback, stopped on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Option<Registry> {
+    /// A registry on a free port (tests that run side by side each start
+    /// their own); `None` after a skip when it is not installed.
+    pub(crate) fn start() -> Option<Registry> {
         if Command::new("sh")
             .args(["-c", "command -v docker-registry"])
             .output()
@@ -34,7 +36,7 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let port = 30000 + (std::process::id() % 20000) as u16;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -64,8 +66,23 @@ impl Drop for Registry {
     }
 }
 
+/// Builds the plugin with `plugin/build` on the engine at `host` (the
+/// tests' binary in it) and pushes it as `reference`, which the engine
+/// then forgets: installs take it from the registry.
+pub(crate) fn build_and_push(host: &str, reference: &str) {
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin/build"))
+        .arg(reference)
+        .env("DOCKER_HOST", host)
+        .env("BALLAST_BIN", env!("CARGO_BIN_EXE_ballast"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "plugin/build: {}", String::from_utf8_lossy(&out.stderr));
+    docker_on(host, &["plugin", "push", reference]);
+    docker_on(host, &["plugin", "rm", reference]);
+}
+
 /// `docker ARGS` on the engine at `host`, which must succeed; its stdout.
-fn docker_on(host: &str, args: &[&str]) -> String {
+pub(crate) fn docker_on(host: &str, args: &[&str]) -> String {
     let out = Command::new("docker").args(args).env("DOCKER_HOST", host).output().unwrap();
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -91,15 +108,7 @@ fn the_managed_plugin_installs_from_a_registry_and_keeps_its_volumes() {
     // Build two versions and push them.
     let repo = format!("{}/ballast", registry.addr);
     for tag in ["1", "2"] {
-        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin/build"))
-            .arg(format!("{repo}:{tag}"))
-            .env("DOCKER_HOST", &host)
-            .env("BALLAST_BIN", env!("CARGO_BIN_EXE_ballast"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "plugin/build: {}", String::from_utf8_lossy(&out.stderr));
-        docker(&["plugin", "push", &format!("{repo}:{tag}")]);
-        docker(&["plugin", "rm", &format!("{repo}:{tag}")]);
+        build_and_push(&host, &format!("{repo}:{tag}"));
     }
 
     // Install with settings: the state, the admin socket and the config
