@@ -260,10 +260,31 @@ fn with_one_etcd_member_down_all_works_and_with_none_only_local_volumes_mount() 
     a.ok(&["volume", "create", "--driver", DRIVER, "-o", "cluster=false", "cl-etcd-local"]);
     assert!(!b.ballast().names().contains(&"cl-etcd-local".to_string()), "a local volume");
     writer(&a, "cl-etcd-writer", "cl-etcd-cluster");
+    // A writer that keeps a file open: the kernel refuses to make its
+    // mount read-only (EBUSY), so fencing must stop the writer itself.
+    a.ok(&["volume", "create", "--driver", DRIVER, "cl-etcd-open"]);
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cl-etcd-open-writer",
+        "--network",
+        "none",
+        "-v",
+        "cl-etcd-open:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "exec 3>>/data/log; while true; do echo x >&3; sleep 0.2; done",
+    ]);
 
     etcd.stop_all();
-    // The running container is fenced when the lease may have expired.
+    // The running containers are fenced when the lease may have expired.
     wait_for("the mount to be fenced", || !can_write(&a, "cl-etcd-writer"));
+    wait_for("the writer holding a file open to be stopped", || {
+        a.ok(&["inspect", "-f", "{{.State.Running}}", "cl-etcd-open-writer"]) == "false"
+    });
+    a.ok(&["rm", "-f", "cl-etcd-open-writer"]);
     let err = mount(&a, "cl-etcd-cluster", "a-new").unwrap_err();
     assert!(err.contains("etcd") || err.contains("fenced"), "{err}");
     // A volume of this host alone works on.
