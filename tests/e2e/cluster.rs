@@ -40,26 +40,9 @@ fn two_hosts(prefix: &str, etcd: &Etcd, gluster: &Gluster) -> (Host, Host) {
     (a, b)
 }
 
-/// `docker run --rm` of a shell command with `vol` at /data.
-fn run(host: &Host, vol: &str, script: &str) -> std::process::Output {
-    host.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{vol}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        script,
-    ])
-}
-
+/// `docker run --rm` of a shell command with `vol` at /data, on `host`.
 fn run_ok(host: &Host, vol: &str, script: &str) -> String {
-    let out = run(host, vol, script);
-    assert!(out.status.success(), "on {}: {}", host.name, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::docker::run(host.engine, vol, script)
 }
 
 /// A container on `host` that appends to /data/log every 200 ms.

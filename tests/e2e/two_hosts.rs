@@ -18,18 +18,7 @@ const NAMESPACES: (&str, &str) = ("nsenter", "util-linux");
 
 /// `docker run --rm` on `host` of a shell command with `vol` at /data.
 fn run(host: &Host, vol: &str, script: &str) -> String {
-    host.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{vol}:/data"),
-        IMAGE,
-        "sh",
-        "-c",
-        script,
-    ])
+    crate::docker::run(host.engine, vol, script)
 }
 
 #[test]
