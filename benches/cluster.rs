@@ -1,0 +1,401 @@
+//! `cargo bench --bench cluster`: ballast's cluster mode (docs/cluster.md)
+//! on one machine, each row next to a peer measured in the same run.
+//!
+//! A three-member etcd on loopback (the end-to-end tests' fixture) and two
+//! private daemons, hosts A and B, whose default pool is one `dir` pool
+//! with `scope = "global"` (a temporary directory stands in for the shared
+//! filesystem). They are spoken to on their plugin sockets as Docker does;
+//! no engine is needed.
+//!
+//! - Mount+Unmount of a cluster volume next to a volume of the same daemon
+//!   made with `-o cluster=false`: what holding it in etcd costs; and that
+//!   difference next to the same two etcd writes made by etcd's client.
+//! - Failover: B's first successful Mount of a volume A holds, from a
+//!   `kill -9` of A's daemon, next to the lease's TTL + 1 s.
+//! - Get and List on B of volumes made on A (mirrored from the registry)
+//!   next to the same calls on A for its own.
+//!
+//! Needs root and Debian's `etcd` (package etcd-server); skipped (saying
+//! why) without them. Knobs: `BALLAST_BENCH_VOLUMES` (default 10,000),
+//! `BALLAST_BENCH_ROUNDS` (Mount+Unmount rounds, 200),
+//! `BALLAST_BENCH_FAILOVERS` (3), `BALLAST_BENCH_LEASE_TTL` (seconds, 5;
+//! at least 2), `BALLAST_BENCH_GETS` (2,000).
+
+#[path = "../tests/e2e/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+#[path = "../tests/e2e/hosts/etcd.rs"]
+#[allow(dead_code)]
+mod etcd;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use etcd::Etcd;
+use harness::{Conn, Daemon};
+use serde_json::{Value, json};
+
+struct Row {
+    what: String,
+    ballast: String,
+    peer: String,
+    ratio: String,
+    target: String,
+}
+
+/// A number from the environment, at least 1.
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default).max(1)
+}
+
+fn main() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("the benchmark needs root (it starts ballast); skipped");
+        return;
+    }
+    if !harness::have("etcd") {
+        eprintln!("`etcd` is not installed (apt-get install etcd-server); skipped");
+        return;
+    }
+    let volumes = usize::try_from(knob("BALLAST_BENCH_VOLUMES", 10_000)).unwrap();
+    let rounds = usize::try_from(knob("BALLAST_BENCH_ROUNDS", 200)).unwrap();
+    let failovers = usize::try_from(knob("BALLAST_BENCH_FAILOVERS", 3)).unwrap();
+    let ttl = Duration::from_secs(knob("BALLAST_BENCH_LEASE_TTL", 5));
+
+    eprintln!("starting etcd (3 members) and hosts A and B…");
+    // Declared first, dropped last: the daemons stop while etcd answers.
+    let etcd = Etcd::start();
+    let shared = tempfile::tempdir().unwrap();
+    let mut a = host("a", &etcd, shared.path(), ttl);
+    let b = host("b", &etcd, shared.path(), ttl);
+
+    let mut rows = Vec::new();
+    round_trip(&a, &etcd, rounds, &mut rows);
+    failover(&mut a, &b, ttl, failovers, &mut rows);
+    lookups(&a, &b, volumes, &mut rows);
+    println!("\n| measurement | ballast | peer | ratio | target |\n|---|---|---|---|---|");
+    for r in rows {
+        println!("| {} | {} | {} | {} | {} |", r.what, r.ballast, r.peer, r.ratio, r.target);
+    }
+}
+
+/// A private daemon in the cluster of `etcd`, named `bench-NAME`, whose
+/// default pool is the shared one under `shared`.
+fn host(name: &str, etcd: &Etcd, shared: &Path, ttl: Duration) -> Daemon {
+    let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
+    let config = format!(
+        "[[pool]]\nname = \"shared\"\nbackend = \"dir\"\npath = \"{}\"\nscope = \"global\"\n\
+         default = true\n\n[cluster]\netcd = [{}]\nnode = \"bench-{name}\"\nlease_ttl = \"{}s\"\n",
+        shared.join("pool").display(),
+        endpoints.join(", "),
+        ttl.as_secs()
+    );
+    Daemon::private_with(&format!("bench-cluster-{name}"), &config)
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a rank within the samples: the saturating cast rounds it"
+)]
+fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn p50_p99(v: &[Duration]) -> String {
+    format!("p50 {}, p99 {}", ms(pct(v, 0.5)), ms(pct(v, 0.99)))
+}
+
+fn ratio(ours: Duration, theirs: Duration) -> f64 {
+    ours.as_secs_f64() / theirs.as_secs_f64()
+}
+
+/// A plugin call: the body, or the error ballast answered.
+fn call(conn: &mut Conn, method: &str, body: &Value) -> Result<Value, String> {
+    let (status, v) = conn.call(method, &body.to_string());
+    match v["Err"].as_str() {
+        Some(e) if !e.is_empty() => Err(e.to_string()),
+        _ if status == 200 => Ok(v),
+        _ => Err(format!("status {status}: {v}")),
+    }
+}
+
+fn ok(conn: &mut Conn, method: &str, body: &Value) -> Value {
+    call(conn, method, body).unwrap_or_else(|e| panic!("{method} {body}: {e}"))
+}
+
+/// Repeats a call until it succeeds (a daemon still joining the cluster
+/// refuses cluster volumes); fails after 90 s.
+fn until_ok(conn: &mut Conn, method: &str, body: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match call(conn, method, body) {
+            Ok(v) => return v,
+            Err(e) => assert!(Instant::now() < deadline, "{method} {body}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; fails after `secs`.
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A volume's standing in the cluster as the admin API of `d` shows it.
+fn lease_state(d: &Daemon, name: &str) -> String {
+    let (status, v) = d.admin("GET", &format!("/v1/volumes/{name}"), Value::Null);
+    if status != 200 {
+        return String::new();
+    }
+    v["leaseState"].as_str().unwrap_or_default().to_string()
+}
+
+/// Mount+Unmount pairs, as Docker makes them for a container's start and
+/// stop, of a cluster volume and a `-o cluster=false` one of the same
+/// daemon and pool; and the etcd floor under the difference. Each round
+/// runs the three in turn, starting with another each time.
+fn round_trip(a: &Daemon, etcd: &Etcd, rounds: usize, rows: &mut Vec<Row>) {
+    let mut conn = Conn::new(&a.plugin_socket);
+    until_ok(&mut conn, "VolumeDriver.Create", &json!({ "Name": "rt-cluster", "Opts": null }));
+    let local = json!({ "Name": "rt-local", "Opts": { "cluster": "false" } });
+    ok(&mut conn, "VolumeDriver.Create", &local);
+    assert_eq!(lease_state(a, "rt-cluster"), "free");
+    assert_eq!(lease_state(a, "rt-local"), "local");
+    let mut floor = EtcdFloor::new(&etcd.endpoints());
+    let mut pair = |which: usize| {
+        let t = Instant::now();
+        match which {
+            0 | 1 => {
+                let name = if which == 0 { "rt-cluster" } else { "rt-local" };
+                let body = json!({ "Name": name, "ID": "bench-container" });
+                ok(&mut conn, "VolumeDriver.Mount", &body);
+                ok(&mut conn, "VolumeDriver.Unmount", &body);
+            }
+            _ => floor.put_and_delete(),
+        }
+        t.elapsed()
+    };
+    eprintln!("Mount+Unmount ×{rounds} of each…");
+    for i in 0..20 {
+        pair(i % 3);
+    }
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for i in 0..rounds {
+        for k in 0..3 {
+            let which = (i + k) % 3;
+            times[which].push(pair(which));
+        }
+    }
+    let [cluster, local, etcd] = &times;
+    let (c50, l50, e50) = (pct(cluster, 0.5), pct(local, 0.5), pct(etcd, 0.5));
+    let (c99, l99) = (pct(cluster, 0.99), pct(local, 0.99));
+    rows.push(Row {
+        what: format!(
+            "Mount+Unmount of a cluster volume vs a `-o cluster=false` one (×{rounds}, alternating)"
+        ),
+        ballast: format!("median {}, p99 {}", ms(c50), ms(c99)),
+        peer: format!("median {}, p99 {} (cluster=false)", ms(l50), ms(l99)),
+        ratio: format!("{:.2} (p99 {:.2})", ratio(c50, l50), ratio(c99, l99)),
+        target: "≤ 1.5".into(),
+    });
+    let extra = c50.saturating_sub(l50);
+    rows.push(Row {
+        what: "what the cluster adds to the pair (medians) vs etcd's own put with a lease + \
+               delete (etcd-client, same rounds)"
+            .into(),
+        ballast: ms(extra),
+        peer: format!("median {}, p99 {} (etcd)", ms(e50), ms(pct(etcd, 0.99))),
+        ratio: format!("{:.2}", ratio(extra, e50)),
+        target: "-".into(),
+    });
+}
+
+/// The two etcd writes under a cluster volume's Mount+Unmount (Mount's
+/// hold: a put tied to the host's lease; the last Unmount's release: a
+/// delete), made by the etcd client ballast uses, outside ballast's keys.
+struct EtcdFloor {
+    runtime: tokio::runtime::Runtime,
+    client: etcd_client::Client,
+    lease: i64,
+}
+
+impl EtcdFloor {
+    fn new(endpoints: &[String]) -> EtcdFloor {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (client, lease) = runtime.block_on(async {
+            let mut client = etcd_client::Client::connect(endpoints, None).await.unwrap();
+            let lease = client.lease_grant(600, None).await.unwrap().id();
+            (client, lease)
+        });
+        EtcdFloor { runtime, client, lease }
+    }
+
+    fn put_and_delete(&mut self) {
+        let (client, lease) = (&mut self.client, self.lease);
+        self.runtime.block_on(async {
+            let put = etcd_client::PutOptions::new().with_lease(lease);
+            client.put("/ballast-bench/floor", "x", Some(put)).await.unwrap();
+            client.delete("/ballast-bench/floor", None).await.unwrap();
+        });
+    }
+}
+
+/// A holds a volume (mounted) when its daemon is killed; B's Mount, made
+/// as soon as the kill returned and repeated until it succeeds, is timed
+/// from the kill. A starts again between runs and lets go.
+fn failover(a: &mut Daemon, b: &Daemon, ttl: Duration, runs: usize, rows: &mut Vec<Row>) {
+    let mut took = Vec::new();
+    for run in 0..runs {
+        let name = format!("failover-{run}");
+        let on_a = json!({ "Name": name, "ID": "container-on-a" });
+        let on_b = json!({ "Name": name, "ID": "container-on-b" });
+        {
+            let mut conn = Conn::new(&a.plugin_socket);
+            until_ok(&mut conn, "VolumeDriver.Create", &json!({ "Name": name, "Opts": null }));
+            until_ok(&mut conn, "VolumeDriver.Mount", &on_a);
+        }
+        // B's watch has seen A's holding: B's Mount now has to wait.
+        wait_for("B to see A hold the volume", 30, || lease_state(b, &name) == "heldElsewhere");
+        a.kill9();
+        let killed = Instant::now();
+        let mut conn = Conn::new(&b.plugin_socket);
+        let at = loop {
+            match call(&mut conn, "VolumeDriver.Mount", &on_b) {
+                Ok(_) => break killed.elapsed(),
+                Err(e) => assert!(killed.elapsed() < Duration::from_secs(120), "{e}"),
+            }
+        };
+        eprintln!("failover {run}: B mounted {at:?} after the kill");
+        took.push(at);
+        ok(&mut conn, "VolumeDriver.Unmount", &on_b);
+        a.start_again();
+        // A holds again what it had mounted (B let go), then Docker's
+        // Unmount on A lets go: the next run starts from a free cluster.
+        wait_for("A to hold its volume again", 90, || lease_state(a, &name) == "held");
+        ok(&mut Conn::new(&a.plugin_socket), "VolumeDriver.Unmount", &on_a);
+    }
+    let goal = ttl + Duration::from_secs(1);
+    let all: Vec<String> = took.iter().map(|t| format!("{:.2}", t.as_secs_f64())).collect();
+    let worst = took.iter().max().copied().unwrap_or_default();
+    rows.push(Row {
+        what: format!(
+            "failover: B's first Mount after `kill -9` of A holding the volume, from the kill \
+             (lease TTL {}s, ×{runs})",
+            ttl.as_secs()
+        ),
+        ballast: format!(
+            "median {:.2} s, max {:.2} s ({} s)",
+            pct(&took, 0.5).as_secs_f64(),
+            worst.as_secs_f64(),
+            all.join(", ")
+        ),
+        peer: format!("{:.1} s (TTL + 1 s)", goal.as_secs_f64()),
+        ratio: format!("{:.2}", ratio(worst, goal)),
+        target: "≤ TTL + 1 s".into(),
+    });
+}
+
+/// `n` cluster volumes made on A; once B lists them all, Get and List on
+/// B (its mirror of the registry) alternate with the same calls on A.
+fn lookups(a: &Daemon, b: &Daemon, n: usize, rows: &mut Vec<Row>) {
+    eprintln!("creating {n} cluster volumes on A…");
+    let name = |i: usize| format!("vol{i:05}");
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for part in 0..4 {
+            let socket = &a.plugin_socket;
+            s.spawn(move || {
+                let mut conn = Conn::new(socket);
+                for i in (part..n).step_by(4) {
+                    ok(&mut conn, "VolumeDriver.Create", &json!({ "Name": name(i), "Opts": null }));
+                }
+            });
+        }
+    });
+    let created = t.elapsed();
+    let listed = |d: &Daemon| d.names().iter().filter(|s| s.starts_with("vol")).count();
+    let mut polls = 0;
+    wait_for("B to list every volume", 600, || {
+        polls += 1;
+        if polls % 50 == 0 {
+            eprintln!("… B lists {} of {n}", listed(b));
+        }
+        listed(b) == n
+    });
+    let mirrored = t.elapsed();
+    rows.push(Row {
+        what: format!("Create ×{n} cluster volumes on A (4 clients); until B lists them all"),
+        ballast: format!(
+            "{:.0} /s; B lists all {:.1} s after the first Create",
+            n as f64 / created.as_secs_f64(),
+            mirrored.as_secs_f64()
+        ),
+        peer: format!("{:.1} s (A's Creates)", created.as_secs_f64()),
+        ratio: format!("{:.2}", ratio(mirrored, created)),
+        target: "-".into(),
+    });
+
+    let calls = usize::try_from(knob("BALLAST_BENCH_GETS", 2_000)).unwrap();
+    let (mut on_a, mut on_b) = (Conn::new(&a.plugin_socket), Conn::new(&b.plugin_socket));
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    let get = |conn: &mut Conn, i: usize| {
+        let body = json!({ "Name": name(i * 7919 % n) });
+        let t = Instant::now();
+        ok(conn, "VolumeDriver.Get", &body);
+        t.elapsed()
+    };
+    for i in 0..calls {
+        if i % 2 == 0 {
+            from_b.push(get(&mut on_b, i));
+            from_a.push(get(&mut on_a, i));
+        } else {
+            from_a.push(get(&mut on_a, i));
+            from_b.push(get(&mut on_b, i));
+        }
+    }
+    rows.push(Row {
+        what: format!("Get on B of A's volumes vs Get on A (×{calls}, at {n} volumes)"),
+        ballast: p50_p99(&from_b),
+        peer: format!("{} (A)", p50_p99(&from_a)),
+        ratio: format!("{:.2}", ratio(pct(&from_b, 0.99), pct(&from_a, 0.99))),
+        target: "p99 < 1 ms on B".into(),
+    });
+
+    let list = |conn: &mut Conn| {
+        // Timed to the last byte received; parsing is the client's cost.
+        let t = Instant::now();
+        let (status, _, body) = conn.request("POST", "/VolumeDriver.List", "");
+        let took = t.elapsed();
+        assert_eq!(status, 200, "{body}");
+        took
+    };
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    for i in 0..30 {
+        if i % 2 == 0 {
+            from_b.push(list(&mut on_b));
+            from_a.push(list(&mut on_a));
+        } else {
+            from_a.push(list(&mut on_a));
+            from_b.push(list(&mut on_b));
+        }
+    }
+    rows.push(Row {
+        what: format!("List on B vs List on A (×30, at {n} volumes)"),
+        ballast: format!("median {}, p99 {}", ms(pct(&from_b, 0.5)), ms(pct(&from_b, 0.99))),
+        peer: format!("median {}, p99 {} (A)", ms(pct(&from_a, 0.5)), ms(pct(&from_a, 0.99))),
+        ratio: format!("{:.2}", ratio(pct(&from_b, 0.5), pct(&from_a, 0.5))),
+        target: "-".into(),
+    });
+}
