@@ -63,8 +63,7 @@ impl Ballast {
     /// is fenced.
     async fn hold_again(&self) {
         let Some(c) = self.cluster() else { return };
-        for seen in self.list().into_iter().filter(|v| v.cluster.is_some() && v.mount_count() > 0)
-        {
+        for seen in self.list().into_iter().filter(|v| v.cluster.is_some() && v.mount_count() > 0) {
             // Under its lock, as it is now: an Unmount may have come since.
             let Ok((_guard, v)) = self.lock_live(&seen.name).await else { continue };
             if v.id != seen.id || v.mount_count() == 0 || self.is_fenced(v.id) {
