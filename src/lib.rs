@@ -12,12 +12,15 @@
 //!
 //! - [`core`]: the domain. [`core::Ballast`] is a cheap-clone handle that
 //!   owns the in-memory view, the per-volume locks and the storage pools.
-//!   One file per operation (`create`, `mount`, `remove`, `snapshots`,
-//!   `actions`: the state table); `core/backups/`: the targets and the
-//!   published backups, taking one (`create.rs`), listing a target's
-//!   repository (`sync.rs`) and restoring (`restore.rs`); `core/locks.rs`: per-volume locks and the
-//!   read leases of long jobs; `core/expose.rs`: the mountpoints handed to
-//!   Docker as binds under `serve --mount-root`.
+//!   One file per operation (`create`, `fill`: the copy a new volume
+//!   starts as, `mount`, `remove`, `snapshots`, `actions`: the state
+//!   table); `core/recover.rs`: start-up recovery; `core/backups/`: the
+//!   targets and the published backups, taking one (`create.rs`),
+//!   listing a target's repository (`sync.rs`) and restoring
+//!   (`restore.rs`); `core/locks.rs`: per-volume locks and the read
+//!   leases of long jobs; `core/expose.rs`: the mountpoints handed to
+//!   Docker as binds under `serve --mount-root`; `core/cluster/`: the
+//!   core in a cluster (mirror, holdings, fencing).
 //! - [`volume`]: the volume record (Rancher v1 `volume` fields and states)
 //!   and the volume-name rule.
 //! - [`opts`]: driverOpts (`-o key=value`) parsed into a typed request.

@@ -11,6 +11,7 @@ mod backups;
 mod cluster;
 mod create;
 mod expose;
+mod fill;
 mod locks;
 mod mount;
 mod recover;
