@@ -311,6 +311,7 @@ fn the_openapi_document_validates_and_matches_the_routes() {
         "GET /v1/storagepools/{id}",
         "GET /v1/backuptargets",
         "GET /v1/backuptargets/{id}",
+        "GET /v1/clusternodes",
         "POST /v1/backuptargets/{id}",
     ];
     expected.sort();
