@@ -209,7 +209,9 @@ fn a_host_cut_off_from_etcd_stops_writing_before_another_host_may_start() {
     // A's fencing was done before B's Mount was.
     let fenced = log_time(&a.ballast().log(), &["cluster: fenced", "cl-part-data"]);
     let mounted = log_time(&b.ballast().log(), &["mounted", "b-probe"]);
-    eprintln!("partition: A fenced at {fenced}, B mounted at {mounted} ({taken_at:?} after the cut)");
+    eprintln!(
+        "partition: A fenced at {fenced}, B mounted at {mounted} ({taken_at:?} after the cut)"
+    );
     assert!(fenced < mounted, "A fenced at {fenced}, B mounted at {mounted}");
 
     // Healed, A still refuses its container's volume until it stops.
