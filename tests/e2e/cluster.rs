@@ -380,3 +380,28 @@ fn a_swarm_service_moved_to_the_other_node_keeps_its_data_and_a_global_one_write
     a.ok(&["service", "rm", "cl-swarm-global"]);
     drop(swarm);
 }
+
+#[test]
+fn a_daemon_restarted_while_etcd_is_away_fences_the_containers_it_finds_running() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let mut etcd = Etcd::start();
+    let mut a = Host::in_cluster("cl-restart-a", &etcd, "");
+    a.ok(&["volume", "create", "--driver", DRIVER, "cl-restart-data"]);
+    writer(&a, "cl-restart-writer", "cl-restart-data");
+    assert!(can_write(&a, "cl-restart-writer"));
+
+    // The daemon dies, etcd goes, the container writes on; the daemon
+    // comes back without etcd. Its lease of before may expire any time:
+    // it must not leave the container writing.
+    a.kill9_ballast();
+    etcd.stop_all();
+    assert!(can_write(&a, "cl-restart-writer"), "nothing fences while the daemon is down");
+    a.start_ballast();
+    wait_for("the running container to be fenced", || !can_write(&a, "cl-restart-writer"));
+    let log = a.ballast().log();
+    assert!(log.contains("etcd has not answered since this daemon started"), "{log}");
+    a.ok(&["rm", "-f", "cl-restart-writer"]);
+    etcd.start_all();
+}
