@@ -200,18 +200,25 @@ impl OwnEngine {
     }
 
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let pid = rustix::process::Pid::from_child(&child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(child) = self.child.take() {
+            stop_engine(child);
         }
-        let _ = child.wait();
     }
+}
+
+/// Stops a dockerd as `systemctl stop docker` does (SIGTERM), killing it
+/// if it is not gone within 60 s.
+pub fn stop_engine(mut child: Child) {
+    let pid = rustix::process::Pid::from_child(&child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.wait();
 }
 
 impl Drop for OwnEngine {

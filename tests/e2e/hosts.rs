@@ -54,7 +54,8 @@ pub use etcd::{Etcd, EtcdProxy, answer, get_at, healthy_at, put_at, send};
 pub use gluster::Gluster;
 
 use crate::harness::{
-    Daemon, Engine, engine, have, skip, spawn_dockerd_in, spawn_until_exit, stop_old_engine,
+    Daemon, Engine, engine, have, skip, spawn_dockerd_in, spawn_until_exit, stop_engine,
+    stop_old_engine,
 };
 
 /// The driver name of ballast on every host: in a cluster, one name for
@@ -308,17 +309,9 @@ impl Host {
     }
 
     fn stop_dockerd(&mut self) {
-        let Some(mut child) = self.dockerd.take() else { return };
-        let pid = rustix::process::Pid::from_child(&child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(child) = self.dockerd.take() {
+            stop_engine(child);
         }
-        let _ = child.wait();
     }
 }
 
