@@ -158,6 +158,10 @@ async fn serve(
     tcp: Option<(admin::Credentials, Option<TlsAcceptor>)>,
     socket_gid: Option<u32>,
 ) -> Result<(), String> {
+    // Handlers go in before any socket exists: a SIGTERM sent as soon as
+    // the socket answers (systemd, a test) must stop us cleanly, not kill
+    // us with the default action and leave the sockets behind.
+    let signals = Signals::install();
     // Exposed mountpoints are back in place before any socket answers.
     let ballast =
         Ballast::open_exposing(&config, &args.files.state_dir, args.mount_root.as_deref())?;
@@ -255,7 +259,7 @@ async fn serve(
         ))
     });
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: finishing requests in flight; volume mounts stay in place");
     let _ = sys::notify_systemd("STOPPING=1");
     let _ = stop_tx.send(true);
@@ -377,13 +381,26 @@ async fn janitor(ballast: Ballast, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from start-up on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).expect("installing the SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("installing the SIGINT handler"),
+        }
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
