@@ -29,6 +29,7 @@ pub const VALID_KEYS: &[&str] = &[
     "backup-target",
     "access-mode",
     "cluster",
+    "follow",
 ];
 
 /// A create request after parsing.
@@ -82,7 +83,7 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
                 }
                 opts.path = Some(value.into());
             }
-            "cluster" => {
+            "cluster" | "follow" => {
                 if !matches!(value.as_str(), "true" | "false") {
                     return Err(bad(key, value, "expected true or false"));
                 }
@@ -101,10 +102,19 @@ pub fn parse(raw: &BTreeMap<String, String>) -> Result<CreateOpts> {
         }
     }
     if opts.path.is_some() {
-        let clash =
-            ["size", "fs", "uid", "gid", "mode", "from-volume", "from-snapshot", "from-backup"]
-                .into_iter()
-                .find(|k| raw.contains_key(*k));
+        let clash = [
+            "size",
+            "fs",
+            "uid",
+            "gid",
+            "mode",
+            "from-volume",
+            "from-snapshot",
+            "from-backup",
+            "follow",
+        ]
+        .into_iter()
+        .find(|k| raw.contains_key(*k));
         if let Some(k) = clash {
             return Err(Error::InvalidInput(format!(
                 "option {k} cannot be combined with path: a host-path volume is the host directory as it is"

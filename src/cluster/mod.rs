@@ -39,6 +39,20 @@ pub struct Record {
     /// bytes are).
     pub home: String,
     pub created_ms: i64,
+    /// Where the data of a volume moving between hosts waits (`-o
+    /// follow=true`): set by the home that let it go, read by the new
+    /// home to restore it. `None` for a volume whose bytes are at home.
+    #[serde(default)]
+    pub archive: Option<Archive>,
+}
+
+/// A backup that holds a moving volume's data: the restic snapshot
+/// `snapshot` in the backup target named `target`, which every host of
+/// the cluster configures alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Archive {
+    pub target: String,
+    pub snapshot: String,
 }
 
 /// Who may mount a cluster volume at once (the seed's `accessMode`).
@@ -111,11 +125,18 @@ pub enum Change {
     All {
         records: Vec<Record>,
         unreadable: Vec<String>,
+        /// The moves asked for, volume name → the host that asks.
+        moves: Vec<(String, String)>,
     },
     Put(Record),
     Deleted {
         name: String,
         key: String,
+    },
+    /// Host `to` asks for the `follow` volume `name` to move to it.
+    Move {
+        name: String,
+        to: String,
     },
     /// The holders of `name` changed, at etcd revision `revision`.
     Holders {
@@ -159,6 +180,8 @@ pub enum Error {
     Moved { name: String },
     #[error("volume {name:?} is not in the cluster registry")]
     Unknown { name: String },
+    #[error("the move of volume {name:?} to host {to} was called off")]
+    CalledOff { name: String, to: String },
     #[error("this host holds no lease in etcd now (it is reconnecting)")]
     NoLease,
     #[error("etcd refused the request: {0}")]
@@ -201,6 +224,20 @@ pub trait Cluster: Send + Sync {
         mounts: u32,
         exclusive: bool,
     ) -> Fut<'a, Ticket>;
+
+    /// Asks the home of the volume `name` whose record has `key` to hand
+    /// it to this host. The request lives as long as this host's lease:
+    /// a host that dies asks no more.
+    fn request_move<'a>(&'a self, name: &'a str, key: &'a str) -> Fut<'a, ()>;
+
+    /// Withdraws this host's request for `name`, if it is still there.
+    fn cancel_move<'a>(&'a self, name: &'a str) -> Fut<'a, ()>;
+
+    /// The home's last step of a move: `record` (its home now the host
+    /// that asked, its archive set) replaces the volume's record, only
+    /// if that host still asks (`CalledOff`) and it is the same volume
+    /// (`Moved`).
+    fn hand_over(&self, record: Record) -> Fut<'_, ()>;
 
     /// This host lets go of `name`.
     fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()>;

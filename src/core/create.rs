@@ -69,6 +69,7 @@ impl Ballast {
         if let Some(existing) = self.live_read().get(name).cloned() {
             return taken(existing, &raw, if_taken);
         }
+        self.check_access(&raw)?;
         if let Some(id) = &parsed.from_backup
             && self.find_backup(id).is_err()
             && id.len() >= 8
@@ -77,7 +78,6 @@ impl Ballast {
             // Perhaps taken on another host: look in every target once.
             self.sync_all_backups().await;
         }
-        self.check_access(&raw)?;
         let (pool, source) = self.resolve(&parsed)?;
         let size_bytes = match &source {
             // A clone is its source's size: a loop image is copied whole.
@@ -110,6 +110,7 @@ impl Ballast {
             None => None,
         };
         let cluster = self.new_membership(&raw, host_path.is_some())?;
+        self.check_follow(&raw, &pool, cluster.is_some())?;
         let mut v = Volume {
             id: 0,
             name: name.to_string(),

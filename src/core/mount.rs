@@ -26,6 +26,13 @@ impl Ballast {
                 // A job started between the wait and the lock: wait for it too.
                 continue;
             }
+            self.check_not_leaving(&current)?;
+            if self.must_fetch(&current) {
+                // A volume that follows its service comes here first.
+                drop(guard);
+                self.fetch(&current, deadline).await?;
+                continue;
+            }
             if current.state != State::Requested {
                 break (guard, current);
             }

@@ -34,6 +34,7 @@ mod load;
 mod loopback;
 mod managed_cluster;
 mod managed_plugin;
+mod moves;
 mod protocol;
 mod races;
 mod rancher_client;

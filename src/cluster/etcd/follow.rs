@@ -77,6 +77,7 @@ impl Etcd {
                 let (rev, all) = self.read_all().await?;
                 let mut records = Vec::new();
                 let mut unreadable = Vec::new();
+                let mut moves = Vec::new();
                 let mut holders: HashMap<String, Vec<Holder>> = HashMap::new();
                 for kv in &all {
                     match parse_key(kv.key()) {
@@ -89,6 +90,7 @@ impl Etcd {
                                 holders.entry(name).or_default().push(h);
                             }
                         }
+                        Some(Key::Move(name)) => moves.extend(asker(&name, kv.value())),
                         _ => {}
                     }
                 }
@@ -98,7 +100,7 @@ impl Etcd {
                     *mine = holders.clone();
                     old
                 };
-                send(changes, Change::All { records, unreadable }).await?;
+                send(changes, Change::All { records, unreadable, moves }).await?;
                 for name in known.into_iter().filter(|n| !holders.contains_key(n)) {
                     let gone = Change::Holders { name, holders: Vec::new(), revision: rev };
                     send(changes, gone).await?;
@@ -139,6 +141,11 @@ impl Etcd {
                         let key = prev.map(|r| r.key).unwrap_or_default();
                         send(changes, Change::Deleted { name, key }).await?;
                     }
+                    Some(Key::Move(name)) if put => {
+                        if let Some((name, to)) = asker(&name, kv.value()) {
+                            send(changes, Change::Move { name, to }).await?;
+                        }
+                    }
                     Some(Key::Holder(name, node)) => {
                         let holders = {
                             let mut all = self.holders.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,7 +180,21 @@ fn readable(name: &str, value: &[u8]) -> Option<Record> {
     let r: Record = serde_json::from_slice(value).ok()?;
     let valid = |n: &str| crate::volume::validate_name(n).is_ok();
     let key_ok = r.key.len() == 16 && r.key.bytes().all(|b| b.is_ascii_hexdigit());
-    (r.name == name && valid(name) && key_ok && valid(&r.pool) && valid(&r.home)).then_some(r)
+    let archive_ok = r.archive.as_ref().is_none_or(|a| {
+        valid(&a.target)
+            && a.snapshot.len() == 64
+            && a.snapshot.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    let fields_ok = valid(&r.pool) && valid(&r.home) && archive_ok;
+    (r.name == name && valid(name) && key_ok && fields_ok).then_some(r)
+}
+
+/// The volume and the host that asks for it, from `moves/NAME`, when
+/// both are well-formed names.
+fn asker(name: &str, value: &[u8]) -> Option<(String, String)> {
+    let to = std::str::from_utf8(value).ok()?;
+    let valid = |n: &str| crate::volume::validate_name(n).is_ok();
+    (valid(name) && valid(to)).then(|| (name.to_string(), to.to_string()))
 }
 
 /// The holder stored under `holders/NAME/NODE`, if it is NODE's.

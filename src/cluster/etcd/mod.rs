@@ -5,7 +5,9 @@
 //! - `keys/NAME`: its cluster key alone, for transactions to compare
 //!   (a holding is of that volume, not of another of the same name);
 //! - `holders/NAME/NODE`: a [`Holder`], attached to NODE's lease;
-//! - `nodes/NODE`: a [`Node`], attached to NODE's lease.
+//! - `nodes/NODE`: a [`Node`], attached to NODE's lease;
+//! - `moves/NAME`: the node that asks for a `follow` volume to come to
+//!   it, attached to that node's lease.
 //!
 //! One lease per daemon, renewed by one task (`lease.rs`); one watch over
 //! the whole prefix keeps the holders in memory and feeds the core the
@@ -59,6 +61,10 @@ fn holders_prefix(name: &str) -> String {
 
 fn key_key(name: &str) -> String {
     format!("{PREFIX}keys/{name}")
+}
+
+fn move_key(name: &str) -> String {
+    format!("{PREFIX}moves/{name}")
 }
 
 /// An etcd client error as ours: what a retry or a wait may cure
@@ -168,6 +174,7 @@ async fn retried<'a, T>(mut once: impl FnMut() -> Fut<'a, T>) -> Result<T> {
 enum Key {
     Volume(String),
     Holder(String, String),
+    Move(String),
     Other,
 }
 
@@ -175,6 +182,9 @@ fn parse_key(key: &[u8]) -> Option<Key> {
     let rest = std::str::from_utf8(key).ok()?.strip_prefix(PREFIX)?;
     if let Some(name) = rest.strip_prefix("volumes/") {
         return Some(Key::Volume(name.to_string()));
+    }
+    if let Some(name) = rest.strip_prefix("moves/") {
+        return Some(Key::Move(name.to_string()));
     }
     if let Some(rest) = rest.strip_prefix("holders/") {
         let (name, node) = rest.split_once('/')?;
@@ -226,6 +236,18 @@ impl Cluster for Etcd {
         exclusive: bool,
     ) -> Fut<'a, Ticket> {
         Box::pin(retried(move || Box::pin(self.hold_once(name, key, mounts, exclusive))))
+    }
+
+    fn request_move<'a>(&'a self, name: &'a str, key: &'a str) -> Fut<'a, ()> {
+        Box::pin(retried(move || Box::pin(self.request_move_once(name, key))))
+    }
+
+    fn cancel_move<'a>(&'a self, name: &'a str) -> Fut<'a, ()> {
+        Box::pin(retried(move || Box::pin(self.cancel_move_once(name))))
+    }
+
+    fn hand_over(&self, record: Record) -> Fut<'_, ()> {
+        Box::pin(retried(move || Box::pin(self.hand_over_once(record.clone()))))
     }
 
     fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()> {

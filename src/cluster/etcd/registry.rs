@@ -9,7 +9,9 @@
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::{Etcd, Key, encoding, holders_prefix, key_key, parse_key, unreachable, volume_key};
+use super::{
+    Etcd, Key, encoding, holders_prefix, key_key, move_key, parse_key, unreachable, volume_key,
+};
 use crate::cluster::{Error, Holder, Record, Result, Ticket};
 use crate::units::now_ms;
 
@@ -156,5 +158,78 @@ impl Etcd {
         let me = format!("{}{}", holders_prefix(name), self.node);
         client.delete(me, None).await.map_err(unreachable)?;
         Ok(())
+    }
+
+    /// Put under this host's lease, for the volume with `key` only. A
+    /// request already there from another host is replaced: the last to
+    /// ask is where the volume goes (each waits for it to arrive).
+    pub(super) async fn request_move_once(&self, name: &str, key: &str) -> Result<()> {
+        let mut client = self.connect().await?;
+        let lease = self.current_lease()?;
+        let txn = Txn::new()
+            .when(vec![Compare::value(key_key(name), CompareOp::Equal, key)])
+            .and_then(vec![TxnOp::put(
+                move_key(name),
+                self.node.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else(vec![TxnOp::get(key_key(name), None)]);
+        let resp = client.txn(txn).await.map_err(unreachable)?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        match first_read(&resp).first() {
+            None => Err(Error::Unknown { name: name.into() }),
+            Some(_) => Err(Error::Moved { name: name.into() }),
+        }
+    }
+
+    pub(super) async fn cancel_move_once(&self, name: &str) -> Result<()> {
+        let mut client = self.connect().await?;
+        let txn = Txn::new()
+            .when(vec![Compare::value(move_key(name), CompareOp::Equal, self.node.as_str())])
+            .and_then(vec![TxnOp::delete(move_key(name), None)]);
+        client.txn(txn).await.map_err(unreachable)?;
+        Ok(())
+    }
+
+    /// Safe to run again: a try after one whose answer was lost finds the
+    /// record as this call would make it, and succeeds.
+    pub(super) async fn hand_over_once(&self, record: Record) -> Result<()> {
+        let mut client = self.connect().await?;
+        let name = record.name.clone();
+        let value = serde_json::to_vec(&record).map_err(encoding)?;
+        let txn = Txn::new()
+            .when(vec![
+                Compare::value(key_key(&name), CompareOp::Equal, record.key.as_str()),
+                Compare::value(move_key(&name), CompareOp::Equal, record.home.as_str()),
+            ])
+            .and_then(vec![
+                TxnOp::put(volume_key(&name), value, None),
+                TxnOp::delete(move_key(&name), None),
+            ])
+            .or_else(vec![TxnOp::get(key_key(&name), None), TxnOp::get(volume_key(&name), None)]);
+        let resp = client.txn(txn).await.map_err(unreachable)?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        let read = first_read(&resp);
+        let key = read.iter().find(|kv| kv.key() == key_key(&name).as_bytes());
+        let now = read
+            .iter()
+            .find(|kv| kv.key() == volume_key(&name).as_bytes())
+            .and_then(|kv| serde_json::from_slice::<Record>(kv.value()).ok());
+        match (key, now) {
+            // An earlier try of this same call got through.
+            (_, Some(r))
+                if r.key == record.key && r.home == record.home && r.archive == record.archive =>
+            {
+                Ok(())
+            }
+            (Some(kv), _) if kv.value() == record.key.as_bytes() => {
+                Err(Error::CalledOff { name, to: record.home })
+            }
+            _ => Err(Error::Moved { name }),
+        }
     }
 }

@@ -21,7 +21,7 @@ const ORPHANED: &str = "not in the cluster's registry any more (removed while th
 impl Ballast {
     pub(super) async fn apply(&self, change: Change) {
         match change {
-            Change::All { records, unreadable } => {
+            Change::All { records, unreadable, moves } => {
                 let keys: HashSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
                 let unreadable: HashSet<&str> = unreadable.iter().map(String::as_str).collect();
                 for v in self.list() {
@@ -34,8 +34,12 @@ impl Ballast {
                 for r in records {
                     self.mirror(r).await;
                 }
+                for (name, to) in moves {
+                    self.move_asked(name, to);
+                }
             }
             Change::Put(r) => self.mirror(r).await,
+            Change::Move { name, to } => self.move_asked(name, to),
             Change::Deleted { name, key } => self.gone_elsewhere(&name, &key).await,
             Change::Holders { name, revision, .. } => self.holders_changed(&name, revision).await,
         }
@@ -45,11 +49,15 @@ impl Ballast {
     /// of that name that cannot be closed yet (mounted here) stays, and
     /// the new one is mirrored when it goes.
     async fn mirror(&self, r: Record) {
+        self.note_archive(&r);
         if let Ok(v) = self.get(&r.name) {
             match &v.cluster {
                 Some(m) if m.key == r.key => {
                     if v.transitioning_message == ORPHANED {
                         self.registered_again(&v.name).await;
+                    }
+                    if m.home != r.home {
+                        self.rehome(&r).await;
                     }
                     return;
                 }
@@ -78,7 +86,13 @@ impl Ballast {
             description: r.description.clone(),
             driver_opts: r.opts.clone(),
             pool: r.pool.clone(),
-            state: State::Inactive,
+            // A volume that moved here and waits for its first Mount
+            // (this host's state was lost meanwhile) is restored then.
+            state: if r.archive.is_some() && self.node() == Some(r.home.as_str()) {
+                State::Requested
+            } else {
+                State::Inactive
+            },
             transitioning: Transitioning::No,
             transitioning_message: String::new(),
             created_ms: r.created_ms,
@@ -193,5 +207,6 @@ pub(super) fn record_of(v: &Volume, m: &Membership) -> Record {
         size_bytes: v.size_bytes,
         home: m.home.clone(),
         created_ms: v.created_ms,
+        archive: None,
     }
 }

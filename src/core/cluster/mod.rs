@@ -8,6 +8,7 @@
 mod fencing;
 mod hold;
 mod mirror;
+mod moves;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,13 @@ pub(super) struct State {
     pub tickets: Mutex<HashMap<i64, Ticket>>,
     /// Woken when a volume's holders change, for Mounts that wait.
     pub holders_changed: tokio::sync::Notify,
+    /// Volumes this host is handing over (`moves.rs`), to which host:
+    /// Mounts here are refused meanwhile.
+    pub moving: Mutex<HashMap<i64, String>>,
+    /// The archives the registry names, by cluster key (`moves.rs`).
+    pub archives: Mutex<HashMap<String, crate::cluster::Archive>>,
+    /// Woken when a volume's home changes, for Mounts that wait for it.
+    pub moved: tokio::sync::Notify,
 }
 
 /// Where a removed cluster volume's bytes go.
@@ -87,6 +95,7 @@ impl From<ClusterError> for Error {
                 ),
             },
             ClusterError::Unknown { .. } => Error::NotFound(e.to_string()),
+            ClusterError::CalledOff { .. } => Error::Conflict(e.to_string()),
             ClusterError::Unreachable(_) | ClusterError::NoLease | ClusterError::Refused(_) => {
                 Error::InvalidState(format!(
                     "{e}; cluster volumes cannot change until it answers (volumes of this \
@@ -243,7 +252,7 @@ impl Ballast {
         }
     }
 
-    fn shared(&self, pool: &str) -> bool {
+    pub(super) fn shared(&self, pool: &str) -> bool {
         self.inner.pools.get(pool).is_some_and(|p| p.config.scope == Scope::Global)
     }
 }

@@ -27,6 +27,8 @@ struct Fake {
     unregisters: AtomicUsize,
     revision: AtomicUsize,
     health: Mutex<Option<watch::Sender<Health>>>,
+    /// The records handed over, in order.
+    handed: Mutex<Vec<Record>>,
 }
 
 impl Fake {
@@ -74,6 +76,18 @@ impl Cluster for Fake {
             Ok(Ticket { lease, revision })
         })
     }
+    fn request_move<'a>(&'a self, _: &'a str, _: &'a str) -> Fut<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn cancel_move<'a>(&'a self, _: &'a str) -> Fut<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn hand_over(&self, record: Record) -> Fut<'_, ()> {
+        Box::pin(async move {
+            self.handed.lock().unwrap().push(record);
+            Ok(())
+        })
+    }
     fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()> {
         Box::pin(async move {
             self.holders.lock().unwrap().remove(name);
@@ -99,7 +113,12 @@ fn up(lease: i64) -> Health {
 }
 
 fn open(dir: &Path) -> (Ballast, Arc<Fake>) {
-    let mut c = Config::parse("", Path::new("/unused")).unwrap();
+    open_with(dir, "")
+}
+
+/// A core whose config is `text` and a dir pool in `dir`.
+fn open_with(dir: &Path, text: &str) -> (Ballast, Arc<Fake>) {
+    let mut c = Config::parse(text, Path::new("/unused")).unwrap();
     c.pools[0].path = dir.join("pool");
     let b = Ballast::open(&c, dir).unwrap();
     let fake = Arc::new(Fake::default());
@@ -157,6 +176,7 @@ async fn mirroring_a_name_whose_old_volume_cannot_be_closed_ends() {
         size_bytes: None,
         home: "b".into(),
         created_ms: 0,
+        archive: None,
     };
     let done = tokio::time::timeout(Duration::from_secs(5), b.apply(Change::Put(r))).await;
     assert!(done.is_ok(), "mirroring did not end");
@@ -183,7 +203,7 @@ async fn a_full_read_without_a_volume_whose_bytes_are_here_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let (b, _fake) = open(dir.path());
     b.create("kept", BTreeMap::new()).await.unwrap();
-    b.apply(Change::All { records: Vec::new(), unreadable: Vec::new() }).await;
+    b.apply(Change::All { records: Vec::new(), unreadable: Vec::new(), moves: Vec::new() }).await;
     let v = b.get("kept").expect("still there");
     assert!(v.transitioning_message.contains("registry"), "{}", v.transitioning_message);
     assert_eq!(b.removed().unwrap().len(), 0, "nothing went to the trash");
@@ -200,4 +220,61 @@ async fn a_stale_holders_event_does_not_fence_a_fresh_holding() {
     b.apply(Change::Holders { name: "s".into(), holders: Vec::new(), revision: 0 }).await;
     let v = b.get("s").unwrap();
     assert_ne!(b.lease_state(&v), LeaseState::Fenced);
+}
+
+/// A `file://` backup target `nas` in `dir`, as config text.
+fn target_in(dir: &Path) -> String {
+    let password = dir.join("password");
+    std::fs::write(&password, "correct horse battery staple\n").unwrap();
+    format!(
+        "[[backup_target]]\nname = \"nas\"\nurl = \"file://{}\"\npassword_file = \"{}\"\n",
+        dir.join("repo").display(),
+        password.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_volume_is_handed_over_only_after_its_backup_and_comes_back_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open_with(dir.path(), &target_in(dir.path()));
+    let opts = BTreeMap::from([("follow".to_string(), "true".to_string())]);
+    b.create("f", opts).await.unwrap();
+    let mp = b.mount("f", "m1").await.unwrap();
+    std::fs::write(mp.join("data"), b"written on a").unwrap();
+
+    // Asked for while mounted here: it stays.
+    b.apply(Change::Move { name: "f".into(), to: "b".into() }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.handed.lock().unwrap().is_empty(), "a mounted volume was handed over");
+    b.unmount("f", "m1").await.unwrap();
+
+    b.apply(Change::Move { name: "f".into(), to: "b".into() }).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        if let Some(r) = fake.handed.lock().unwrap().first().cloned() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never handed over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.home, "b");
+    let archive = record.archive.clone().expect("the record names the backup");
+    assert_eq!(archive.target, "nas");
+    let v = b.get("f").unwrap();
+    assert_eq!(v.state, crate::volume::State::Requested, "freed before the record changed");
+    assert!(!mp.join("data").exists(), "the bytes stayed writable here");
+    let b_id = v.archived_in.expect("archived");
+    assert_eq!(b.find_backup(&format!("1b{b_id}")).unwrap().restic_id, Some(archive.snapshot));
+
+    // The registry names b now: a Mount here asks, it is not mounted.
+    b.apply(Change::Put(record.clone())).await;
+    let v = b.get("f").unwrap();
+    assert_eq!(v.cluster.as_ref().unwrap().home, "b");
+    assert!(b.must_fetch(&v));
+
+    // Handed back: the first Mount restores what was written.
+    b.apply(Change::Put(Record { home: "a".into(), ..record })).await;
+    let mp = b.mount("f", "m2").await.unwrap();
+    assert_eq!(std::fs::read(mp.join("data")).unwrap(), b"written on a");
+    b.unmount("f", "m2").await.unwrap();
 }
