@@ -14,12 +14,19 @@
 //!   `kill -9` of A's daemon, next to the lease's TTL + 1 s.
 //! - Get and List on B of volumes made on A (mirrored from the registry)
 //!   next to the same calls on A for its own.
+//! - A move of a `-o follow=true` volume of `BALLAST_BENCH_MOVE_MIB` MiB
+//!   (1,024) from A's local pool to B's, through an S3 target (s3s-fs):
+//!   from B's first Mount call to the Mount that succeeds (when Docker
+//!   starts the container), page cache dropped, next to a plain read of
+//!   the same files on A from a cold cache; then the move back after 1 %
+//!   of the bytes changed, next to the first move.
 //!
 //! Needs root and Debian's `etcd` (package etcd-server); skipped (saying
 //! why) without them. Knobs: `BALLAST_BENCH_VOLUMES` (default 10,000),
 //! `BALLAST_BENCH_ROUNDS` (Mount+Unmount rounds, 200),
 //! `BALLAST_BENCH_FAILOVERS` (3), `BALLAST_BENCH_LEASE_TTL` (seconds, 5;
-//! at least 2), `BALLAST_BENCH_GETS` (2,000).
+//! at least 2), `BALLAST_BENCH_GETS` (2,000), `BALLAST_BENCH_MOVE_MIB`
+//! (1,024; the move rows need s3s-fs, see scripts/test).
 
 #[path = "../tests/e2e/harness.rs"]
 #[allow(dead_code)]
@@ -32,6 +39,7 @@ mod etcd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ballast_test_support::s3server::{ACCESS_KEY, S3Server, SECRET_KEY};
 use etcd::Etcd;
 use harness::{Conn, Daemon};
 use serde_json::{Value, json};
@@ -62,15 +70,21 @@ fn main() {
     let rounds = usize::try_from(knob("BALLAST_BENCH_ROUNDS", 200)).unwrap();
     let failovers = usize::try_from(knob("BALLAST_BENCH_FAILOVERS", 3)).unwrap();
     let ttl = Duration::from_secs(knob("BALLAST_BENCH_LEASE_TTL", 5));
+    let move_mib = knob("BALLAST_BENCH_MOVE_MIB", 1024);
 
     eprintln!("starting etcd (3 members) and hosts A and B…");
     // Declared first, dropped last: the daemons stop while etcd answers.
     let etcd = Etcd::start();
     let shared = tempfile::tempdir().unwrap();
-    let mut a = host("a", &etcd, shared.path(), ttl);
-    let b = host("b", &etcd, shared.path(), ttl);
+    let s3 = S3Server::start();
+    let target = s3.as_ref().map(|s3| s3_target(s3, shared.path())).unwrap_or_default();
+    let mut a = host("a", &etcd, shared.path(), ttl, &target);
+    let b = host("b", &etcd, shared.path(), ttl, &target);
 
     let mut rows = Vec::new();
+    if s3.is_some() {
+        moves(&a, &b, move_mib, &mut rows);
+    }
     round_trip(&a, &etcd, rounds, &mut rows);
     failover(&mut a, &b, ttl, failovers, &mut rows);
     lookups(&a, &b, volumes, &mut rows);
@@ -81,12 +95,14 @@ fn main() {
 }
 
 /// A private daemon in the cluster of `etcd`, named `bench-NAME`, whose
-/// default pool is the shared one under `shared`.
-fn host(name: &str, etcd: &Etcd, shared: &Path, ttl: Duration) -> Daemon {
+/// default pool is the shared one under `shared`, with a pool of its own
+/// (`local`) and the backup target `target` (config text).
+fn host(name: &str, etcd: &Etcd, shared: &Path, ttl: Duration, target: &str) -> Daemon {
     let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
     let config = format!(
         "[[pool]]\nname = \"shared\"\nbackend = \"dir\"\npath = \"{}\"\nscope = \"global\"\n\
-         default = true\n\n[cluster]\netcd = [{}]\nnode = \"bench-{name}\"\nlease_ttl = \"{}s\"\n",
+         default = true\n\n[[pool]]\nname = \"local\"\nbackend = \"dir\"\n\n{target}\n\
+         [cluster]\netcd = [{}]\nnode = \"bench-{name}\"\nlease_ttl = \"{}s\"\n",
         shared.join("pool").display(),
         endpoints.join(", "),
         ttl.as_secs()
@@ -397,5 +413,130 @@ fn lookups(a: &Daemon, b: &Daemon, n: usize, rows: &mut Vec<Row>) {
         peer: format!("median {}, p99 {} (A)", ms(pct(&from_a, 0.5)), ms(pct(&from_a, 0.99))),
         ratio: format!("{:.2}", ratio(pct(&from_b, 0.5), pct(&from_a, 0.5))),
         target: "-".into(),
+    });
+}
+
+/// The S3 target both hosts move volumes through, as config text.
+fn s3_target(s3: &S3Server, dir: &Path) -> String {
+    s3.bucket("moves");
+    let password = dir.join("target-password");
+    std::fs::write(&password, "bench moves\n").unwrap();
+    format!(
+        "[[backup_target]]\nname = \"s3\"\nurl = \"s3://moves/bench\"\nendpoint = \"{}\"\n\
+         region = \"us-east-1\"\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
+         password_file = \"{}\"\n",
+        s3.endpoint,
+        password.display()
+    )
+}
+
+/// Empties the page cache, so that every read below comes from the disk.
+fn drop_caches() {
+    rustix::fs::sync();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+/// Incompressible bytes (xorshift), `mib` MiB in 16 MiB files under `dir`.
+fn fill(dir: &Path, mib: u64) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buf = vec![0u8; 1 << 20];
+    for f in 0..mib.div_ceil(16) {
+        let mut out = std::fs::File::create(dir.join(format!("f{f:03}"))).unwrap();
+        for _ in 0..16.min(mib - f * 16) {
+            for chunk in buf.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            std::io::Write::write_all(&mut out, &buf).unwrap();
+        }
+        out.sync_all().unwrap();
+    }
+}
+
+/// Reads every file under `dir`; the bytes read.
+fn read_all(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let mut f = std::fs::File::open(e.unwrap().path()).unwrap();
+        n += std::io::copy(&mut f, &mut std::io::sink()).unwrap();
+    }
+    n
+}
+
+/// A Mount of `name` on `d`, repeated until it succeeds (a move longer
+/// than a Mount may wait fails it; Docker starts the container again):
+/// the mountpoint and the time from the first call.
+fn mount_arrived(d: &Daemon, name: &str, id: &str) -> (std::path::PathBuf, Duration) {
+    let mut conn = Conn::new(&d.plugin_socket);
+    let body = json!({ "Name": name, "ID": id });
+    let t = Instant::now();
+    loop {
+        match call(&mut conn, "VolumeDriver.Mount", &body) {
+            Ok(v) => return (v["Mountpoint"].as_str().unwrap().into(), t.elapsed()),
+            Err(e) => assert!(t.elapsed() < Duration::from_secs(900), "{e}"),
+        }
+    }
+}
+
+/// A `follow` volume of `mib` MiB moved A → B, then back after 1 %
+/// changed on B.
+fn moves(a: &Daemon, b: &Daemon, mib: u64, rows: &mut Vec<Row>) {
+    eprintln!("writing {mib} MiB into a follow volume on A…");
+    let name = "move-bench";
+    let opts = json!({ "Name": name, "Opts": { "pool": "local", "follow": "true" } });
+    until_ok(&mut Conn::new(&a.plugin_socket), "VolumeDriver.Create", &opts);
+    let (mp, _) = mount_arrived(a, name, "writer");
+    fill(&mp, mib);
+    drop_caches();
+    let t = Instant::now();
+    let bytes = read_all(&mp);
+    let plain = t.elapsed();
+    ok(
+        &mut Conn::new(&a.plugin_socket),
+        "VolumeDriver.Unmount",
+        &json!({ "Name": name, "ID": "writer" }),
+    );
+    wait_for("B to know the volume", 60, || lease_state(b, name) == "free");
+
+    eprintln!("moving it to B…");
+    drop_caches();
+    let (mp, full) = mount_arrived(b, name, "on-b");
+    assert_eq!(read_all(&mp), bytes, "B has every byte");
+    // 1 % changed on B: the first 1 % of the files rewritten.
+    let changed = (mib / 100).max(1);
+    fill(&mp, changed);
+    ok(
+        &mut Conn::new(&b.plugin_socket),
+        "VolumeDriver.Unmount",
+        &json!({ "Name": name, "ID": "on-b" }),
+    );
+
+    eprintln!("moving it back to A after {changed} MiB changed…");
+    drop_caches();
+    let (_, back) = mount_arrived(a, name, "on-a");
+    ok(
+        &mut Conn::new(&a.plugin_socket),
+        "VolumeDriver.Unmount",
+        &json!({ "Name": name, "ID": "on-a" }),
+    );
+    let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    rows.push(Row {
+        what: format!(
+            "move of a {mib} MiB follow volume A → B through S3 (s3s-fs): B's first Mount call \
+             to its Mount that succeeds, vs a plain read of its files on A (cold cache)"
+        ),
+        ballast: secs(full),
+        peer: secs(plain),
+        ratio: format!("{:.2}", ratio(full, plain)),
+        target: "≤ 1.5".into(),
+    });
+    rows.push(Row {
+        what: format!("the move back B → A after {changed} MiB changed, vs the first move"),
+        ballast: secs(back),
+        peer: secs(full),
+        ratio: format!("{:.2}", ratio(back, full)),
+        target: "≤ 0.2".into(),
     });
 }

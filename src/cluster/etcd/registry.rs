@@ -194,13 +194,28 @@ impl Etcd {
     }
 
     /// Safe to run again: a try after one whose answer was lost finds the
-    /// record as this call would make it, and succeeds.
+    /// record as this call would make it, and succeeds. Two round trips:
+    /// the read makes the write exact (the record it replaces is the one
+    /// that named this host its home).
     pub(super) async fn hand_over_once(&self, record: Record) -> Result<()> {
         let mut client = self.connect().await?;
         let name = record.name.clone();
+        let got = client.get(volume_key(&name), None).await.map_err(unreachable)?;
+        let Some(kv) = got.kvs().first() else { return Err(Error::Unknown { name }) };
+        let now: Option<Record> = serde_json::from_slice(kv.value()).ok();
+        match now {
+            Some(r) if r.key != record.key => return Err(Error::Moved { name }),
+            // An earlier try of this same call got through.
+            Some(r) if r.home == record.home && r.archive == record.archive => return Ok(()),
+            // Only the home hands over.
+            Some(r) if r.home == self.node => {}
+            _ => return Err(Error::Moved { name }),
+        }
+        let seen = kv.mod_revision();
         let value = serde_json::to_vec(&record).map_err(encoding)?;
         let txn = Txn::new()
             .when(vec![
+                Compare::mod_revision(volume_key(&name), CompareOp::Equal, seen),
                 Compare::value(key_key(&name), CompareOp::Equal, record.key.as_str()),
                 Compare::value(move_key(&name), CompareOp::Equal, record.home.as_str()),
             ])
@@ -208,25 +223,14 @@ impl Etcd {
                 TxnOp::put(volume_key(&name), value, None),
                 TxnOp::delete(move_key(&name), None),
             ])
-            .or_else(vec![TxnOp::get(key_key(&name), None), TxnOp::get(volume_key(&name), None)]);
+            .or_else(vec![TxnOp::get(volume_key(&name), None)]);
         let resp = client.txn(txn).await.map_err(unreachable)?;
         if resp.succeeded() {
             return Ok(());
         }
-        let read = first_read(&resp);
-        let key = read.iter().find(|kv| kv.key() == key_key(&name).as_bytes());
-        let now = read
-            .iter()
-            .find(|kv| kv.key() == volume_key(&name).as_bytes())
-            .and_then(|kv| serde_json::from_slice::<Record>(kv.value()).ok());
-        match (key, now) {
-            // An earlier try of this same call got through.
-            (_, Some(r))
-                if r.key == record.key && r.home == record.home && r.archive == record.archive =>
-            {
-                Ok(())
-            }
-            (Some(kv), _) if kv.value() == record.key.as_bytes() => {
+        // The record unchanged: what went is the request.
+        match first_read(&resp).first() {
+            Some(kv) if kv.mod_revision() == seen => {
                 Err(Error::CalledOff { name, to: record.home })
             }
             _ => Err(Error::Moved { name }),

@@ -88,11 +88,7 @@ impl Ballast {
             pool: r.pool.clone(),
             // A volume that moved here and waits for its first Mount
             // (this host's state was lost meanwhile) is restored then.
-            state: if r.archive.is_some() && self.node() == Some(r.home.as_str()) {
-                State::Requested
-            } else {
-                State::Inactive
-            },
+            state: State::Inactive,
             transitioning: Transitioning::No,
             transitioning_message: String::new(),
             created_ms: r.created_ms,
@@ -107,6 +103,12 @@ impl Ballast {
             archived_in: None,
             cluster: Some(Membership { key: r.key.clone(), home: r.home.clone() }),
         };
+        let mut v = v;
+        if r.archive.is_some() && self.node() == Some(r.home.as_str()) {
+            // Moved here while this host's state was lost: restored at
+            // its first Mount.
+            super::moves::mark_arriving(&mut v);
+        }
         let saved = self
             .blocking(move |this| {
                 let mut v = v;

@@ -21,7 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use super::{Ballast, mirror};
+use crate::backup::{Backup, BackupState};
 use crate::cluster::{Archive, Error as ClusterError, Record};
 use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
@@ -78,11 +81,7 @@ impl Ballast {
     /// service and its bytes are on another host, or it arrived here and
     /// its archive is not yet known as a backup here.
     pub(in crate::core) fn must_fetch(&self, v: &Volume) -> bool {
-        let (Some(m), true) = (&v.cluster, follows_opts(&v.driver_opts)) else { return false };
-        !self.bytes_here(v)
-            || (v.state == State::Requested
-                && v.archived_in.is_none()
-                && self.archive(&m.key).is_some())
+        v.cluster.is_some() && follows_opts(&v.driver_opts) && (!self.bytes_here(v) || arriving(v))
     }
 
     /// Brings `v` here for a Mount, by `deadline`: asks its home for it
@@ -92,25 +91,37 @@ impl Ballast {
     pub(in crate::core) async fn fetch(&self, v: &Volume, deadline: Instant) -> Result<()> {
         let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return Ok(()) };
         if !self.bytes_here(v) {
-            self.wait_for_holders_to_stop(v, deadline).await?;
+            self.wait_for_others(v, deadline, HoldsWith::Mounts).await?;
             self.safe_lease().ok_or(ClusterError::NoLease)?;
             c.request_move(&v.name, &m.key).await?;
             tracing::info!(volume = %v.name, from = %m.home, "cluster: asked for the volume to move here");
             self.wait_for_arrival(v, deadline).await?;
+            // The old home lets go once its record is written.
+            self.wait_for_others(v, deadline, HoldsWith::Anything).await?;
         }
-        self.adopt_archive(&v.name, &m.key).await
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.adopt_archive(&v.name, &m.key)).await {
+            Ok(adopted) => adopted,
+            Err(_) => Err(Error::InvalidState(format!(
+                "volume {:?} moved here; listing its backup target takes longer than Docker \
+                 waits for a Mount: start the container again in a moment",
+                v.name
+            ))),
+        }
     }
 
-    /// A holder with containers keeps the volume: its last Unmount may be
-    /// under way (swarm starts the new task before the old one stopped),
-    /// so wait up to `mount_wait` for it to let go.
-    async fn wait_for_holders_to_stop(&self, v: &Volume, deadline: Instant) -> Result<()> {
+    /// Waits up to `mount_wait` for other hosts to let go: of their
+    /// mounts before a request (a last Unmount may be under way: swarm
+    /// starts the new task before the old one stopped), of anything
+    /// after the move (the old home's holding for the job).
+    async fn wait_for_others(&self, v: &Volume, deadline: Instant, what: HoldsWith) -> Result<()> {
         let Some(c) = self.cluster() else { return Ok(()) };
         let until = deadline.min(Instant::now() + c.mount_wait());
         loop {
             let notified = self.inner.cluster.holders_changed.notified();
-            let holder =
-                c.holders(&v.name).into_iter().find(|h| h.node != c.node() && h.mounts > 0);
+            let holder = c.holders(&v.name).into_iter().find(|h| {
+                h.node != c.node() && (h.mounts > 0 || matches!(what, HoldsWith::Anything))
+            });
             let Some(h) = holder else { return Ok(()) };
             if Instant::now() >= until {
                 let held =
@@ -177,7 +188,13 @@ impl Ballast {
     /// record names, found among the target's backups, becomes the
     /// backup the volume is restored from.
     async fn adopt_archive(&self, name: &str, key: &str) -> Result<()> {
-        let Some(archive) = self.archive(key) else { return Ok(()) };
+        let Some(archive) = self.archive(key) else {
+            return Err(Error::InvalidState(format!(
+                "volume {name:?} moved here and this host has not read the cluster's registry \
+                 since it started, which names the backup to restore it from; try again once \
+                 `ballast cluster status` answers"
+            )));
+        };
         let unreadable = |e: &dyn std::fmt::Display| {
             Error::InvalidState(format!(
                 "volume {name:?} moved here; its data is in restic snapshot {} of backup target \
@@ -199,19 +216,28 @@ impl Ballast {
             }
         };
         let (_guard, current) = self.lock_live(name).await?;
-        if current.cluster.as_ref().map(|m| m.key.as_str()) != Some(key)
-            || current.state != State::Requested
-            || current.archived_in.is_some()
-        {
+        if current.cluster.as_ref().map(|m| m.key.as_str()) != Some(key) || !arriving(&current) {
             return Ok(());
         }
         let mut v = (*current).clone();
         v.archived_in = Some(backup);
+        v.transitioning = Transitioning::No;
+        v.transitioning_message.clear();
         // Older backups of this row are not what it holds now.
         v.written_ms = crate::units::now_ms();
         let v = self.save(v).await?;
         self.publish(v);
         Ok(())
+    }
+
+    /// The newest created backup of volume `id` in `target` taken at or
+    /// after `since_ms`.
+    fn newest_in(&self, id: i64, target: &str, since_ms: i64) -> Option<Arc<Backup>> {
+        self.backups(Some(id))
+            .into_iter()
+            .filter(|b| b.target == target && b.restic_id.is_some() && b.created_ms >= since_ms)
+            .filter(|b| b.state == BackupState::Created)
+            .max_by_key(|b| b.created_ms)
     }
 
     fn backup_by_snapshot(&self, archive: &Archive) -> Option<i64> {
@@ -269,9 +295,9 @@ impl Ballast {
     }
 
     async fn hand_off(&self, name: &str, to: &str) -> Result<()> {
-        let id = {
+        let _moving = {
             let (_guard, v) = self.lock_live(name).await?;
-            if v.mount_count() > 0 {
+            if v.mount_count() > 0 || v.transitioning == Transitioning::Yes {
                 tracing::info!(
                     volume = name,
                     to,
@@ -280,14 +306,15 @@ impl Ballast {
                 return Ok(());
             }
             let mut moving = self.inner.cluster.moving.lock().unwrap_or_else(|p| p.into_inner());
-            if moving.insert(v.id, to.to_string()).is_some() {
+            if moving.contains_key(&v.id) {
+                // One move at a time; the asker asks again if this one
+                // is not for it.
                 return Ok(());
             }
-            v.id
+            moving.insert(v.id, to.to_string());
+            Moving { ballast: self.clone(), id: v.id }
         };
-        let result = self.hand_off_steps(name, to).await;
-        self.inner.cluster.moving.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        result
+        self.hand_off_steps(name, to).await
     }
 
     /// Backup, deallocation, then the record: in this order, so that the
@@ -300,8 +327,9 @@ impl Ballast {
         let _hold = self.hold_for_job(&v).await?;
         let target = self.move_target(&v.driver_opts)?;
         let started = Instant::now();
+        let since = v.written_ms;
         if v.state != State::Requested {
-            if self.backup_since(v.id, v.written_ms).is_none_or(|b| b.target != target) {
+            if self.newest_in(v.id, &target, since).is_none() {
                 tracing::info!(volume = name, to, "cluster: moving; backing up");
                 let b = self.create_backup(Some(&v.public_id()), None, Some(&target)).await?;
                 let done = self.backup_done(b.id).await;
@@ -323,10 +351,20 @@ impl Ballast {
             self.deallocate(&v.public_id(), false).await?;
         }
         let v = self.get(name)?;
-        let archived = v.archived_in.and_then(|id| self.find_backup(&format!("1b{id}")).ok());
-        let Some(snapshot) =
-            archived.filter(|b| b.target == target).and_then(|b| b.restic_id.clone())
-        else {
+        let archive = match v.archived_in {
+            // Deallocated here: the newest backup of its data in the target.
+            Some(id) => {
+                let archived = self.find_backup(&format!("1b{id}")).ok();
+                let since = archived.map_or(since, |b| b.created_ms.min(since));
+                self.newest_in(v.id, &target, since)
+                    .and_then(|b| b.restic_id.clone())
+                    .map(|snapshot| Archive { target: target.clone(), snapshot })
+            }
+            // Moved here and not restored yet: passed on as it came.
+            None if arriving(&v) => self.archive(&m.key),
+            None => None,
+        };
+        let Some(archive) = archive else {
             return Err(Error::InvalidState(format!(
                 "volume {name:?} is deallocated without a backup in target {target:?} to move it \
                  through; allocate it here, or restore it on host {to}"
@@ -334,10 +372,14 @@ impl Ballast {
         };
         let mut record = mirror::record_of(&v, &m);
         record.home = to.to_string();
-        record.archive = Some(Archive { target, snapshot });
-        match c.hand_over(record).await {
+        record.archive = Some(archive);
+        match c.hand_over(record.clone()).await {
             Ok(()) => {
                 tracing::info!(volume = name, to, took = ?started.elapsed(), "cluster: volume handed over");
+                // This host's row follows before Mounts here are allowed
+                // again, whatever the watch's delay.
+                self.note_archive(&record);
+                self.rehome(&record).await;
                 Ok(())
             }
             Err(ClusterError::CalledOff { .. }) => {
@@ -381,9 +423,14 @@ impl Ballast {
             return;
         }
         v.cluster = Some(crate::volume::Membership { key: r.key.clone(), home: r.home.clone() });
-        v.archived_in = None;
         v.used_bytes = 0;
-        v.state = if r.home == me { State::Requested } else { State::Inactive };
+        if r.home == me {
+            mark_arriving(&mut v);
+        } else if v.state != State::Requested {
+            v.state = State::Inactive;
+        }
+        // A former home keeps `archived_in`: the backup it names stays
+        // protected from removal here.
         match self.save(v).await {
             Ok(v) => {
                 tracing::info!(volume = %v.name, home = %r.home, "cluster: the volume's home moved");
@@ -392,6 +439,48 @@ impl Ballast {
             }
             Err(e) => tracing::warn!(volume = %r.name, error = %e, "cluster: cannot follow a move"),
         }
+    }
+}
+
+/// What another host's holding must have for a Mount here to wait.
+#[derive(Clone, Copy)]
+enum HoldsWith {
+    Mounts,
+    Anything,
+}
+
+/// Said on a volume that moved here until its archive is restored.
+const ARRIVING: &str = "moved here from another host; its first Mount restores it from the \
+     backup the cluster's registry names";
+
+/// Marks `v` as moved here, on disk, until its archive is found among
+/// this host's backups: a Mount never starts it empty meanwhile.
+pub(super) fn mark_arriving(v: &mut Volume) {
+    v.state = State::Requested;
+    v.archived_in = None;
+    v.transitioning = Transitioning::Error;
+    v.transitioning_message = ARRIVING.into();
+}
+
+/// Whether `v` moved here and waits for its archive to be found.
+fn arriving(v: &Volume) -> bool {
+    v.state == State::Requested
+        && v.archived_in.is_none()
+        && v.transitioning == Transitioning::Error
+        && v.transitioning_message == ARRIVING
+}
+
+/// A move this host runs; Mounts here are refused until it is dropped.
+struct Moving {
+    ballast: Ballast,
+    id: i64,
+}
+
+impl Drop for Moving {
+    fn drop(&mut self) {
+        let mut moving =
+            self.ballast.inner.cluster.moving.lock().unwrap_or_else(|p| p.into_inner());
+        moving.remove(&self.id);
     }
 }
 
