@@ -316,7 +316,9 @@ impl Ballast {
                         progress_to.volume_message(id, &name, format!("{label}: {msg}"))
                     });
                     this.storage(&work)?
-                        .revert(&work.storage_key(), &snap.storage_key(), &mut report)
+                        .revert(&work.storage_key(), &snap.storage_key(), &mut report, &|| {
+                            this.still_holds(id)
+                        })
                         .map_err(|e| {
                             Error::internal(format!("reverting volume {:?}", work.name), e)
                         })?;

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
+use super::{Backend, BackendKind, Fill, Gate, OnBytes, SnapshotView, Space, Spec};
 use crate::sys::btrfs as ioc;
 use crate::tree::{self, Root};
 
@@ -185,10 +185,20 @@ impl Backend for BtrfsBackend {
         self.replace_with_clone(&self.snapshots, snap, key)
     }
 
-    fn revert(&self, key: &str, snap: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
+    fn revert(
+        &self,
+        key: &str,
+        snap: &str,
+        _on_bytes: OnBytes<'_>,
+        may_swap: Gate<'_>,
+    ) -> io::Result<()> {
         let limit = Self::limit_of(&self.volumes, key)?;
         Self::delete(&self.staging, key)?;
         Self::clone_to(&self.snapshots, snap, &self.staging, key, limit)?;
+        if let Err(e) = may_swap() {
+            Self::delete(&self.staging, key)?;
+            return Err(e);
+        }
         self.volumes.exchange(key, &self.staging, key)?;
         self.volumes.sync()?;
         Self::delete(&self.staging, key)

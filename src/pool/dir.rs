@@ -24,7 +24,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
+use super::{Backend, BackendKind, Fill, Gate, OnBytes, SnapshotView, Space, Spec};
 use crate::tree::{self, Root};
 
 #[derive(Debug)]
@@ -218,9 +218,16 @@ impl Backend for DirBackend {
         tree::copy(&self.snapshots, snap, &self.volumes, key, on_bytes)
     }
 
-    fn revert(&self, key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()> {
+    fn revert(
+        &self,
+        key: &str,
+        snap: &str,
+        on_bytes: OnBytes<'_>,
+        may_swap: Gate<'_>,
+    ) -> io::Result<()> {
         self.stage(key)?;
         let swapped = tree::copy(&self.snapshots, snap, &self.staging, key, on_bytes)
+            .and_then(|()| may_swap())
             .and_then(|()| self.volumes.exchange(key, &self.staging, key));
         if let Err(e) = swapped {
             self.discard(key);
@@ -287,6 +294,21 @@ mod tests {
     use crate::tree::testing::{Mounted, Scratch, make_deep, on_small_stack, open_path};
 
     #[test]
+    fn a_revert_its_gate_refuses_leaves_the_volume_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = DirBackend::open(&dir.path().join("pool")).unwrap();
+        b.create("v1", &Spec::default()).unwrap();
+        let mp = b.mountpoint("v1");
+        std::fs::write(mp.join("f"), b"one").unwrap();
+        b.snapshot("v1", "s1", &mut |_| {}).unwrap();
+        std::fs::write(mp.join("f"), b"two").unwrap();
+        let refused = b.revert("v1", "s1", &mut |_| {}, &|| Err(io::Error::other("lease lost")));
+        assert_eq!(refused.unwrap_err().to_string(), "lease lost");
+        assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path().join("pool/staging")).unwrap().count(), 0);
+    }
+
+    #[test]
     fn revert_swaps_in_the_snapshot_and_snapshots_are_independent() {
         let dir = tempfile::tempdir().unwrap();
         let b = DirBackend::open(&dir.path().join("pool")).unwrap();
@@ -298,12 +320,12 @@ mod tests {
         assert_eq!(copied, 3);
         std::fs::write(mp.join("f"), b"two").unwrap();
         std::fs::write(mp.join("new"), b"x").unwrap();
-        b.revert("v1", "s1", &mut |_| {}).unwrap();
+        b.revert("v1", "s1", &mut |_| {}, &|| Ok(())).unwrap();
         assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"one");
         assert!(!mp.join("new").exists());
         // The snapshot is still intact for another revert.
         std::fs::write(mp.join("f"), b"three").unwrap();
-        b.revert("v1", "s1", &mut |_| {}).unwrap();
+        b.revert("v1", "s1", &mut |_| {}, &|| Ok(())).unwrap();
         assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"one");
         // The replaced content goes away in the background.
         assert_eq!(std::fs::read_dir(dir.path().join("pool/staging")).unwrap().count(), 0);
@@ -397,7 +419,7 @@ mod tests {
 
         std::fs::create_dir(pool.join("snapshots/s2")).unwrap();
         std::fs::write(pool.join("snapshots/s2/big"), vec![2u8; 2 << 20]).unwrap();
-        assert!(b.revert("v1", "s2", &mut |_| {}).is_err());
+        assert!(b.revert("v1", "s2", &mut |_| {}, &|| Ok(())).is_err());
         assert_eq!(count(&pool.join("staging")), 0);
         assert_eq!(std::fs::read(b.mountpoint("v1").join("big")).unwrap(), vec![1u8; 2 << 20]);
     }

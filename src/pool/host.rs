@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendKind, Fill, OnBytes, SnapshotView, Space, Spec};
+use super::{Backend, BackendKind, Fill, Gate, OnBytes, SnapshotView, Space, Spec};
 use crate::tree::{self, Root};
 
 #[derive(Debug)]
@@ -138,12 +138,19 @@ impl Backend for HostDir {
         ))
     }
 
-    fn revert(&self, _key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()> {
+    fn revert(
+        &self,
+        _key: &str,
+        snap: &str,
+        on_bytes: OnBytes<'_>,
+        may_swap: Gate<'_>,
+    ) -> io::Result<()> {
         let work = self.revert_name();
         // mkdir fails if the name exists: only a directory made here is
         // ever removed here.
         self.parent.create_dir(&work, None, None, 0o700)?;
         let swapped = tree::copy(&self.snapshots, snap, &self.parent, &work, on_bytes)
+            .and_then(|()| may_swap())
             .and_then(|()| self.parent.exchange(&self.name, &self.parent, &work))
             .and_then(|()| self.parent.sync());
         // Either the half-built copy or, after the swap, the old content.

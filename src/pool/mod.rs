@@ -39,6 +39,11 @@ pub type OnBytes<'a> = &'a mut dyn FnMut(u64);
 /// backup).
 pub type Fill<'a> = &'a mut dyn FnMut(&Path) -> io::Result<()>;
 
+/// Asked right before a revert swaps new content in, when nothing is
+/// visible yet: an error stops the revert there (the caller may have
+/// lost the right to write the volume while the copy ran).
+pub type Gate<'a> = &'a dyn Fn() -> io::Result<()>;
+
 /// A snapshot opened for reading as a directory tree. What opening it
 /// took (a read-only mount of a loop image) is undone when it is dropped.
 pub struct SnapshotView {
@@ -112,7 +117,15 @@ pub trait Backend: Send + Sync + Debug {
     /// Replaces the volume's content with the snapshot's; whoever opens
     /// the volume afterwards sees the old content or the snapshot's,
     /// never a mix.
-    fn revert(&self, key: &str, snap: &str, on_bytes: OnBytes<'_>) -> io::Result<()>;
+    /// `may_swap` is asked right before the swap; its error leaves the
+    /// volume as it was.
+    fn revert(
+        &self,
+        key: &str,
+        snap: &str,
+        on_bytes: OnBytes<'_>,
+        may_swap: Gate<'_>,
+    ) -> io::Result<()>;
     /// Destroys a snapshot. Missing is not an error.
     fn delete_snapshot(&self, snap: &str) -> io::Result<()>;
     /// Opens snapshot `snap` read-only as a directory tree (what a backup

@@ -137,7 +137,7 @@ fn restore_in_place(
         storage
             .build_snapshot(&work, &key, &mut |dest| this.restore_into(repo.as_ref(), b, v, dest))
             .map_err(failed)?;
-        let swapped = storage.revert(&key, &work, &mut |_| {});
+        let swapped = storage.revert(&key, &work, &mut |_| {}, &|| this.still_holds(v.id));
         if let Err(e) = storage.delete_snapshot(&work) {
             tracing::warn!(volume = %v.name, error = %e, "cannot delete the staged restore");
         }

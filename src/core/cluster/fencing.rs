@@ -108,6 +108,7 @@ impl Ballast {
     }
 
     async fn fence_all(&self, why: &str) {
+        self.stop_restores();
         let mounted: Vec<_> = self
             .list()
             .into_iter()
@@ -119,6 +120,28 @@ impl Ballast {
             all.spawn(async move { this.fence(&v, &why).await });
         }
         while all.join_next().await.is_some() {}
+    }
+
+    /// Stops the restores running into cluster volumes: what they built
+    /// would not be swapped in anyway (see [`Ballast::still_holds`]).
+    fn stop_restores(&self) {
+        let jobs: Vec<i64> = self
+            .inner
+            .cluster
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for id in jobs {
+            if self.inner.locks.cancel_restore(id) {
+                tracing::warn!(
+                    volume_id = id,
+                    "cluster: lease lost; the restore into the volume stops"
+                );
+            }
+        }
     }
 
     /// Stops this host writing `v`: every mount of it read-only, or its

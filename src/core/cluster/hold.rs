@@ -89,6 +89,25 @@ impl Ballast {
         }
     }
 
+    /// For a job about to swap new content into volume `id` (a revert, a
+    /// restore): a cluster volume must still be held here under a safe
+    /// lease. A job runs longer than a lease may live, and once the
+    /// lease is lost another host may hold the volume.
+    pub(in crate::core) fn still_holds(&self, id: i64) -> std::io::Result<()> {
+        let Ok(v) = self.volume_by_id(id) else { return Ok(()) };
+        if self.cluster().is_none() || v.cluster.is_none() {
+            return Ok(());
+        }
+        match (self.safe_lease(), self.ticket(id)) {
+            (Some(lease), Some(t)) if t.lease == lease && !self.is_fenced(id) => Ok(()),
+            _ => Err(std::io::Error::other(format!(
+                "this host lost its lease in etcd while the job ran on volume {:?}, so nothing \
+                 was swapped in: the volume is as it was",
+                v.name
+            ))),
+        }
+    }
+
     /// The lease this host holds now, while it is safe to write under.
     pub(super) fn safe_lease(&self) -> Option<i64> {
         match *self.cluster()?.health().borrow() {

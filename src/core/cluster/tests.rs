@@ -310,3 +310,40 @@ async fn a_volume_that_moved_here_never_mounts_empty_before_its_archive_is_known
     assert_eq!(v.state, crate::volume::State::Requested, "not started empty");
     assert_eq!(v.mount_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_that_outlives_the_lease_swaps_nothing_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("rv", BTreeMap::new()).await.unwrap();
+    let mp = b.mount("rv", "m1").await.unwrap();
+    // Enough bytes that the copy is still running when the lease goes.
+    std::fs::write(mp.join("big"), vec![7u8; 64 << 20]).unwrap();
+    std::fs::write(mp.join("f"), b"before").unwrap();
+    b.unmount("rv", "m1").await.unwrap();
+    let s = b.snapshot("rv", Some("s1".into())).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.find_snapshot(&s.public_id()).unwrap().state != crate::snapshot::SnapState::Created {
+        assert!(Instant::now() < deadline, "the snapshot never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mp = b.mount("rv", "m2").await.unwrap();
+    std::fs::write(mp.join("f"), b"after").unwrap();
+    b.unmount("rv", "m2").await.unwrap();
+
+    b.revert("rv", "s1").await.unwrap();
+    fake.health().send_replace(Health::Lost);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let v = b.get("rv").unwrap();
+        if v.transitioning != crate::volume::Transitioning::Yes {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the revert never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(v.transitioning_message.contains("lost its lease"), "{}", v.transitioning_message);
+    fake.health().send_replace(up(2));
+    let mp = b.mount("rv", "m3").await.unwrap();
+    assert_eq!(std::fs::read(mp.join("f")).unwrap(), b"after", "the snapshot was swapped in");
+}

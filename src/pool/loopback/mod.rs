@@ -24,7 +24,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, BackendKind, Fill, FsKind, OnBytes, SnapshotView, Space, Spec};
+use super::{Backend, BackendKind, Fill, FsKind, Gate, OnBytes, SnapshotView, Space, Spec};
 use crate::sys::loopdev;
 use crate::tree::{self, Root};
 
@@ -200,12 +200,22 @@ impl LoopBackend {
     }
 
     /// Replaces the image of `key` (not mounted) with a clone of `src`/`src_key`.
-    fn replace_image(&self, src: &Root, src_key: &str, key: &str) -> io::Result<()> {
+    fn replace_image(
+        &self,
+        src: &Root,
+        src_key: &str,
+        key: &str,
+        may_swap: Gate<'_>,
+    ) -> io::Result<()> {
         self.unmount(key)?;
         self.wait_released(key)?;
         let work = image(key);
         self.staging.remove_file(&work)?;
         tree::clone_file(src, src_key, &self.staging, &work)?;
+        if let Err(e) = may_swap() {
+            self.staging.remove_file(&work)?;
+            return Err(e);
+        }
         self.staging.rename_over(&work, &self.images, &work)
     }
 }
@@ -314,11 +324,17 @@ impl Backend for LoopBackend {
     }
 
     fn copy_snapshot(&self, snap: &str, key: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
-        self.replace_image(&self.snapshots, &image(snap), key)
+        self.replace_image(&self.snapshots, &image(snap), key, &|| Ok(()))
     }
 
-    fn revert(&self, key: &str, snap: &str, _on_bytes: OnBytes<'_>) -> io::Result<()> {
-        self.replace_image(&self.snapshots, &image(snap), key)
+    fn revert(
+        &self,
+        key: &str,
+        snap: &str,
+        _on_bytes: OnBytes<'_>,
+        may_swap: Gate<'_>,
+    ) -> io::Result<()> {
+        self.replace_image(&self.snapshots, &image(snap), key, may_swap)
     }
 
     fn delete_snapshot(&self, snap: &str) -> io::Result<()> {
