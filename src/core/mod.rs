@@ -12,6 +12,7 @@ mod cluster;
 mod create;
 mod expose;
 mod fill;
+mod jobs;
 mod locks;
 mod mount;
 mod recover;
@@ -80,6 +81,8 @@ struct Inner {
     /// The cluster this host joined, if any, and what the core keeps of
     /// it (`core/cluster/`).
     cluster: cluster::State,
+    /// Woken at every publication, for whoever waits on a job (`jobs.rs`).
+    published: jobs::Published,
 }
 
 /// The configured host-path roots with their symlinks resolved; each must
@@ -142,6 +145,7 @@ impl Ballast {
                     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 20),
                 ),
                 cluster: cluster::State::default(),
+                published: jobs::Published::default(),
             }),
         };
         ballast.restore_exposed();
@@ -280,6 +284,8 @@ impl Ballast {
         } else if live.get(&v.name).is_some_and(|cur| cur.id == v.id) {
             live.remove(&v.name);
         }
+        drop(live);
+        self.inner.published.wake();
         v
     }
 

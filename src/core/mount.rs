@@ -137,20 +137,20 @@ impl Ballast {
     /// Docker allows a Mount (30 s) with some margin; then says why and
     /// how to follow it, rather than let Docker time out in silence.
     async fn wait_until_settled(&self, name: &str, deadline: Instant) -> Result<()> {
-        loop {
-            let current = self.get(name)?;
-            if current.transitioning != Transitioning::Yes {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::InvalidState(format!(
-                    "volume {name:?} is busy ({}); follow it with `ballast volume inspect {name}` and \
-                     start the container again once transitioning is \"no\"",
-                    current.transitioning_message
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let settled = self.wait_for(Some(deadline), |this| match this.get(name) {
+            Ok(v) if v.transitioning == Transitioning::Yes => None,
+            Ok(_) => Some(Ok(())),
+            Err(e) => Some(Err(e)),
+        });
+        if let Some(done) = settled.await {
+            return done;
         }
+        let current = self.get(name)?;
+        Err(Error::InvalidState(format!(
+            "volume {name:?} is busy ({}); follow it with `ballast volume inspect {name}` and \
+             start the container again once transitioning is \"no\"",
+            current.transitioning_message
+        )))
     }
 
     /// Drops one mount under `id`. Unknown IDs and volumes are not errors

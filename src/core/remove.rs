@@ -104,15 +104,13 @@ impl Ballast {
             return false;
         }
         tracing::info!(volume = id, "removal cancels the restore into the volume");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::time::Instant::now() < deadline {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let settled = self.wait_for(Some(deadline), |this| {
             let settled =
-                self.volume_by_id(id).is_ok_and(|v| v.transitioning != Transitioning::Yes);
-            if settled && !self.inner.locks.is_restoring(id) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                this.volume_by_id(id).is_ok_and(|v| v.transitioning != Transitioning::Yes);
+            (settled && !this.inner.locks.is_restoring(id)).then_some(())
+        });
+        settled.await;
         true
     }
 

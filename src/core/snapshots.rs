@@ -346,6 +346,8 @@ impl Ballast {
         } else {
             snaps.insert(s.id, s.clone());
         }
+        drop(snaps);
+        self.inner.published.wake();
         s
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::hosts::{DRIVER, Etcd, Host, can_run, wait_for};
+use crate::hosts::{DRIVER, Etcd, Host, can_run, swarm_init, wait_for};
 
 const NEEDS: &[(&str, &str)] = &[("nsenter", "util-linux"), ("etcd", "etcd-server")];
 
@@ -169,4 +169,63 @@ fn a_move_cut_by_kill9_on_either_side_loses_nothing_and_leaves_one_copy() {
     let pool = b.ballast().state_dir().join("pools/local/volumes");
     assert_eq!(std::fs::read_dir(&pool).unwrap().count(), 0, "B keeps a copy");
     a.ok(&["volume", "rm", vol]);
+}
+
+#[test]
+fn a_swarm_service_with_a_follow_volume_takes_its_data_to_the_node_it_moves_to() {
+    if !can_run(NEEDS) {
+        return;
+    }
+    let etcd = Etcd::start();
+    let shared = tempfile::tempdir().unwrap();
+    let (a, b) = two_hosts("mv-swarm", &etcd, shared.path());
+    let _swarm = swarm_init(&a, &b);
+    let node_of = |h: &Host| h.ok(&["info", "--format", "{{.Swarm.NodeID}}"]);
+    a.ok(&["node", "update", "--label-add", "at=a", &node_of(&a)]);
+    a.ok(&["node", "update", "--label-add", "at=b", &node_of(&b)]);
+    let (service, vol) = ("mv-swarm-svc", "mv-swarm-data");
+    // Made by swarm where the task lands, with the service's volume-opt.
+    let mount = format!(
+        "type=volume,source={vol},destination=/data,volume-driver={DRIVER},volume-opt=follow=true"
+    );
+    a.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--name",
+        service,
+        "--constraint",
+        "node.labels.at==a",
+        "--env",
+        "NODE={{.Node.ID}}",
+        "--mount",
+        &mount,
+        crate::harness::IMAGE,
+        "sh",
+        "-c",
+        "echo $NODE >> /data/nodes; sleep 600",
+    ]);
+    let task_on = |h: &Host| {
+        h.ok(&["ps", "-q", "--filter", &format!("label=com.docker.swarm.service.name={service}")])
+    };
+    wait_for("the task on A", || !task_on(&a).is_empty());
+    a.ok(&[
+        "service",
+        "update",
+        "--detach",
+        "--constraint-rm",
+        "node.labels.at==a",
+        "--constraint-add",
+        "node.labels.at==b",
+        service,
+    ]);
+    wait_for("the task on B", || !task_on(&b).is_empty());
+    let nodes = || b.docker(&["exec", &task_on(&b), "cat", "/data/nodes"]);
+    wait_for("B's task to write", || String::from_utf8_lossy(&nodes().stdout).lines().count() == 2);
+    let written = String::from_utf8_lossy(&nodes().stdout).to_string();
+    assert_eq!(written.lines().collect::<Vec<_>>(), [node_of(&a), node_of(&b)], "{written}");
+    assert_eq!(admin_volume(&a, vol)["hostId"], "mv-swarm-b", "the volume lives on B now");
+    a.ok(&["service", "rm", service]);
+    wait_for("B's task to stop", || task_on(&b).is_empty());
 }

@@ -291,33 +291,34 @@ impl Ballast {
 
     /// Waits for backup `id` to end (a backup always ends); returns it.
     pub(in crate::core) async fn backup_done(&self, id: i64) -> Option<Arc<Backup>> {
-        loop {
-            let b = self.backups_read().get(&id).cloned()?;
-            if b.state != BackupState::Creating {
-                return Some(b);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.wait_for(None, |this| match this.backups_read().get(&id) {
+            None => Some(None),
+            Some(b) if b.state != BackupState::Creating => Some(Some(b.clone())),
+            Some(_) => None,
+        })
+        .await
+        .flatten()
     }
 
     /// Waits for snapshot `id` to be created (a snapshot always ends).
     pub(in crate::core) async fn snapshot_done(&self, id: i64) -> Result<Arc<Snapshot>> {
-        loop {
-            let Some(s) = self.snaps_read().get(&id).cloned() else {
-                return Err(Error::InvalidState(format!("snapshot 1s{id} was removed")));
+        let ended = self.wait_for(None, |this| {
+            let Some(s) = this.snaps_read().get(&id).cloned() else {
+                return Some(Err(Error::InvalidState(format!("snapshot 1s{id} was removed"))));
             };
             match s.state {
-                SnapState::Created => return Ok(s),
-                SnapState::Creating => tokio::time::sleep(Duration::from_millis(50)).await,
-                _ => {
-                    return Err(Error::InvalidState(format!(
-                        "snapshot {} failed: {}",
-                        s.public_id(),
-                        s.message
-                    )));
-                }
+                SnapState::Created => Some(Ok(s)),
+                SnapState::Creating => None,
+                _ => Some(Err(Error::InvalidState(format!(
+                    "snapshot {} failed: {}",
+                    s.public_id(),
+                    s.message
+                )))),
             }
-        }
+        });
+        ended
+            .await
+            .unwrap_or_else(|| Err(Error::InvalidState(format!("snapshot 1s{id} never ended"))))
     }
 
     /// The newest created backup of volume `volume_id` (public id) in

@@ -267,6 +267,8 @@ impl Ballast {
         } else {
             all.insert(b.id, b.clone());
         }
+        drop(all);
+        self.inner.published.wake();
         b
     }
 
