@@ -295,26 +295,34 @@ impl Ballast {
     }
 
     async fn hand_off(&self, name: &str, to: &str) -> Result<()> {
-        let _moving = {
+        let (_moving, hold) = {
             let (_guard, v) = self.lock_live(name).await?;
             if v.mount_count() > 0 || v.transitioning == Transitioning::Yes {
                 tracing::info!(
                     volume = name,
                     to,
-                    "cluster: a move was asked for a volume mounted here; it stays"
+                    "cluster: a move was asked for a volume in use here; it stays"
                 );
                 return Ok(());
             }
-            let mut moving = self.inner.cluster.moving.lock().unwrap_or_else(|p| p.into_inner());
-            if moving.contains_key(&v.id) {
-                // One move at a time; the asker asks again if this one
-                // is not for it.
-                return Ok(());
+            {
+                let mut moving =
+                    self.inner.cluster.moving.lock().unwrap_or_else(|p| p.into_inner());
+                if moving.contains_key(&v.id) {
+                    // One move at a time; the asker asks again if this one
+                    // is not for it.
+                    return Ok(());
+                }
+                moving.insert(v.id, to.to_string());
             }
-            moving.insert(v.id, to.to_string());
-            Moving { ballast: self.clone(), id: v.id }
+            let moving = Moving { ballast: self.clone(), id: v.id };
+            // Held for the whole move, taken under the lock as every
+            // holding is: nobody else holds it meanwhile.
+            (moving, self.hold_for_job(&v).await?)
         };
-        self.hand_off_steps(name, to).await
+        let result = self.hand_off_steps(name, to).await;
+        drop(hold);
+        result
     }
 
     /// Backup, deallocation, then the record: in this order, so that the
@@ -323,8 +331,7 @@ impl Ballast {
         let Some(c) = self.cluster() else { return Ok(()) };
         let v = self.get(name)?;
         let Some(m) = v.cluster.clone() else { return Ok(()) };
-        // Held for the whole move: nobody else holds it meanwhile.
-        let _hold = self.hold_for_job(&v).await?;
+
         let target = self.move_target(&v.driver_opts)?;
         let started = Instant::now();
         let since = v.written_ms;
