@@ -206,7 +206,7 @@ impl Ballast {
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
         let v = self.publish(v);
         if last {
-            self.release_if_idle(&v).await;
+            self.release_soon(v.id);
         } else {
             self.hold_fewer(&v).await;
         }

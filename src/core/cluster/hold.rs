@@ -176,6 +176,24 @@ impl Ballast {
         }
     }
 
+    /// After the last Unmount of volume `id` (or the end of a job on it):
+    /// lets go in etcd in the background, under the volume's lock, if
+    /// nothing here uses it by then; a Mount that came first keeps the
+    /// holding. Docker's Unmount does not wait for etcd: other hosts see
+    /// the volume free one round trip later.
+    pub(in crate::core) fn release_soon(&self, id: i64) {
+        if self.cluster().is_none() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
+            if let Ok(v) = this.volume_by_id(id) {
+                this.release_if_idle(&v).await;
+            }
+        });
+    }
+
     /// Lets go in etcd once nothing here uses `v` (its mounts, its jobs):
     /// for the caller holding its lock. A failure only delays the others
     /// until the lease runs out.
