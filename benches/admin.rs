@@ -6,7 +6,7 @@
 //! Needs root (it starts the daemon). Sizes can be scaled down with
 //! `BALLAST_BENCH_FILES` (default 10,000 files of 100 KiB: ~1 GiB).
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 

@@ -11,7 +11,7 @@
 //! with the bytes ballast's daemon read for the incremental.
 //! `BALLAST_BENCH_MIB` sets the data size (default 256).
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 

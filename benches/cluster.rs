@@ -28,7 +28,7 @@
 //! at least 2), `BALLAST_BENCH_GETS` (2,000), `BALLAST_BENCH_MOVE_MIB`
 //! (1,024; the move rows need s3s-fs, see scripts/test).
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 

@@ -4,7 +4,7 @@
 //! filesystem. Backends are driven directly, so the times are the storage
 //! work alone. Needs root, btrfs-progs and xfsprogs.
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 

@@ -4,7 +4,7 @@
 //! traffic; memory before and after, and latencies. Needs root.
 //! `SOAK_SECONDS` shortens it.
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 

@@ -2,7 +2,7 @@
 //! its sockets with 10,000 and 50,000 volumes (and their directories) in
 //! the store, and whether that grows linearly. Needs root.
 
-#[path = "../tests/e2e/harness.rs"]
+#[path = "../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 

@@ -11,7 +11,7 @@
 //! Needs root; the Docker part needs a Docker engine (started privately,
 //! as in the tests) and is skipped without one.
 
-#[path = "../../tests/e2e/harness.rs"]
+#[path = "../../tests/e2e/harness/mod.rs"]
 #[allow(dead_code)]
 mod harness;
 
