@@ -95,7 +95,7 @@ pub struct Backup {
 impl Backup {
     /// The public id, Rancher style (`1b7`).
     pub fn public_id(&self) -> String {
-        format!("1b{}", self.id)
+        crate::public_id::Kind::Backup.id(self.id)
     }
 
     /// The name of the snapshot taken for this backup when none was

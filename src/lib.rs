@@ -56,6 +56,8 @@
 //! - [`cli`]: the client subcommands of the `ballast` binary.
 //! - [`metrics`]: Prometheus metrics for both sockets.
 //! - [`snapshot`]: the snapshot record.
+//! - [`public_id`]: the records' public ids (`1v7`, `1s42`, `1b3`), printed
+//!   and read in one place (a leaf).
 //! - [`schedule`]: a volume's scheduled snapshots and backups (a leaf).
 //! - [`backup`]: restic repositories behind the `Repository` trait
 //!   (`backup/restic.rs` over `rustic_core`, `backup/s3.rs`).
@@ -91,7 +93,8 @@
 //! Imports run one way: `sys` ← `tree` ← `pool` ← `core` ← adapters
 //! (`docker`, `admin`) ← `serve`; `units` and `volume` are leaves that
 //! `config`, `opts` and the CLI share; the records (`volume`, `snapshot`,
-//! `schedule`, `backup_record`) sit below the store and the engines and
+//! `schedule`, `backup_record`, and their `public_id`s) sit below the
+//! store and the engines and
 //! import none of them; the CLI talks to the admin API only.
 //! `layout_tests.rs` holds the core, the CLI and `unsafe` to these rules.
 
@@ -108,6 +111,7 @@ pub mod listen;
 pub mod metrics;
 pub mod opts;
 pub mod pool;
+pub mod public_id;
 pub mod schedule;
 pub mod serve;
 pub mod snapshot;

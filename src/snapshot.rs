@@ -53,34 +53,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// The public id, Rancher style (`1s7`).
     pub fn public_id(&self) -> String {
-        format!("1s{}", self.id)
+        crate::public_id::Kind::Snapshot.id(self.id)
     }
 
     /// Storage key inside the pool, derived from the id.
     pub fn storage_key(&self) -> String {
         format!("s{}", self.id)
-    }
-}
-
-/// Parses a public id with the given prefix (`1v`, `1s`) into a row id.
-pub fn parse_public_id(prefix: &str, s: &str) -> Option<i64> {
-    let n = s.strip_prefix(prefix)?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn public_ids() {
-        assert_eq!(parse_public_id("1s", "1s42"), Some(42));
-        assert_eq!(parse_public_id("1v", "1v7"), Some(7));
-        for bad in ["1s", "1v7", "s42", "1s4x", "1s-1", ""] {
-            assert_eq!(parse_public_id("1s", bad), None, "{bad}");
-        }
     }
 }

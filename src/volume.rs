@@ -132,7 +132,7 @@ pub struct Membership {
 impl Volume {
     /// The public id, Rancher style (`1v42`).
     pub fn public_id(&self) -> String {
-        format!("1v{}", self.id)
+        crate::public_id::Kind::Volume.id(self.id)
     }
 
     /// Storage key inside a pool. Derived from the id, never the name, so
@@ -211,10 +211,7 @@ pub fn validate_description(d: &str) -> Result<()> {
 
 pub fn validate_new_name(name: &str) -> Result<()> {
     validate_name(name)?;
-    let looks_like_id = ["1v", "1s", "1b"].iter().any(|p| {
-        name.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    });
-    if looks_like_id {
+    if crate::public_id::looks_like_id(name) {
         return Err(Error::InvalidInput(format!(
             "invalid name {name:?}: it reads as a resource id (1v<n>, 1s<n>, 1b<n>), so the admin \
              API and the CLI could not tell it from one; choose another name"

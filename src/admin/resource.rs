@@ -13,6 +13,7 @@ use super::query::{Cell, Row};
 use crate::backup::{Backup, BackupState};
 use crate::core::{Holds, Offers};
 use crate::pool::Scope;
+use crate::public_id::Kind;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::units::rfc3339_ms;
 use crate::volume::{State as VolState, Volume};
@@ -311,7 +312,7 @@ pub fn snapshot_with(a: &Admin, base: &str, s: &Snapshot, holds: &Holds) -> Valu
         "kind": "snapshot",
         "uuid": a.ballast.uuid("snapshot", s.id),
         "name": s.name,
-        "volumeId": format!("1v{}", s.volume_id),
+        "volumeId": Kind::Volume.id(s.volume_id),
         "state": s.state.as_str(),
         "transitioning": transitioning,
         "transitioningMessage": s.message,
@@ -322,7 +323,7 @@ pub fn snapshot_with(a: &Admin, base: &str, s: &Snapshot, holds: &Holds) -> Valu
         "createdTS": s.created_ms,
         "links": {
             "self": self_link,
-            "volume": format!("{base}/v1/volumes/1v{}", s.volume_id),
+            "volume": format!("{base}/v1/volumes/{}", Kind::Volume.id(s.volume_id)),
             "backups": format!("{base}/v1/backups?snapshotId={id}"),
         },
         "actions": actions,
@@ -380,7 +381,7 @@ pub fn backup_with(a: &Admin, base: &str, b: &Backup, holds: &Holds) -> Value {
     links.insert("self".into(), json!(self_link));
     links.insert("target".into(), json!(format!("{base}/v1/backuptargets/{}", b.target)));
     if let Some(v) = b.volume_id {
-        links.insert("volume".into(), json!(format!("{base}/v1/volumes/1v{v}")));
+        links.insert("volume".into(), json!(format!("{base}/v1/volumes/{}", Kind::Volume.id(v))));
     }
     let transitioning = match b.state {
         BackupState::Creating => "yes",
@@ -393,11 +394,11 @@ pub fn backup_with(a: &Admin, base: &str, b: &Backup, holds: &Holds) -> Value {
         "kind": "backup",
         "uuid": uuid,
         "name": b.name,
-        "volumeId": b.volume_id.map(|v| format!("1v{v}")),
+        "volumeId": b.volume_id.map(|v| Kind::Volume.id(v)),
         "volumeName": b.meta.volume_name,
         "sourceVolumeId": b.meta.volume_id,
         "sourceHost": b.meta.host,
-        "snapshotId": b.snapshot_id.map(|s| format!("1s{s}")),
+        "snapshotId": b.snapshot_id.map(|s| Kind::Snapshot.id(s)),
         "backupTargetId": b.target,
         "resticId": b.restic_id,
         "uri": b.restic_id.as_ref().map(|r| format!("restic:{}#{r}", b.target)),

@@ -50,9 +50,7 @@ pub enum BackupCmd {
 pub async fn run(cmd: BackupCmd, client: &Client, global: &Global) -> Result<(), String> {
     match cmd {
         BackupCmd::Create { source, snapshot, target } => {
-            let is_snapshot = source
-                .strip_prefix("1s")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let is_snapshot = crate::public_id::Kind::Snapshot.shapes(&source);
             let body = if is_snapshot {
                 json!({ "snapshotId": source, "backupTargetId": target })
             } else {

@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::{Ballast, Storage};
-use crate::snapshot::parse_public_id;
+use crate::public_id::Kind;
 use crate::tree::Root;
 use crate::volume::Volume;
 use crate::{Error, Result};
@@ -138,7 +138,7 @@ impl Ballast {
         // Left by a crash between a bind and its record, or by a volume
         // unmounted while the daemon was down. Entries not named like a
         // volume are not ours.
-        let stale = entries.into_iter().filter(|k| parse_public_id("1v", k).is_some());
+        let stale = entries.into_iter().filter(|k| Kind::Volume.parse(k).is_some());
         for key in stale.filter(|k| !mounted.contains(k)) {
             match exposed.root.unbind(&key) {
                 Ok(()) => tracing::info!(entry = %key, "stale exposed mountpoint withdrawn"),

@@ -11,7 +11,8 @@ use super::locks::{Key, Lease, LeaseGuard};
 use crate::backup::Backup;
 use crate::opts;
 use crate::pool::Spec;
-use crate::snapshot::{SnapState, Snapshot, parse_public_id};
+use crate::public_id::Kind;
+use crate::snapshot::{SnapState, Snapshot};
 use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
 
@@ -60,11 +61,11 @@ impl Ballast {
                 tracing::debug!(volume = %v.name, error = %e, "fill waits for its pool");
                 continue;
             }
-            let source = if let Some(id) = parse_public_id("1s", &from) {
+            let source = if let Some(id) = Kind::Snapshot.parse(&from) {
                 self.snaps_read().get(&id).cloned().map(Source::Snapshot)
-            } else if let Some(id) = parse_public_id("1v", &from) {
+            } else if let Some(id) = Kind::Volume.parse(&from) {
                 self.live_read().values().find(|s| s.id == id).cloned().map(Source::Volume)
-            } else if from.starts_with("1b") {
+            } else if from.starts_with(Kind::Backup.prefix()) {
                 self.restorable(&from).ok().map(Source::Backup)
             } else {
                 None

@@ -34,7 +34,8 @@ use locks::{Guard, Key, Locks};
 
 use crate::config::Config;
 use crate::pool::{Backend, Pool, Scope};
-use crate::snapshot::{Snapshot, parse_public_id};
+use crate::public_id::Kind;
+use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::volume::{State, Volume, validate_name};
 use crate::{Error, Result};
@@ -164,7 +165,7 @@ impl Ballast {
     /// A volume by id (`1v7`) or name: live ones first, then the newest
     /// removed one of that name (for restore and purge).
     pub fn find(&self, reference: &str) -> Result<Arc<Volume>> {
-        if let Some(id) = parse_public_id("1v", reference) {
+        if let Some(id) = Kind::Volume.parse(reference) {
             return self.volume_by_id(id);
         }
         validate_name(reference)?;
@@ -191,7 +192,7 @@ impl Ballast {
             .get(id)?
             .filter(|v| v.state != State::Creating && !v.state.is_live())
             .map(Arc::new)
-            .ok_or_else(|| Error::NotFound(format!("no volume with id 1v{id}")))
+            .ok_or_else(|| Error::NotFound(format!("no volume with id {}", Kind::Volume.id(id))))
     }
 
     /// Volumes in the trash and the tombstones of purged ones.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 const MOUNT_WAIT: Duration = Duration::from_secs(25);
 
 use super::{Action, Ballast, mount_list};
+use crate::public_id::Kind;
 use crate::volume::{State, Transitioning, Volume, validate_name};
 use crate::{Error, Result};
 
@@ -42,11 +43,13 @@ impl Ballast {
             // place of archived data.
             let Some(archived) = current.archived_in else { break (guard, current) };
             let newest = self.backup_since(current.id, current.written_ms);
-            let Some(b) = newest.or_else(|| self.find_backup(&format!("1b{archived}")).ok()) else {
+            let Some(b) = newest.or_else(|| self.find_backup(&Kind::Backup.id(archived)).ok())
+            else {
                 return Err(Error::InvalidState(format!(
-                    "volume {name:?} was archived in backup 1b{archived}, which is gone; restore \
+                    "volume {name:?} was archived in backup {}, which is gone; restore \
                      it from another backup (ballast backup restore BACKUP --into {name}) or \
-                     start it empty (ballast volume allocate {name})"
+                     start it empty (ballast volume allocate {name})",
+                    Kind::Backup.id(archived)
                 )));
             };
             if current.transitioning == Transitioning::Error {

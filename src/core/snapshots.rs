@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use super::Ballast;
 use super::actions::Action;
 use super::locks::{Key, Lease};
-use crate::snapshot::{SnapState, Snapshot, parse_public_id};
+use crate::public_id::Kind;
+use crate::snapshot::{SnapState, Snapshot};
 use crate::units::now_ms;
 use crate::volume::{Transitioning, Volume, validate_new_name};
 use crate::{Error, Result};
@@ -86,7 +87,7 @@ impl Ballast {
         among: impl Fn(&Snapshot) -> bool,
     ) -> Result<Arc<Snapshot>> {
         let snaps = self.snaps_read();
-        if let Some(id) = parse_public_id("1s", reference) {
+        if let Some(id) = Kind::Snapshot.parse(reference) {
             return snaps
                 .get(&id)
                 .cloned()
@@ -210,9 +211,9 @@ impl Ballast {
             Some(Error::InvalidState(format!("snapshot {} is still being created", s.public_id())))
         } else if holds.busy.contains(&s.volume_id) {
             Some(Error::InvalidState(format!(
-                "snapshot {} cannot be removed while a job runs on its volume 1v{}",
+                "snapshot {} cannot be removed while a job runs on its volume {}",
                 s.public_id(),
-                s.volume_id
+                Kind::Volume.id(s.volume_id)
             )))
         } else if self.inner.locks.leased(Lease::Snapshot(s.id)) {
             Some(Error::InvalidState(format!(

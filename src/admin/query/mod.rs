@@ -94,7 +94,8 @@ impl Row for Value {
 /// targets) as they are, so that no two ids share a key.
 fn id_key<'a>(id: Cell<'a>) -> Cell<'a> {
     if let Cell::Str(s) = &id
-        && let Some(digits) = ["1v", "1s", "1b"].iter().find_map(|p| s.strip_prefix(p))
+        && let Some(digits) =
+            crate::public_id::Kind::ALL.iter().find_map(|k| s.strip_prefix(k.prefix()))
         && !digits.starts_with('0')
         && let Ok(n) = digits.parse::<i64>()
     {

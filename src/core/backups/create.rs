@@ -12,6 +12,7 @@ use crate::core::Ballast;
 use crate::core::actions::Action;
 use crate::core::locks::{Key, Lease};
 use crate::pool::BackendKind;
+use crate::public_id::Kind;
 use crate::snapshot::{SnapState, Snapshot};
 use crate::units::now_ms;
 use crate::volume::Volume;
@@ -38,7 +39,7 @@ impl Ballast {
         };
         let reference = match (volume, &snap) {
             (Some(v), _) => v.to_string(),
-            (None, Some(s)) => format!("1v{}", s.volume_id),
+            (None, Some(s)) => Kind::Volume.id(s.volume_id),
             (None, None) => {
                 return Err(Error::InvalidInput("name the volume or snapshot to back up".into()));
             }
@@ -304,7 +305,10 @@ impl Ballast {
     pub(in crate::core) async fn snapshot_done(&self, id: i64) -> Result<Arc<Snapshot>> {
         let ended = self.wait_for(None, |this| {
             let Some(s) = this.snaps_read().get(&id).cloned() else {
-                return Some(Err(Error::InvalidState(format!("snapshot 1s{id} was removed"))));
+                return Some(Err(Error::InvalidState(format!(
+                    "snapshot {} was removed",
+                    Kind::Snapshot.id(id)
+                ))));
             };
             match s.state {
                 SnapState::Created => Some(Ok(s)),
@@ -316,9 +320,9 @@ impl Ballast {
                 )))),
             }
         });
-        ended
-            .await
-            .unwrap_or_else(|| Err(Error::InvalidState(format!("snapshot 1s{id} never ended"))))
+        ended.await.unwrap_or_else(|| {
+            Err(Error::InvalidState(format!("snapshot {} never ended", Kind::Snapshot.id(id))))
+        })
     }
 
     /// The newest created backup of volume `volume_id` (public id) in

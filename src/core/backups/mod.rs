@@ -24,7 +24,7 @@ use crate::config::BackupTarget;
 use crate::core::Ballast;
 use crate::core::actions::NO_TARGET;
 use crate::core::locks::Lease;
-use crate::snapshot::parse_public_id;
+use crate::public_id::Kind;
 use crate::units::{human_size, whole};
 use crate::{Error, Result};
 
@@ -140,7 +140,7 @@ impl Ballast {
     /// (`db-1b7`, or `db-3f2a91bc` for one made on another host).
     pub fn find_backup(&self, reference: &str) -> Result<Arc<Backup>> {
         let all = self.backups_read();
-        if let Some(id) = parse_public_id("1b", reference) {
+        if let Some(id) = Kind::Backup.parse(reference) {
             return all
                 .get(&id)
                 .cloned()

@@ -6,7 +6,7 @@ use super::engine_error;
 use crate::Result;
 use crate::backup::{Backup, BackupInfo, BackupState};
 use crate::core::Ballast;
-use crate::snapshot::parse_public_id;
+use crate::public_id::Kind;
 
 impl Ballast {
     /// Reads a target's repository and records the backups it holds that
@@ -46,7 +46,8 @@ impl Ballast {
         let ours = info.meta.host_id == self.inner.host_id;
         let known = match store.backup_by_restic_id(target, &info.id)? {
             Some(b) => Some(b),
-            None => parse_public_id("1b", &info.meta.backup_id)
+            None => Kind::Backup
+                .parse(&info.meta.backup_id)
                 .filter(|_| ours)
                 .and_then(|id| self.backups_read().get(&id).map(|b| (**b).clone()))
                 .filter(|b| b.target == target && b.restic_id.is_none()),
@@ -63,7 +64,8 @@ impl Ballast {
             },
             None => {
                 // This host's own volume, if it still is the same one.
-                let local = parse_public_id("1v", &info.meta.volume_id)
+                let local = Kind::Volume
+                    .parse(&info.meta.volume_id)
                     .filter(|_| ours)
                     .and_then(|id| store.get(id).ok().flatten())
                     .filter(|v| v.name == info.meta.volume_name)

@@ -361,7 +361,7 @@ impl Ballast {
         let archive = match v.archived_in {
             // Deallocated here: the newest backup of its data in the target.
             Some(id) => {
-                let archived = self.find_backup(&format!("1b{id}")).ok();
+                let archived = self.find_backup(&crate::public_id::Kind::Backup.id(id)).ok();
                 let since = archived.map_or(since, |b| b.created_ms.min(since));
                 self.newest_in(v.id, &target, since)
                     .and_then(|b| b.restic_id.clone())
