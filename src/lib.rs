@@ -94,8 +94,8 @@
 //! (`docker`, `admin`) ← `serve`; `units` and `volume` are leaves that
 //! `config`, `opts` and the CLI share; the records (`volume`, `snapshot`,
 //! `schedule`, `backup_record`, and their `public_id`s) sit below the
-//! store and the engines and
-//! import none of them; the CLI talks to the admin API only.
+//! store and the engines and import none of them; the CLI talks to the
+//! admin API only.
 //! `layout_tests.rs` holds the core, the CLI and `unsafe` to these rules.
 
 pub mod admin;
