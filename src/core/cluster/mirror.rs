@@ -107,7 +107,7 @@ impl Ballast {
         if r.archive.is_some() && self.node() == Some(r.home.as_str()) {
             // Moved here while this host's state was lost: restored at
             // its first Mount.
-            super::moves::mark_arriving(&mut v);
+            mark_arriving(&mut v);
         }
         let saved = self
             .blocking(move |this| {
@@ -211,4 +211,25 @@ pub(super) fn record_of(v: &Volume, m: &Membership) -> Record {
         created_ms: v.created_ms,
         archive: None,
     }
+}
+
+/// Said on a volume that moved here until its archive is restored.
+const ARRIVING: &str = "moved here from another host; its first Mount restores it from the \
+     backup the cluster's registry names";
+
+/// Marks `v` as moved here, on disk, until its archive is found among
+/// this host's backups: a Mount never starts it empty meanwhile.
+pub(super) fn mark_arriving(v: &mut Volume) {
+    v.state = State::Requested;
+    v.archived_in = None;
+    v.transitioning = Transitioning::Error;
+    v.transitioning_message = ARRIVING.into();
+}
+
+/// Whether `v` moved here and waits for its archive to be found.
+pub(super) fn arriving(v: &Volume) -> bool {
+    v.state == State::Requested
+        && v.archived_in.is_none()
+        && v.transitioning == Transitioning::Error
+        && v.transitioning_message == ARRIVING
 }

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use super::{Ballast, mirror};
+use super::Ballast;
+use super::mirror::{self, arriving, mark_arriving};
 use crate::backup::{Backup, BackupState};
 use crate::cluster::{Archive, Error as ClusterError, Record};
 use crate::volume::{State, Transitioning, Volume};
@@ -454,27 +455,6 @@ impl Ballast {
 enum HoldsWith {
     Mounts,
     Anything,
-}
-
-/// Said on a volume that moved here until its archive is restored.
-const ARRIVING: &str = "moved here from another host; its first Mount restores it from the \
-     backup the cluster's registry names";
-
-/// Marks `v` as moved here, on disk, until its archive is found among
-/// this host's backups: a Mount never starts it empty meanwhile.
-pub(super) fn mark_arriving(v: &mut Volume) {
-    v.state = State::Requested;
-    v.archived_in = None;
-    v.transitioning = Transitioning::Error;
-    v.transitioning_message = ARRIVING.into();
-}
-
-/// Whether `v` moved here and waits for its archive to be found.
-fn arriving(v: &Volume) -> bool {
-    v.state == State::Requested
-        && v.archived_in.is_none()
-        && v.transitioning == Transitioning::Error
-        && v.transitioning_message == ARRIVING
 }
 
 /// A move this host runs; Mounts here are refused until it is dropped.
