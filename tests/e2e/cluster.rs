@@ -6,8 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::IMAGE;
 use crate::hosts::{DRIVER, Etcd, Gluster, Host, LEASE_TTL, can_run, swarm_init, wait_for};
 
@@ -48,11 +46,6 @@ fn log_time(log: &str, words: &[&str]) -> String {
     line.split_whitespace().next().unwrap_or_default().to_string()
 }
 
-/// `docker run --rm` of a shell command with `vol` at /data, on `host`.
-fn run_ok(host: &Host, vol: &str, script: &str) -> String {
-    crate::docker::run(host.engine, vol, script)
-}
-
 /// A container on `host` that appends to /data/log every 200 ms.
 fn writer(host: &Host, name: &str, vol: &str) {
     host.ok(&[
@@ -76,26 +69,6 @@ fn can_write(host: &Host, name: &str) -> bool {
     host.docker(&["exec", name, "sh", "-c", "echo x > /data/probe"]).status.success()
 }
 
-/// The admin API's view of a volume on `host`.
-fn admin_volume(host: &Host, vol: &str) -> Value {
-    serde_json::from_str(&host.cli_ok(&["--json", "volume", "inspect", vol])).unwrap()
-}
-
-/// Mounts `vol` on `host` through its plugin socket, as Docker would;
-/// the error text when refused.
-fn mount(host: &Host, vol: &str, id: &str) -> Result<String, String> {
-    let body = format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#);
-    let (_, v) = host.ballast().call("VolumeDriver.Mount", &body);
-    match v["Err"].as_str() {
-        Some(e) if !e.is_empty() => Err(e.to_string()),
-        _ => Ok(v["Mountpoint"].as_str().unwrap_or_default().to_string()),
-    }
-}
-
-fn unmount(host: &Host, vol: &str, id: &str) {
-    host.ballast().call_ok("VolumeDriver.Unmount", &format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#));
-}
-
 #[test]
 fn a_volume_made_on_one_host_is_listed_used_and_removed_from_the_other() {
     if !can_run(NEEDS) {
@@ -113,13 +86,13 @@ fn a_volume_made_on_one_host_is_listed_used_and_removed_from_the_other() {
     assert!(made.elapsed() < Duration::from_secs(5), "B saw it after {:?}", made.elapsed());
 
     // The same bytes on both hosts, through the shared pool.
-    run_ok(&a, vol, "echo written-on-a > /data/f");
-    assert_eq!(run_ok(&b, vol, "cat /data/f"), "written-on-a");
-    let on_b = admin_volume(&b, vol);
+    a.run(vol, "echo written-on-a > /data/f");
+    assert_eq!(b.run(vol, "cat /data/f"), "written-on-a");
+    let on_b = b.admin_volume(vol);
     assert_eq!(on_b["hostId"], "cl-share-a", "{on_b}");
     assert_eq!(on_b["storagePoolId"], "shared");
     // Let go after the container: B's view follows etcd's watch.
-    wait_for("the volume to be free", || admin_volume(&b, vol)["leaseState"] == "free");
+    wait_for("the volume to be free", || b.admin_volume(vol)["leaseState"] == "free");
 
     // A name is the cluster's: B cannot make another volume of it.
     let err = b
@@ -152,9 +125,9 @@ fn one_host_writes_a_volume_at_a_time_and_a_crashed_holder_lets_go_within_its_le
     writer(&a, "cl-lease-writer", vol);
 
     // B is refused, naming the holder, after its bounded wait.
-    let err = mount(&b, vol, "b-probe").unwrap_err();
+    let err = b.mount(vol, "b-probe").unwrap_err();
     assert!(err.contains("host cl-lease-a") && err.contains("1 mount"), "{err}");
-    let on_b = admin_volume(&b, vol);
+    let on_b = b.admin_volume(vol);
     assert_eq!(on_b["leaseState"], "heldElsewhere", "{on_b}");
     assert_eq!(on_b["holders"], serde_json::json!(["cl-lease-a"]));
 
@@ -162,7 +135,7 @@ fn one_host_writes_a_volume_at_a_time_and_a_crashed_holder_lets_go_within_its_le
     a.kill9_ballast();
     let killed = Instant::now();
     let at = loop {
-        if mount(&b, vol, "b-probe").is_ok() {
+        if b.mount(vol, "b-probe").is_ok() {
             break killed.elapsed();
         }
         assert!(killed.elapsed() < Duration::from_secs(60), "B never took over");
@@ -176,9 +149,9 @@ fn one_host_writes_a_volume_at_a_time_and_a_crashed_holder_lets_go_within_its_le
     wait_for("A's container to be fenced", || !can_write(&a, "cl-lease-writer"));
     let out = a.docker(&["exec", "cl-lease-writer", "sh", "-c", "echo x > /data/after"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"), "{out:?}");
-    let err = mount(&a, vol, "a-again").unwrap_err();
+    let err = a.mount(vol, "a-again").unwrap_err();
     assert!(err.contains("fenced"), "{err}");
-    unmount(&b, vol, "b-probe");
+    b.unmount(vol, "b-probe");
     a.ok(&["rm", "-f", "cl-lease-writer"]);
 }
 
@@ -199,7 +172,7 @@ fn a_host_cut_off_from_etcd_stops_writing_before_another_host_may_start() {
     a.partition();
     let cut = Instant::now();
     let taken_at = loop {
-        if mount(&b, vol, "b-probe").is_ok() {
+        if b.mount(vol, "b-probe").is_ok() {
             break cut.elapsed();
         }
         assert!(cut.elapsed() < Duration::from_secs(60), "B never took over");
@@ -216,12 +189,12 @@ fn a_host_cut_off_from_etcd_stops_writing_before_another_host_may_start() {
 
     // Healed, A still refuses its container's volume until it stops.
     a.heal();
-    let err = mount(&a, vol, "a-again").unwrap_err();
+    let err = a.mount(vol, "a-again").unwrap_err();
     assert!(err.contains("fenced") || err.contains("cl-part-b"), "{err}");
     a.ok(&["rm", "-f", "cl-part-writer"]);
-    unmount(&b, vol, "b-probe");
-    wait_for("A to mount again", || mount(&a, vol, "a-again").is_ok());
-    unmount(&a, vol, "a-again");
+    b.unmount(vol, "b-probe");
+    wait_for("A to mount again", || a.mount(vol, "a-again").is_ok());
+    a.unmount(vol, "a-again");
 }
 
 #[test]
@@ -236,7 +209,7 @@ fn with_one_etcd_member_down_all_works_and_with_none_only_local_volumes_mount() 
     etcd.stop_member(0);
     a.ok(&["volume", "create", "--driver", DRIVER, "cl-etcd-one-down"]);
     wait_for("B to list it", || b.ballast().names().contains(&"cl-etcd-one-down".to_string()));
-    run_ok(&a, "cl-etcd-one-down", "echo ok > /data/f");
+    a.run("cl-etcd-one-down", "echo ok > /data/f");
     b.ok(&["volume", "rm", "cl-etcd-one-down"]);
     wait_for("A to forget it", || a.ballast().names().is_empty());
     etcd.start_member(0);
@@ -270,15 +243,15 @@ fn with_one_etcd_member_down_all_works_and_with_none_only_local_volumes_mount() 
         a.ok(&["inspect", "-f", "{{.State.Running}}", "cl-etcd-open-writer"]) == "false"
     });
     a.ok(&["rm", "-f", "cl-etcd-open-writer"]);
-    let err = mount(&a, "cl-etcd-cluster", "a-new").unwrap_err();
+    let err = a.mount("cl-etcd-cluster", "a-new").unwrap_err();
     assert!(err.contains("etcd") || err.contains("fenced"), "{err}");
     // A volume of this host alone works on.
-    assert_eq!(run_ok(&a, "cl-etcd-local", "echo still > /data/f; cat /data/f"), "still");
+    assert_eq!(a.run("cl-etcd-local", "echo still > /data/f; cat /data/f"), "still");
     a.ok(&["rm", "-f", "cl-etcd-writer"]);
 
     etcd.start_all();
-    wait_for("cluster mounts to work again", || mount(&a, "cl-etcd-cluster", "a-back").is_ok());
-    unmount(&a, "cl-etcd-cluster", "a-back");
+    wait_for("cluster mounts to work again", || a.mount("cl-etcd-cluster", "a-back").is_ok());
+    a.unmount("cl-etcd-cluster", "a-back");
 }
 
 #[test]

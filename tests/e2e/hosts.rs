@@ -45,7 +45,7 @@
 mod etcd;
 mod gluster;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -208,6 +208,34 @@ impl Host {
         // sees it too, and the daemon's start-up wait finds it.
         let socket = self.plugin_dir().join(format!("{DRIVER}.sock"));
         self.ballast = Some(Daemon::for_docker_in(&prefix, DRIVER, self.engine, socket, config));
+    }
+
+    /// `docker run --rm` of a shell command with `vol` at /data; its
+    /// output.
+    pub fn run(&self, vol: &str, script: &str) -> String {
+        crate::docker::run(self.engine, vol, script)
+    }
+
+    /// The admin API's view of a volume here (`ballast volume inspect`).
+    pub fn admin_volume(&self, vol: &str) -> serde_json::Value {
+        serde_json::from_str(&self.cli_ok(&["--json", "volume", "inspect", vol])).unwrap()
+    }
+
+    /// The ballast plugin socket, as seen from outside the namespace.
+    pub fn socket(&self) -> PathBuf {
+        self.plugin_dir().join(format!("{DRIVER}.sock"))
+    }
+
+    /// A Mount through the plugin socket, as Docker makes it: the
+    /// mountpoint, or the error text when refused.
+    pub fn mount(&self, vol: &str, id: &str) -> Result<String, String> {
+        mount_at(&self.socket(), vol, id)
+    }
+
+    /// An Unmount through the plugin socket, as Docker makes it.
+    pub fn unmount(&self, vol: &str, id: &str) {
+        self.ballast()
+            .call_ok("VolumeDriver.Unmount", &format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#));
     }
 
     /// The host's ballast daemon (its admin socket, log, plugin calls).
@@ -416,5 +444,16 @@ impl Drop for Swarm<'_> {
             host.docker(&["swarm", "leave", "--force"]);
             remove_gwbridge(host);
         }
+    }
+}
+
+/// A Mount through the plugin socket at `socket` (of [`Host::socket`]),
+/// usable from another thread: the mountpoint, or the error text.
+pub fn mount_at(socket: &Path, vol: &str, id: &str) -> Result<String, String> {
+    let body = format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#);
+    let (_, v) = crate::harness::call(socket, "VolumeDriver.Mount", &body);
+    match v["Err"].as_str() {
+        Some(e) if !e.is_empty() => Err(e.to_string()),
+        _ => Ok(v["Mountpoint"].as_str().unwrap_or_default().to_string()),
     }
 }

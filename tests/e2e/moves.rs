@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::hosts::{DRIVER, Etcd, Host, can_run, swarm_init, wait_for};
+use crate::hosts::{DRIVER, Etcd, Host, can_run, mount_at, swarm_init, wait_for};
 
 const NEEDS: &[(&str, &str)] = &[("nsenter", "util-linux"), ("etcd", "etcd-server")];
 
@@ -30,45 +28,17 @@ fn two_hosts(prefix: &str, etcd: &Etcd, shared: &Path) -> (Host, Host) {
     (a, b)
 }
 
-/// `docker run --rm` of a shell command with `vol` at /data, on `host`.
-fn run_ok(host: &Host, vol: &str, script: &str) -> String {
-    crate::docker::run(host.engine, vol, script)
-}
-
-fn admin_volume(host: &Host, vol: &str) -> Value {
-    serde_json::from_str(&host.cli_ok(&["--json", "volume", "inspect", vol])).unwrap()
-}
-
-/// A Mount through `host`'s plugin socket, as Docker makes it; the
-/// error text when refused. Usable from another thread.
-fn mount_at(socket: &Path, vol: &str, id: &str) -> Result<String, String> {
-    let body = format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#);
-    let (_, v) = crate::harness::call(socket, "VolumeDriver.Mount", &body);
-    match v["Err"].as_str() {
-        Some(e) if !e.is_empty() => Err(e.to_string()),
-        _ => Ok(v["Mountpoint"].as_str().unwrap_or_default().to_string()),
-    }
-}
-
-fn socket(host: &Host) -> std::path::PathBuf {
-    host.plugin_dir().join(format!("{DRIVER}.sock"))
-}
-
 /// Mounts `vol` on `host` until it arrives (a Mount ends before a long
 /// move does; Docker, or swarm, starts the container again).
 fn mount_until_here(host: &Host, vol: &str, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        match mount_at(&socket(host), vol, id) {
+        match host.mount(vol, id) {
             Ok(mp) => return mp,
             Err(e) => assert!(Instant::now() < deadline, "never arrived: {e}"),
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn unmount(host: &Host, vol: &str, id: &str) {
-    host.ballast().call_ok("VolumeDriver.Unmount", &format!(r#"{{"Name":"{vol}","ID":"{id}"}}"#));
 }
 
 #[test]
@@ -81,33 +51,33 @@ fn a_follow_volume_moves_with_its_data_to_the_host_that_mounts_it_and_back() {
     let (a, b) = two_hosts("mv-basic", &etcd, shared.path());
     let vol = "mv-basic-data";
     a.ok(&["volume", "create", "--driver", DRIVER, "-o", "follow=true", vol]);
-    run_ok(&a, vol, "echo one > /data/f && mkdir -p /data/d && echo deep > /data/d/g");
+    a.run(vol, "echo one > /data/f && mkdir -p /data/d && echo deep > /data/d/g");
     wait_for("B to know the volume", || b.ballast().names().contains(&vol.to_string()));
 
     // While A's container runs, B's Mount waits its bound, then names A.
     let bind = format!("{vol}:/data");
     let holder = ["run", "-d", "--name", "mv-basic-holder", "--network", "none", "-v", &bind];
     a.ok(&[&holder[..], &[crate::harness::IMAGE, "sleep", "600"]].concat());
-    let err = mount_at(&socket(&b), vol, "b-early").unwrap_err();
+    let err = b.mount(vol, "b-early").unwrap_err();
     assert!(err.contains("host mv-basic-a") && err.contains("1 mount"), "{err}");
-    assert_eq!(admin_volume(&a, vol)["hostId"], "mv-basic-a", "nothing moved");
+    assert_eq!(a.admin_volume(vol)["hostId"], "mv-basic-a", "nothing moved");
     a.ok(&["rm", "-f", "mv-basic-holder"]);
 
     // Stopped on A, started on B: the data is there, the home is B.
     let moved = Instant::now();
-    assert_eq!(run_ok(&b, vol, "cat /data/f /data/d/g && echo two >> /data/f"), "one\ndeep");
+    assert_eq!(b.run(vol, "cat /data/f /data/d/g && echo two >> /data/f"), "one\ndeep");
     eprintln!("moved A→B and ran a container on B in {:?}", moved.elapsed());
-    let on_a = admin_volume(&a, vol);
+    let on_a = a.admin_volume(vol);
     assert_eq!(on_a["hostId"], "mv-basic-b", "{on_a}");
-    assert_eq!(admin_volume(&b, vol)["hostId"], "mv-basic-b");
+    assert_eq!(b.admin_volume(vol)["hostId"], "mv-basic-b");
     // A has no copy left: its pool holds nothing of the volume.
     let pool = a.ballast().state_dir().join("pools/local/volumes");
     let left: Vec<_> = std::fs::read_dir(&pool).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "A keeps {left:?} in {}", pool.display());
 
     // And back, with what B wrote.
-    assert_eq!(run_ok(&a, vol, "cat /data/f"), "one\ntwo");
-    assert_eq!(admin_volume(&b, vol)["hostId"], "mv-basic-a");
+    assert_eq!(a.run(vol, "cat /data/f"), "one\ntwo");
+    assert_eq!(b.admin_volume(vol)["hostId"], "mv-basic-a");
     a.ok(&["volume", "rm", vol]);
     wait_for("B to forget it", || !b.ballast().names().contains(&vol.to_string()));
 }
@@ -122,8 +92,7 @@ fn a_move_cut_by_kill9_on_either_side_loses_nothing_and_leaves_one_copy() {
     let (mut a, mut b) = two_hosts("mv-kill", &etcd, shared.path());
     let vol = "mv-kill-data";
     a.ok(&["volume", "create", "--driver", DRIVER, "-o", "follow=true", vol]);
-    let sum = run_ok(
-        &a,
+    let sum = a.run(
         vol,
         "dd if=/dev/urandom of=/data/big bs=1M count=192 2>/dev/null && md5sum /data/big",
     );
@@ -131,24 +100,24 @@ fn a_move_cut_by_kill9_on_either_side_loses_nothing_and_leaves_one_copy() {
 
     // A dies while it backs the volume up for B: started again, it
     // finds B's request still there and finishes the move.
-    let b_socket = socket(&b);
+    let b_socket = b.socket();
     let asking = std::thread::spawn(move || mount_at(&b_socket, vol, "b0"));
     wait_for("A to start the move", || a.ballast().log().contains("moving; backing up"));
     a.kill9_ballast();
-    assert_eq!(admin_volume(&b, vol)["hostId"], "mv-kill-a", "the move was not cut");
+    assert_eq!(b.admin_volume(vol)["hostId"], "mv-kill-a", "the move was not cut");
     let _ = asking.join();
     a.start_ballast();
     mount_until_here(&b, vol, "b1");
     assert!(a.ballast().log().contains("volume handed over"), "A did not resume the move");
     // The first Mount may have ended in time too: Docker would unmount it.
-    unmount(&b, vol, "b0");
-    unmount(&b, vol, "b1");
-    assert_eq!(admin_volume(&a, vol)["hostId"], "mv-kill-b");
-    assert_eq!(run_ok(&b, vol, "md5sum /data/big"), sum, "B has what A wrote");
+    b.unmount(vol, "b0");
+    b.unmount(vol, "b1");
+    assert_eq!(a.admin_volume(vol)["hostId"], "mv-kill-b");
+    assert_eq!(b.run(vol, "md5sum /data/big"), sum, "B has what A wrote");
 
     // Now B is the home; A asks for it back and B dies while A restores
     // (B's part was done), then A dies during its restore, in turn.
-    let a_socket = socket(&a);
+    let a_socket = a.socket();
     let asking = std::thread::spawn(move || mount_at(&a_socket, vol, "a0"));
     wait_for("the record to name A", || {
         a.ballast().log().matches("the volume's home moved").count() >= 2
@@ -159,10 +128,10 @@ fn a_move_cut_by_kill9_on_either_side_loses_nothing_and_leaves_one_copy() {
     a.start_ballast();
     b.start_ballast();
     mount_until_here(&a, vol, "a1");
-    unmount(&a, vol, "a0");
-    unmount(&a, vol, "a1");
-    assert_eq!(run_ok(&a, vol, "md5sum /data/big"), sum, "A has it back whole");
-    let on_b = admin_volume(&b, vol);
+    a.unmount(vol, "a0");
+    a.unmount(vol, "a1");
+    assert_eq!(a.run(vol, "md5sum /data/big"), sum, "A has it back whole");
+    let on_b = b.admin_volume(vol);
     assert_eq!(on_b["hostId"], "mv-kill-a", "{on_b}");
     // B holds no copy: deallocated there, its pool empty.
     assert_eq!(on_b["state"], "requested", "{on_b}");
@@ -225,7 +194,7 @@ fn a_swarm_service_with_a_follow_volume_takes_its_data_to_the_node_it_moves_to()
     wait_for("B's task to write", || String::from_utf8_lossy(&nodes().stdout).lines().count() == 2);
     let written = String::from_utf8_lossy(&nodes().stdout).to_string();
     assert_eq!(written.lines().collect::<Vec<_>>(), [node_of(&a), node_of(&b)], "{written}");
-    assert_eq!(admin_volume(&a, vol)["hostId"], "mv-swarm-b", "the volume lives on B now");
+    assert_eq!(a.admin_volume(vol)["hostId"], "mv-swarm-b", "the volume lives on B now");
     a.ok(&["service", "rm", service]);
     wait_for("B's task to stop", || task_on(&b).is_empty());
 }
