@@ -278,6 +278,8 @@ async fn serve(
              undoes their work"
         );
     }
+    // A volume unmounted just before the stop is let go in etcd now.
+    ballast.settle_releases(JOBS_GRACE).await;
     for (sock, bound) in
         [(&args.plugin_socket, plugin.bound), (&args.admin_socket, admin_sock.bound)]
     {

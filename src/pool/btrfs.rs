@@ -196,7 +196,8 @@ impl Backend for BtrfsBackend {
         Self::delete(&self.staging, key)?;
         Self::clone_to(&self.snapshots, snap, &self.staging, key, limit)?;
         if let Err(e) = may_swap() {
-            Self::delete(&self.staging, key)?;
+            // The refusal is the news; a leftover is cleared at start.
+            let _ = Self::delete(&self.staging, key);
             return Err(e);
         }
         self.volumes.exchange(key, &self.staging, key)?;

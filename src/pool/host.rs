@@ -153,9 +153,10 @@ impl Backend for HostDir {
             .and_then(|()| may_swap())
             .and_then(|()| self.parent.exchange(&self.name, &self.parent, &work))
             .and_then(|()| self.parent.sync());
-        // Either the half-built copy or, after the swap, the old content.
-        self.parent.remove(&work)?;
-        swapped
+        // Either the half-built copy or, after the swap, the old content;
+        // the swap's own error comes first.
+        let removed = self.parent.remove(&work);
+        swapped.and(removed)
     }
 
     fn delete_snapshot(&self, snap: &str) -> io::Result<()> {

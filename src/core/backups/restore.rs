@@ -127,6 +127,11 @@ fn restore_in_place(
         let dest = storage.activate(&key).map_err(failed)?;
         let filled = this.restore_into(repo.as_ref(), b, v, &dest);
         storage.deactivate(&key).map_err(failed)?;
+        // A cluster volume's storage is this host's to keep or destroy
+        // only while it still holds the volume.
+        if let Err(e) = this.still_holds(v.id) {
+            return Err(failed(e));
+        }
         if let Err(e) = filled {
             // Nothing half-restored stays: back to no storage.
             let _ = storage.destroy(&key);

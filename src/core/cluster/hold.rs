@@ -185,13 +185,39 @@ impl Ballast {
         if self.cluster().is_none() {
             return;
         }
-        let this = self.clone();
+        let (this, releasing) = (self.clone(), Releasing::new(self));
         tokio::spawn(async move {
+            let _releasing = releasing;
             let _guard = this.inner.locks.lock(Key::Volume(id)).await;
             if let Ok(v) = this.volume_by_id(id) {
                 this.release_if_idle(&v).await;
             }
         });
+    }
+
+    /// At a clean stop, after the last request was answered: waits (up to
+    /// `within`) for the releases still under way, so that a volume
+    /// unmounted just before the stop is free for the other hosts at
+    /// once rather than when this host's lease expires.
+    pub async fn settle_releases(&self, within: std::time::Duration) {
+        let deadline = Instant::now() + within;
+        let state = &self.inner.cluster;
+        loop {
+            let released = state.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if state.releasing.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    "cluster: releases in etcd still under way at the stop; the lease's expiry ends them"
+                );
+                return;
+            }
+            let _ = tokio::time::timeout(left, released).await;
+        }
     }
 
     /// Lets go in etcd once nothing here uses `v` (its mounts, its jobs):
@@ -217,10 +243,30 @@ pub(in crate::core) struct JobHold {
     id: i64,
 }
 
+/// A release in etcd under way, counted while it lives.
+struct Releasing(Ballast);
+
+impl Releasing {
+    fn new(b: &Ballast) -> Self {
+        b.inner.cluster.releasing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Releasing(b.clone())
+    }
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        let state = &self.0.inner.cluster;
+        state.releasing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        state.released.notify_waiters();
+    }
+}
+
 impl Drop for JobHold {
     fn drop(&mut self) {
         let (this, id) = (self.ballast.clone(), self.id);
+        let releasing = Releasing::new(&this);
         tokio::spawn(async move {
+            let _releasing = releasing;
             let _guard = this.inner.locks.lock(Key::Volume(id)).await;
             {
                 let mut jobs = this.inner.cluster.jobs.lock().unwrap_or_else(|p| p.into_inner());

@@ -41,6 +41,11 @@ pub(super) struct State {
     pub archives: Mutex<HashMap<String, crate::cluster::Archive>>,
     /// Woken when a volume's home changes, for Mounts that wait for it.
     pub moved: tokio::sync::Notify,
+    /// Releases in etcd started and not yet ended (`hold.rs`), which a
+    /// clean stop waits for.
+    pub releasing: std::sync::atomic::AtomicUsize,
+    /// Woken when one of them ends.
+    pub released: tokio::sync::Notify,
 }
 
 /// Where a removed cluster volume's bytes go.

@@ -213,7 +213,8 @@ impl LoopBackend {
         self.staging.remove_file(&work)?;
         tree::clone_file(src, src_key, &self.staging, &work)?;
         if let Err(e) = may_swap() {
-            self.staging.remove_file(&work)?;
+            // The refusal is the news; a leftover is cleared at start.
+            let _ = self.staging.remove_file(&work);
             return Err(e);
         }
         self.staging.rename_over(&work, &self.images, &work)
