@@ -209,7 +209,9 @@ impl Ballast {
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
         let v = self.publish(v);
         if last {
-            self.release_soon(v.id);
+            // Awaited: a removal on another host right after this
+            // Unmount must find the volume free.
+            self.release_if_idle(&v).await;
         } else {
             self.hold_fewer(&v).await;
         }

@@ -176,29 +176,10 @@ impl Ballast {
         }
     }
 
-    /// After the last Unmount of volume `id` (or the end of a job on it):
-    /// lets go in etcd in the background, under the volume's lock, if
-    /// nothing here uses it by then; a Mount that came first keeps the
-    /// holding. Docker's Unmount does not wait for etcd: other hosts see
-    /// the volume free one round trip later.
-    pub(in crate::core) fn release_soon(&self, id: i64) {
-        if self.cluster().is_none() {
-            return;
-        }
-        let (this, releasing) = (self.clone(), Releasing::new(self));
-        tokio::spawn(async move {
-            let _releasing = releasing;
-            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
-            if let Ok(v) = this.volume_by_id(id) {
-                this.release_if_idle(&v).await;
-            }
-        });
-    }
-
     /// At a clean stop, after the last request was answered: waits (up to
-    /// `within`) for the releases still under way, so that a volume
-    /// unmounted just before the stop is free for the other hosts at
-    /// once rather than when this host's lease expires.
+    /// `within`) for the releases still under way (a job that just
+    /// ended), so that its volume is free for the other hosts at once
+    /// rather than when this host's lease expires.
     pub async fn settle_releases(&self, within: std::time::Duration) {
         let deadline = Instant::now() + within;
         let state = &self.inner.cluster;
