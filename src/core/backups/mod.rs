@@ -171,9 +171,20 @@ impl Ballast {
     /// The newest created backup of this host's volume `volume_id` that
     /// holds its data as of `since_ms` or later.
     pub(super) fn backup_since(&self, volume_id: i64, since_ms: i64) -> Option<Arc<Backup>> {
+        self.backup_since_in(volume_id, since_ms, None)
+    }
+
+    /// [`Ballast::backup_since`] in the target `target` only, if named.
+    pub(super) fn backup_since_in(
+        &self,
+        volume_id: i64,
+        since_ms: i64,
+        target: Option<&str>,
+    ) -> Option<Arc<Backup>> {
         self.backups_read()
             .values()
             .filter(|b| b.volume_id == Some(volume_id) && b.created_ms >= since_ms)
+            .filter(|b| target.is_none_or(|t| b.target == t))
             .filter(|b| b.state == BackupState::Created && b.restic_id.is_some())
             .max_by_key(|b| b.created_ms)
             .cloned()

@@ -21,11 +21,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
 use super::Ballast;
 use super::mirror::{self, arriving, mark_arriving};
-use crate::backup::{Backup, BackupState};
 use crate::cluster::{Archive, Error as ClusterError, Record};
 use crate::volume::{State, Transitioning, Volume};
 use crate::{Error, Result};
@@ -120,17 +117,21 @@ impl Ballast {
         let until = deadline.min(Instant::now() + c.mount_wait());
         loop {
             let notified = self.inner.cluster.holders_changed.notified();
-            let holder = c.holders(&v.name).into_iter().find(|h| {
-                h.node != c.node() && (h.mounts > 0 || matches!(what, HoldsWith::Anything))
-            });
-            let Some(h) = holder else { return Ok(()) };
+            let Some(held) = self.held_elsewhere(v, what) else { return Ok(()) };
             if Instant::now() >= until {
-                let held =
-                    ClusterError::Held { name: v.name.clone(), node: h.node, mounts: h.mounts };
                 return Err(held.into());
             }
             let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
         }
+    }
+
+    /// Another host's holding of `v` with `what`, as the error that names it.
+    fn held_elsewhere(&self, v: &Volume, what: HoldsWith) -> Option<ClusterError> {
+        let c = self.cluster()?;
+        let h = c.holders(&v.name).into_iter().find(|h| {
+            h.node != c.node() && (h.mounts > 0 || matches!(what, HoldsWith::Anything))
+        })?;
+        Some(ClusterError::Held { name: v.name.clone(), node: h.node, mounts: h.mounts })
     }
 
     /// Waits for the record to name this host as the volume's home.
@@ -146,12 +147,8 @@ impl Ballast {
                 return Ok(());
             }
             // The home took new containers meanwhile: it keeps the volume.
-            let holder =
-                c.holders(&v.name).into_iter().find(|h| h.node != c.node() && h.mounts > 0);
-            if let Some(h) = holder {
+            if let Some(held) = self.held_elsewhere(v, HoldsWith::Mounts) {
                 let _ = c.cancel_move(&v.name).await;
-                let held =
-                    ClusterError::Held { name: v.name.clone(), node: h.node, mounts: h.mounts };
                 return Err(held.into());
             }
             if Instant::now() >= deadline {
@@ -229,16 +226,6 @@ impl Ballast {
         let v = self.save(v).await?;
         self.publish(v);
         Ok(())
-    }
-
-    /// The newest created backup of volume `id` in `target` taken at or
-    /// after `since_ms`.
-    fn newest_in(&self, id: i64, target: &str, since_ms: i64) -> Option<Arc<Backup>> {
-        self.backups(Some(id))
-            .into_iter()
-            .filter(|b| b.target == target && b.restic_id.is_some() && b.created_ms >= since_ms)
-            .filter(|b| b.state == BackupState::Created)
-            .max_by_key(|b| b.created_ms)
     }
 
     fn backup_by_snapshot(&self, archive: &Archive) -> Option<i64> {
@@ -337,7 +324,7 @@ impl Ballast {
         let started = Instant::now();
         let since = v.written_ms;
         if v.state != State::Requested {
-            if self.newest_in(v.id, &target, since).is_none() {
+            if self.backup_since_in(v.id, since, Some(&target)).is_none() {
                 tracing::info!(volume = name, to, "cluster: moving; backing up");
                 let b = self.create_backup(Some(&v.public_id()), None, Some(&target)).await?;
                 let done = self.backup_done(b.id).await;
@@ -364,7 +351,7 @@ impl Ballast {
             Some(id) => {
                 let archived = self.find_backup(&crate::public_id::Kind::Backup.id(id)).ok();
                 let since = archived.map_or(since, |b| b.created_ms.min(since));
-                self.newest_in(v.id, &target, since)
+                self.backup_since_in(v.id, since, Some(&target))
                     .and_then(|b| b.restic_id.clone())
                     .map(|snapshot| Archive { target: target.clone(), snapshot })
             }
