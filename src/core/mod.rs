@@ -565,6 +565,25 @@ mod tests {
         assert!(b.mountpoint(&first).unwrap().exists());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_last_unmount_measures_the_volume_after_answering() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        b.create("quiet", BTreeMap::new()).await.unwrap();
+        let mp = b.mount("quiet", "c1").await.unwrap();
+        std::fs::write(mp.join("data"), vec![7u8; 3 << 20]).unwrap();
+        b.unmount("quiet", "c1").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while b.get("quiet").unwrap().used_bytes < 3 << 20 {
+            assert!(std::time::Instant::now() < deadline, "never measured after the Unmount");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Saved, not only shown: a restart reads the same.
+        let used = b.get("quiet").unwrap().used_bytes;
+        drop(b);
+        assert_eq!(open(dir.path()).get("quiet").unwrap().used_bytes, used);
+    }
+
     #[tokio::test]
     async fn removed_volumes_are_purged_once_the_retention_has_passed() {
         let dir = tempfile::tempdir().unwrap();

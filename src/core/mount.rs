@@ -6,6 +6,7 @@
 //! transaction, so a restarted daemon knows exactly who still holds what.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a Mount waits for a job on its volume: under Docker's 30 s.
@@ -197,10 +198,6 @@ impl Ballast {
                             e,
                         )
                     })?;
-                    // The volume is quiet now: a good moment to measure it.
-                    if let Ok(used) = storage.usage(&key) {
-                        v.used_bytes = used;
-                    }
                 }
                 this.inner.store.save_relaxed(&v)?;
                 Ok(v)
@@ -209,13 +206,47 @@ impl Ballast {
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
         let v = self.publish(v);
         if last {
-            // Awaited: a removal on another host right after this
-            // Unmount must find the volume free.
-            self.release_if_idle(&v).await;
+            // In the background: Docker's Unmount does not wait for etcd,
+            // and another host that finds the volume still held waits
+            // for the release (`while_held`).
+            self.release_soon(v.id, false);
+            self.measure_soon(v.id);
         } else {
             self.hold_fewer(&v).await;
         }
         Ok(())
+    }
+
+    /// Measures volume `id` in the background after its last Unmount:
+    /// it is quiet now, but a walk of a dir pool's volume takes as long
+    /// as its files are many, and Docker's Unmount (a container's stop)
+    /// must not wait for it. The walk runs outside the volume's lock; its
+    /// answer is saved only if nothing mounted or changed the volume
+    /// meanwhile (the next quiet moment measures it again).
+    fn measure_soon(&self, id: i64) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(before) = this.volume_by_id(id) else { return };
+            let measured = this
+                .blocking(move |this| {
+                    let storage = this.storage(&before)?;
+                    Ok((storage.usage(&before.storage_key())?, before))
+                })
+                .await;
+            let Ok((used, before)) = measured else { return };
+            let _guard = this.inner.locks.lock(super::locks::Key::Volume(id)).await;
+            let Ok(current) = this.volume_by_id(id) else { return };
+            if !Arc::ptr_eq(&current, &before) || current.used_bytes == used {
+                return;
+            }
+            let mut v = (*current).clone();
+            v.used_bytes = used;
+            if let Ok(v) =
+                this.blocking(move |this| this.inner.store.save_relaxed(&v).map(|()| v)).await
+            {
+                this.publish(v);
+            }
+        });
     }
 
     /// The message for a volume that still has mounts. The mounts are

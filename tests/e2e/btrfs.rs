@@ -6,7 +6,9 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, ScratchFs, config_args, engine, root_or_skip, serve_must_fail};
+use crate::harness::{
+    Daemon, ScratchFs, config_args, engine, root_or_skip, serve_must_fail, wait_until,
+};
 
 fn config(fs: &ScratchFs, extra: &str) -> String {
     format!(
@@ -99,8 +101,10 @@ fn sizes_are_enforced_and_used_bytes_come_from_quota_groups() {
     assert_eq!(err.raw_os_error(), Some(122), "EDQUOT, got {err}");
     assert!((16 << 20..34 << 20).contains(&written), "wrote {written}");
     d.call_ok("VolumeDriver.Unmount", r#"{"Name":"btrfs-capped","ID":"c"}"#);
-    let used = d.get("btrfs-capped")["Status"]["usedBytes"].as_u64().unwrap();
-    assert!(used >= written as u64 && used <= 33 << 20, "usedBytes {used} after writing {written}");
+    // Measured after the Unmount has answered, in the background.
+    let used = || d.get("btrfs-capped")["Status"]["usedBytes"].as_u64().unwrap();
+    wait_until("usedBytes measured after the Unmount", || used() >= written as u64);
+    assert!(used() <= 33 << 20, "usedBytes {} after writing {written}", used());
 
     // Purge deletes the subvolume.
     d.call_ok("VolumeDriver.Remove", r#"{"Name":"btrfs-capped"}"#);

@@ -7,6 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+/// How long a job or a removal waits for another host's holding to go
+/// before it is refused: a holder lets go in the background after its
+/// last Unmount, one etcd round trip later.
+pub(in crate::core) const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 use super::{Ballast, access_of};
 use crate::cluster::{Error as ClusterError, Health, Ticket};
 use crate::core::locks::Key;
@@ -35,32 +40,19 @@ impl Ballast {
         }
         self.safe_lease().ok_or(ClusterError::NoLease)?;
         let exclusive = access_of(v).exclusive();
-        let deadline = Instant::now() + c.mount_wait();
-        loop {
-            let notified = self.inner.cluster.holders_changed.notified();
+        let within = c.mount_wait();
+        let deadline = Instant::now() + within;
+        let hold = || async move {
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(
-                left.max(Duration::from_secs(1)),
-                c.hold(&v.name, &m.key, mounts, exclusive),
-            );
-            match attempt.await {
-                Ok(Ok(ticket)) => {
-                    self.note_ticket(v.id, ticket);
-                    return Ok(());
-                }
-                Ok(Err(ClusterError::Held { .. })) if Instant::now() < deadline => {
-                    // Woken when the holders change (the watch), or soon anyway.
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let nap = left.min(Duration::from_millis(500));
-                    let _ = tokio::time::timeout(nap, notified).await;
-                }
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => {
-                    let e = ClusterError::Unreachable("holding the volume timed out".into());
-                    return Err(e.into());
-                }
+            let attempt = c.hold(&v.name, &m.key, mounts, exclusive);
+            match tokio::time::timeout(left.max(Duration::from_secs(1)), attempt).await {
+                Ok(held) => held,
+                Err(_) => Err(ClusterError::Unreachable("holding the volume timed out".into())),
             }
-        }
+        };
+        let ticket = self.while_held(within, hold).await?;
+        self.note_ticket(v.id, ticket);
+        Ok(())
     }
 
     /// After a Mount's storage work: the lease that holds the volume must
@@ -140,7 +132,8 @@ impl Ballast {
         let running = self.jobs_on(v.id);
         if running == 0 && v.mount_count() == 0 {
             self.safe_lease().ok_or(ClusterError::NoLease)?;
-            let ticket = c.hold(&v.name, &m.key, 0, true).await?;
+            let hold = || c.hold(&v.name, &m.key, 0, true);
+            let ticket = self.while_held(RELEASE_WAIT, hold).await?;
             self.note_ticket(v.id, ticket);
         }
         *self
@@ -217,6 +210,64 @@ impl Ballast {
     }
 }
 
+impl Ballast {
+    /// Lets go of volume `id` in etcd in the background, once its lock is
+    /// free and if nothing here uses it by then (a Mount that came first
+    /// keeps the holding): for the last Unmount (`job` false) and for a
+    /// job that ended (`job` true, one fewer counted). Docker's Unmount
+    /// and a job's caller do not wait for etcd; another host that finds
+    /// the volume still held waits for it ([`Ballast::while_held`]).
+    pub(in crate::core) fn release_soon(&self, id: i64, job: bool) {
+        let this = self.clone();
+        let releasing = Releasing::new(&this);
+        tokio::spawn(async move {
+            let _releasing = releasing;
+            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
+            if job {
+                let mut jobs = this.inner.cluster.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = jobs.get_mut(&id) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        jobs.remove(&id);
+                    }
+                }
+            }
+            if let Ok(v) = this.volume_by_id(id) {
+                this.release_if_idle(&v).await;
+            }
+        });
+    }
+
+    /// Runs `attempt` again while another host holds the volume, up to
+    /// `within`: a holder whose last Unmount or job just ended lets go in
+    /// the background, one etcd round trip later. Woken by the watch when
+    /// the holders change. Past `within`, the refusal names the holder.
+    pub(in crate::core) async fn while_held<T, F, Fut>(
+        &self,
+        within: Duration,
+        mut attempt: F,
+    ) -> Result<T, ClusterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClusterError>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            let notified = self.inner.cluster.holders_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match attempt().await {
+                Err(ClusterError::Held { .. }) if Instant::now() < deadline => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let _ =
+                        tokio::time::timeout(left.min(Duration::from_millis(500)), notified).await;
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
 /// A job's holding of a volume; let go when dropped, if nothing else
 /// here uses the volume by then.
 pub(in crate::core) struct JobHold {
@@ -244,23 +295,6 @@ impl Drop for Releasing {
 
 impl Drop for JobHold {
     fn drop(&mut self) {
-        let (this, id) = (self.ballast.clone(), self.id);
-        let releasing = Releasing::new(&this);
-        tokio::spawn(async move {
-            let _releasing = releasing;
-            let _guard = this.inner.locks.lock(Key::Volume(id)).await;
-            {
-                let mut jobs = this.inner.cluster.jobs.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(n) = jobs.get_mut(&id) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        jobs.remove(&id);
-                    }
-                }
-            }
-            if let Ok(v) = this.volume_by_id(id) {
-                this.release_if_idle(&v).await;
-            }
-        });
+        self.ballast.release_soon(self.id, true);
     }
 }

@@ -236,7 +236,8 @@ impl Ballast {
     /// pool's remover's (the host whose call took the record out).
     pub(super) async fn leave_cluster(&self, v: &Volume) -> Result<Leave> {
         let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return Ok(Leave::Trash) };
-        let removed_here = c.unregister(&v.name, &m.key).await?;
+        let unregister = || c.unregister(&v.name, &m.key);
+        let removed_here = self.while_held(hold::RELEASE_WAIT, unregister).await?;
         Ok(self.trash_for(v, removed_here))
     }
 

@@ -22,6 +22,8 @@ struct Fake {
     holders: Mutex<HashMap<String, Vec<Holder>>>,
     /// How long a hold's answer takes (it is applied at once).
     hold_delay: Mutex<Duration>,
+    /// How long a release takes before it is applied.
+    release_delay: Mutex<Duration>,
     /// What unregister answers: Ok(removed?) or Moved.
     unregister_moved: Mutex<bool>,
     unregisters: AtomicUsize,
@@ -54,6 +56,13 @@ impl Cluster for Fake {
         Box::pin(async move {
             self.unregisters.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
+            if let Some(h) = self.holders(name).into_iter().find(|h| h.node != "a") {
+                return Err(ClusterError::Held {
+                    name: name.into(),
+                    node: h.node,
+                    mounts: h.mounts,
+                });
+            }
             if *self.unregister_moved.lock().unwrap() {
                 Err(ClusterError::Moved { name: name.into() })
             } else {
@@ -90,6 +99,8 @@ impl Cluster for Fake {
     }
     fn release<'a>(&'a self, name: &'a str) -> Fut<'a, ()> {
         Box::pin(async move {
+            let d = *self.release_delay.lock().unwrap();
+            tokio::time::sleep(d).await;
             self.holders.lock().unwrap().remove(name);
             Ok(())
         })
@@ -164,6 +175,56 @@ async fn a_job_ending_during_a_mount_does_not_let_go_of_the_mounts_holding() {
         assert!(Instant::now() < deadline, "never let go after the last use");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_unmount_answers_before_etcd_lets_go_and_a_mount_right_after_keeps_the_holding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("r", BTreeMap::new()).await.unwrap();
+    b.mount("r", "m1").await.unwrap();
+    *fake.release_delay.lock().unwrap() = Duration::from_secs(2);
+    let t = Instant::now();
+    b.unmount("r", "m1").await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "the Unmount waited for etcd: {:?}", t.elapsed());
+    assert_eq!(b.get("r").unwrap().mount_count(), 0);
+    // A Mount that comes before the release ran keeps the holding.
+    *fake.release_delay.lock().unwrap() = Duration::ZERO;
+    b.mount("r", "m2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.holders("r").len(), 1, "let go while mounted");
+    assert_eq!(fake.holders("r")[0].mounts, 1);
+    b.unmount("r", "m2").await.unwrap();
+    // And the clean stop's wait sees the release through.
+    b.settle_releases(Duration::from_secs(30)).await;
+    assert!(fake.holders("r").is_empty(), "never let go after the last Unmount");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_waits_a_moment_for_another_hosts_holding_to_go_and_names_it_if_it_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    let elsewhere = |mounts| Holder { node: "b".into(), mounts, since_ms: 0 };
+    b.create("gone", BTreeMap::new()).await.unwrap();
+    fake.holders.lock().unwrap().insert("gone".into(), vec![elsewhere(1)]);
+    let letting_go = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            fake.holders.lock().unwrap().remove("gone");
+        })
+    };
+    b.remove("gone").await.unwrap();
+    letting_go.await.unwrap();
+    assert!(b.get("gone").is_err(), "the removal did not stand");
+
+    b.create("kept", BTreeMap::new()).await.unwrap();
+    fake.holders.lock().unwrap().insert("kept".into(), vec![elsewhere(2)]);
+    let t = Instant::now();
+    let err = b.remove("kept").await.unwrap_err().to_string();
+    assert!(t.elapsed() >= super::hold::RELEASE_WAIT, "refused before the wait: {:?}", t.elapsed());
+    assert!(err.contains("in use on host b (2 mount(s))"), "{err}");
+    assert!(b.get("kept").is_ok(), "removed while held elsewhere");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
