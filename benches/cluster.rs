@@ -5,11 +5,15 @@
 //! private daemons, hosts A and B, whose default pool is one `dir` pool
 //! with `scope = "global"` (a temporary directory stands in for the shared
 //! filesystem). They are spoken to on their plugin sockets as Docker does;
-//! no engine is needed.
+//! only the `docker run` row needs Docker's engine.
 //!
 //! - Mount+Unmount of a cluster volume next to a volume of the same daemon
 //!   made with `-o cluster=false`: what holding it in etcd costs; and that
 //!   difference next to the same two etcd writes made by etcd's client.
+//! - The same pair as users meet it: `docker run --rm -v VOL:/data true`
+//!   through the private Docker engine, A serving it as driver
+//!   `ballast-bench-cluster`, next to a `-o cluster=false` volume and to
+//!   Docker's `local` driver (skipped without an engine).
 //! - Failover: B's first successful Mount of a volume A holds, from a
 //!   `kill -9` of A's daemon, next to the lease's TTL + 1 s.
 //! - Get and List on B of volumes made on A (mirrored from the registry)
@@ -19,7 +23,9 @@
 //!   from B's first Mount call to the Mount that succeeds (when Docker
 //!   starts the container), page cache dropped, next to a plain read of
 //!   the same files on A from a cold cache; then the move back after 1 %
-//!   of the bytes changed, next to the first move.
+//!   of the bytes changed, next to the first move; and the first move
+//!   next to the same done by hand with Debian's restic (`restic backup`
+//!   on A, `restic restore` on B, the same S3 server).
 //!
 //! Needs root and Debian's `etcd` (package etcd-server); skipped (saying
 //! why) without them. Knobs: `BALLAST_BENCH_VOLUMES` (default 10,000),
@@ -78,14 +84,20 @@ fn main() {
     let shared = tempfile::tempdir().unwrap();
     let s3 = S3Server::start();
     let target = s3.as_ref().map(|s3| s3_target(s3, shared.path())).unwrap_or_default();
-    let mut a = host("a", &etcd, shared.path(), ttl, &target);
-    let b = host("b", &etcd, shared.path(), ttl, &target);
+    // A serves the private Docker engine too (when there is one), for
+    // the row timed as users meet it: `docker run`.
+    let engine = harness::engine();
+    let mut a = host("a", &etcd, shared.path(), ttl, &target, engine);
+    let b = host("b", &etcd, shared.path(), ttl, &target, None);
 
     let mut rows = Vec::new();
-    if s3.is_some() {
-        moves(&a, &b, move_mib, &mut rows);
+    if let Some(s3) = &s3 {
+        moves(&a, &b, s3, move_mib, &mut rows);
     }
     round_trip(&a, &etcd, rounds, &mut rows);
+    if let Some(e) = engine {
+        docker_runs(e, &a, &mut rows);
+    }
     failover(&mut a, &b, ttl, failovers, &mut rows);
     lookups(&a, &b, volumes, &mut rows);
     println!("\n| measurement | ballast | peer | ratio | target |\n|---|---|---|---|---|");
@@ -96,8 +108,16 @@ fn main() {
 
 /// A private daemon in the cluster of `etcd`, named `bench-NAME`, whose
 /// default pool is the shared one under `shared`, with a pool of its own
-/// (`local`) and the backup target `target` (config text).
-fn host(name: &str, etcd: &Etcd, shared: &Path, ttl: Duration, target: &str) -> Daemon {
+/// (`local`) and the backup target `target` (config text); with `engine`,
+/// that engine's driver `ballast-bench-cluster`.
+fn host(
+    name: &str,
+    etcd: &Etcd,
+    shared: &Path,
+    ttl: Duration,
+    target: &str,
+    engine: Option<&'static harness::Engine>,
+) -> Daemon {
     let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
     let config = format!(
         "[[pool]]\nname = \"shared\"\nbackend = \"dir\"\npath = \"{}\"\nscope = \"global\"\n\
@@ -107,7 +127,46 @@ fn host(name: &str, etcd: &Etcd, shared: &Path, ttl: Duration, target: &str) -> 
         endpoints.join(", "),
         ttl.as_secs()
     );
-    Daemon::private_with(&format!("bench-cluster-{name}"), &config)
+    match engine {
+        Some(e) => Daemon::for_docker_with("ballast-bench-cluster", e, Some(&config)),
+        None => Daemon::private_with(&format!("bench-cluster-{name}"), &config),
+    }
+}
+
+/// `docker run --rm -v VOL:/data true` with a cluster volume of `a`, a
+/// `-o cluster=false` one of the same daemon and pool, and one of
+/// Docker's `local` driver, in turn: the Mount+Unmount pair as users
+/// meet it, from the command to done.
+fn docker_runs(e: &harness::Engine, a: &Daemon, rows: &mut Vec<Row>) {
+    let vols = ["rt-run-cluster", "rt-run-single", "rt-run-local"];
+    e.ok(&["volume", "create", "--driver", &a.driver, vols[0]]);
+    e.ok(&["volume", "create", "--driver", &a.driver, "-o", "cluster=false", vols[1]]);
+    e.ok(&["volume", "create", "--driver", "local", vols[2]]);
+    eprintln!("docker run ×30 with each…");
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for i in 0..30 {
+        for k in 0..3 {
+            let which = (i + k) % 3;
+            let v = format!("{}:/data", vols[which]);
+            let t = Instant::now();
+            e.ok(&["run", "--rm", "--network", "none", "-v", &v, harness::IMAGE, "true"]);
+            times[which].push(t.elapsed());
+        }
+    }
+    e.ok(&["volume", "rm", vols[0], vols[1], vols[2]]);
+    let [cluster, single, local] = &times;
+    for (peer, theirs) in [("`-o cluster=false`", single), ("Docker's `local` driver", local)] {
+        rows.push(Row {
+            what: format!(
+                "`docker run --rm -v VOL:/data true` with a cluster volume vs {peer} (×30, \
+                 alternating)"
+            ),
+            ballast: p50_p99(cluster),
+            peer: p50_p99(theirs),
+            ratio: format!("{:.2}", ratio(pct(cluster, 0.5), pct(theirs, 0.5))),
+            target: "≤ 1.5".into(),
+        });
+    }
 }
 
 #[allow(
@@ -430,6 +489,41 @@ fn s3_target(s3: &S3Server, dir: &Path) -> String {
     )
 }
 
+/// The move done by hand with Debian's restic: a new repository in the
+/// same S3 server, `restic backup` of `dir` and `restic restore` of that
+/// snapshot into a new directory, page cache dropped first. `None`
+/// without restic.
+fn restic_move(s3: &S3Server, dir: &Path, bytes: u64) -> Option<Duration> {
+    if !harness::have("restic") {
+        return None;
+    }
+    s3.bucket("by-hand");
+    let work = tempfile::tempdir().unwrap();
+    let restic = |args: &[&str]| {
+        let out = std::process::Command::new("restic")
+            .args(["--no-cache", "--quiet", "-r"])
+            .arg(format!("s3:{}/by-hand/repo", s3.endpoint))
+            .args(args)
+            .env("RESTIC_PASSWORD", "bench by hand")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    restic(&["init"]);
+    drop_caches();
+    eprintln!("the same move by hand with restic…");
+    let t = Instant::now();
+    let src = dir.to_str().unwrap();
+    restic(&["backup", src]);
+    let dest = work.path().join("restored");
+    restic(&["restore", "latest", "--target", dest.to_str().unwrap()]);
+    let took = t.elapsed();
+    assert_eq!(read_all(&dest.join(src.trim_start_matches('/'))), bytes, "restic restored all");
+    Some(took)
+}
+
 /// Empties the page cache, so that every read below comes from the disk.
 fn drop_caches() {
     rustix::fs::sync();
@@ -482,7 +576,7 @@ fn mount_arrived(d: &Daemon, name: &str, id: &str) -> (std::path::PathBuf, Durat
 
 /// A `follow` volume of `mib` MiB moved A → B, then back after 1 %
 /// changed on B.
-fn moves(a: &Daemon, b: &Daemon, mib: u64, rows: &mut Vec<Row>) {
+fn moves(a: &Daemon, b: &Daemon, s3: &S3Server, mib: u64, rows: &mut Vec<Row>) {
     eprintln!("writing {mib} MiB into a follow volume on A…");
     let name = "move-bench";
     let opts = json!({ "Name": name, "Opts": { "pool": "local", "follow": "true" } });
@@ -493,6 +587,7 @@ fn moves(a: &Daemon, b: &Daemon, mib: u64, rows: &mut Vec<Row>) {
     let t = Instant::now();
     let bytes = read_all(&mp);
     let plain = t.elapsed();
+    let by_hand = restic_move(s3, &mp, bytes);
     ok(
         &mut Conn::new(&a.plugin_socket),
         "VolumeDriver.Unmount",
@@ -530,6 +625,15 @@ fn moves(a: &Daemon, b: &Daemon, mib: u64, rows: &mut Vec<Row>) {
         ballast: secs(full),
         peer: secs(plain),
         ratio: format!("{:.2}", ratio(full, plain)),
+        target: "≤ 1.5".into(),
+    });
+    rows.push(Row {
+        what: "the same move vs doing it by hand with restic: `restic backup` of the files on \
+               A, `restic restore` of it on B, same S3 server (cold cache)"
+            .into(),
+        ballast: secs(full),
+        peer: by_hand.map_or("restic not installed".into(), secs),
+        ratio: by_hand.map_or("-".into(), |r| format!("{:.2}", ratio(full, r))),
         target: "≤ 1.5".into(),
     });
     rows.push(Row {
