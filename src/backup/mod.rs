@@ -19,12 +19,14 @@
 //!   fields, root owner and mode).
 //! - `progress.rs`: rustic's progress relayed to [`OnProgress`];
 //!   `fail.rs`: rustic's errors and panics mapped to [`Error`].
-//! - `s3.rs`: rustic's backend traits over opendal's S3 service.
+//! - `s3.rs`: rustic's backend traits over opendal's S3 service;
+//!   `stoppable.rs`: a backend that a stop flag cuts off (cancellation).
 //! - `key.rs`: the repository password (a file, generated when absent).
 //! - `forge.rs` (tests only): objects written straight into a repository
 //!   with its key, for trees no archiver makes.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 mod fail;
@@ -39,6 +41,7 @@ mod restic;
 mod restore;
 pub(crate) mod s3;
 mod source;
+mod stoppable;
 mod walk;
 
 // The record sits beside the other records, below this engine; the
@@ -169,18 +172,18 @@ pub trait Repository: Send + Sync {
     /// in more than 128 MiB, a path longer than PATH_MAX) is refused
     /// before anything is written.
     fn restore(&self, id: &str, dest: &Path, progress: OnProgress<'_>) -> Result<()> {
-        self.restore_until(id, dest, progress, &AtomicBool::new(false))
+        self.restore_until(id, dest, progress, &Arc::new(AtomicBool::new(false)))
     }
 
     /// [`Repository::restore`], cancelled once `stop` is set: reading or
-    /// checking the tree stops at its next entry (the writing of the
-    /// files' contents, bounded by their size, runs to its end).
+    /// checking the tree stops at its next entry, and the writing of the
+    /// files' contents before its next read of the repository.
     fn restore_until(
         &self,
         id: &str,
         dest: &Path,
         progress: OnProgress<'_>,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
     ) -> Result<()>;
 
     /// Forgets backup `id` and prunes the data no other backup uses.

@@ -4,8 +4,8 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::PoisonError;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, PoisonError};
 
 use rustic_core::jiff::Zoned;
 use rustic_core::repofile::{SnapshotFile, SnapshotId};
@@ -205,7 +205,7 @@ impl Repository for Restic {
         id: &str,
         dest: &Path,
         progress: OnProgress<'_>,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
     ) -> Result<()> {
         super::restore::restore(self, id, dest, progress, stop)
     }

@@ -8,6 +8,7 @@
 //! snapshots side by side, and prune never deletes at once (see `prune`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rustic_backend::LocalBackend;
@@ -79,10 +80,33 @@ impl Restic {
     /// store that is not mounted must not find a new, empty repository
     /// (and conclude that every backup is gone).
     pub fn repo(&self, bars: &Bars, doing: &str, create: bool) -> Result<Rustic<OpenStatus>> {
+        self.open_over(&self.backends, bars, doing, create)
+    }
+
+    /// The repository for an operation that `stop` cancels: once it is
+    /// set, nothing more is read or written (see `stoppable.rs`).
+    pub fn repo_until(
+        &self,
+        bars: &Bars,
+        doing: &str,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Rustic<OpenStatus>> {
+        super::stoppable::quiet_stopped_panics();
+        let be = super::stoppable::Stoppable::new(self.backends.repository(), stop.clone());
+        self.open_over(&RepositoryBackends::new(Arc::new(be), None), bars, doing, false)
+    }
+
+    fn open_over(
+        &self,
+        backends: &RepositoryBackends,
+        bars: &Bars,
+        doing: &str,
+        create: bool,
+    ) -> Result<Rustic<OpenStatus>> {
         self.reachable(doing)?;
         let opts = RepositoryOptions::default().no_cache(true);
         let fresh = || {
-            Rustic::new_with_progress(&opts, &self.backends, bars.clone())
+            Rustic::new_with_progress(&opts, backends, bars.clone())
                 .map_err(|e| self.target.error(doing, &e))
         };
         let known = self.key.lock().unwrap_or_else(PoisonError::into_inner).clone();

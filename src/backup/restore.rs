@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustic_core::repofile::{Node, SnapshotFile};
@@ -24,7 +25,7 @@ pub(super) fn restore(
     id: &str,
     dest: &Path,
     progress: OnProgress<'_>,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<()> {
     let doing = format!("restore of backup {id}");
     let doing = doing.as_str();
@@ -32,10 +33,10 @@ pub(super) fn restore(
     let dest_str = dest
         .to_str()
         .ok_or_else(|| Error::Failed(format!("{doing}: {} is not UTF-8", dest.display())))?;
-    let bounds = Bounds { stop, room: PATH_MAX.saturating_sub(dest_str.len() + 2) };
+    let bounds = Bounds { stop: stop.as_ref(), room: PATH_MAX.saturating_sub(dest_str.len() + 2) };
     let cancelled = || Error::Failed(format!("{doing}: cancelled"));
-    relayed(progress, |bars| {
-        let repo = r.repo(bars, doing, false)?;
+    let restored = relayed(progress, |bars| {
+        let repo = r.repo_until(bars, doing, stop)?;
         let snap = r.find(&repo, id, doing)?;
         let full = snap.id.to_hex().as_str().to_string();
         let err = |e: Box<rustic_core::RusticError>| {
@@ -79,6 +80,8 @@ pub(super) fn restore(
         });
         match wrote {
             Ok(done) => done.map_err(err)?,
+            // A worker found the backend stopped (see `stoppable.rs`).
+            Err(_) if stop.load(Ordering::Relaxed) => return Err(cancelled()),
             // rustic unwraps a blob that fails to decrypt (and a local
             // write that fails) inside its worker threads.
             Err(panic) if panic_read_repository(&panic) => {
@@ -104,7 +107,13 @@ pub(super) fn restore(
         bars.set_files_done(nodes);
         tracing::debug!(backup = %full, files = nodes, "restored");
         Ok(())
-    })
+    });
+    match restored {
+        // Whatever failed once the stop was asked (a read the stopped
+        // backend refused) failed because of it.
+        Err(_) if stop.load(Ordering::Relaxed) => Err(cancelled()),
+        other => other,
+    }
 }
 
 fn check_empty_dir(dest: &Path) -> Result<()> {

@@ -96,8 +96,8 @@ impl Ballast {
     }
 
     /// Cancels the restore from a backup writing into volume `id`, if one
-    /// runs, and waits for its job to end (up to 20 s: a file's content
-    /// being written is finished first): a backup that cannot be restored
+    /// runs, and waits for its job to end (up to 20 s: the pieces already
+    /// read from the repository are written first): a backup that cannot be restored
     /// must not keep its volume. Returns whether one was cancelled.
     async fn cancel_restore(&self, id: i64) -> bool {
         if !self.inner.locks.cancel_restore(id) {

@@ -2,6 +2,7 @@
 //! refuses one beyond its bounds at once, writing nothing, and stops when
 //! cancelled. And a volume too deep to back up, refused in a few words.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,7 @@ fn a_restore_told_to_stop_ends_soon_with_nothing_written() {
     // 2^23 entries: within the bounds, and long to walk.
     let id = dag(&fx.target, &fx.path("state"), 22);
     let dest = fx.mkdir("dest");
-    let stop = AtomicBool::new(false);
+    let stop = Arc::new(AtomicBool::new(false));
     let repo = fx.open();
     let (result, took) = std::thread::scope(|s| {
         let restoring = s.spawn(|| {
