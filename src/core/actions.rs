@@ -362,9 +362,12 @@ impl Ballast {
     /// inactive → requested: frees the storage. Only when a backup holds
     /// the data as it is (the next Mount restores it), or with `force`.
     pub async fn deallocate(&self, reference: &str, force: bool) -> Result<Arc<Volume>> {
-        let _hold = self.hold_for_job(&*self.find(reference)?).await?;
+        // Held under the lock, as every holding is taken: a release that
+        // runs meanwhile must not delete the holding this job counts on.
+        let (_guard, current) = self.lock_ref(reference).await?;
+        let _hold = self.hold_for_job(&current).await?;
         // A host-path volume is refused by the state table (`check`).
-        self.transition(reference, Action::Deallocate, move |this, v| {
+        self.transition_locked(&current, Action::Deallocate, move |this, v| {
             let archive = this.backup_since(v.id, v.written_ms);
             if !force && archive.is_none() {
                 return Err(Action::Deallocate.refused(Refusal::NoBackup, v));

@@ -206,44 +206,44 @@ impl Ballast {
         tracing::info!(volume = %v.name, mount_id = id, mounts = v.mount_count(), "unmounted");
         let v = self.publish(v);
         if last {
+            // No mount of it is left here to fence: its next Mount is a
+            // fresh holding.
+            self.forget_holding(v.id);
             // In the background: Docker's Unmount does not wait for etcd,
             // and another host that finds the volume still held waits
             // for the release (`while_held`).
             self.release_soon(v.id, false);
-            self.measure_soon(v.id);
+            self.measure_soon(v.clone());
         } else {
             self.hold_fewer(&v).await;
         }
         Ok(())
     }
 
-    /// Measures volume `id` in the background after its last Unmount:
-    /// it is quiet now, but a walk of a dir pool's volume takes as long
-    /// as its files are many, and Docker's Unmount (a container's stop)
-    /// must not wait for it. The walk runs outside the volume's lock; its
-    /// answer is saved only if nothing mounted or changed the volume
-    /// meanwhile (the next quiet moment measures it again).
-    fn measure_soon(&self, id: i64) {
+    /// Measures volume `quiet` (as its last Unmount published it) in the
+    /// background: a walk of a dir pool's volume takes as long as its
+    /// files are many, and Docker's Unmount (a container's stop) must not
+    /// wait for it. The walk runs outside the volume's lock; its answer
+    /// is kept only if nothing was published for the volume meanwhile (no
+    /// Mount, no job), and only the measured field is written.
+    fn measure_soon(&self, quiet: Arc<Volume>) {
         let this = self.clone();
         tokio::spawn(async move {
-            let Ok(before) = this.volume_by_id(id) else { return };
+            let id = quiet.id;
+            let walked = quiet.clone();
             let measured = this
-                .blocking(move |this| {
-                    let storage = this.storage(&before)?;
-                    Ok((storage.usage(&before.storage_key())?, before))
-                })
+                .blocking(move |this| Ok(this.storage(&walked)?.usage(&walked.storage_key())?))
                 .await;
-            let Ok((used, before)) = measured else { return };
+            let Ok(used) = measured else { return };
             let _guard = this.inner.locks.lock(super::locks::Key::Volume(id)).await;
-            let Ok(current) = this.volume_by_id(id) else { return };
-            if !Arc::ptr_eq(&current, &before) || current.used_bytes == used {
+            let unchanged = this.volume_by_id(id).is_ok_and(|now| Arc::ptr_eq(&now, &quiet));
+            if !unchanged || quiet.used_bytes == used {
                 return;
             }
-            let mut v = (*current).clone();
-            v.used_bytes = used;
-            if let Ok(v) =
-                this.blocking(move |this| this.inner.store.save_relaxed(&v).map(|()| v)).await
-            {
+            let saved = this.blocking(move |this| this.inner.store.set_used_bytes(id, used)).await;
+            if saved.is_ok() {
+                let mut v = (*quiet).clone();
+                v.used_bytes = used;
                 this.publish(v);
             }
         });

@@ -126,6 +126,18 @@ impl Store {
         res
     }
 
+    /// Sets a volume's measured usage alone (a measurement made outside
+    /// the volume's lock must not write back the rest of an older row).
+    pub fn set_used_bytes(&self, id: i64, used: u64) -> Result<()> {
+        let conn = self.conn();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let res = conn
+            .execute("UPDATE volumes SET used_bytes = ?1 WHERE id = ?2", (used.cast_signed(), id))
+            .map(|_| ());
+        back_to_full(&conn);
+        res.map_err(Into::into)
+    }
+
     /// Deletes a row that was never acknowledged (a rolled-back create).
     pub fn delete(&self, id: i64) -> Result<()> {
         let mut conn = self.conn();

@@ -5,10 +5,13 @@
 //! under a shared `dir` pool (`scope = "global"`), and its config names
 //! its host's way to the three-member etcd. A volume made and written on
 //! one node is listed on the other, mounts there with the same bytes,
-//! and removed there is gone from both.
+//! and removed there is gone from both. And fencing works from inside the
+//! plugin: a node cut off from etcd stops its container writing before
+//! the other node may mount the volume.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::harness::IMAGE;
 use crate::hosts::{Etcd, Gluster, Host, can_run, wait_for};
@@ -25,6 +28,8 @@ const NEEDS: &[(&str, &str)] = &[
 /// The plugin's alias on both engines, and the test's volume.
 const PLUGIN: &str = "ballast-mpcl";
 const VOL: &str = "mpcl-data";
+/// The container that writes the volume on node 1 when it is cut off.
+const WRITER: &str = "mpcl-writer";
 
 /// The plugin's configuration: the default pool on its `pools` mount
 /// (the host's GlusterFS mount), shared by the nodes, and `cluster`.
@@ -44,6 +49,7 @@ fn sources(host: &Host) -> PathBuf {
 /// What the test makes on a host's engine, the plugin last: a plugin left
 /// installed would be started by the next run's engine.
 fn clean(host: &Host) {
+    host.docker(&["rm", "-f", WRITER]);
     host.docker(&["volume", "rm", "-f", VOL]);
     host.docker(&["plugin", "disable", "-f", PLUGIN]);
     host.docker(&["plugin", "rm", "-f", PLUGIN]);
@@ -118,6 +124,11 @@ fn run(host: &Host, script: &str) -> String {
     host.ok(&["run", "--rm", "--network", "none", "-v", &volume, IMAGE, "sh", "-c", script])
 }
 
+/// Whether `host`'s container `name` can still write its volume.
+fn can_write(host: &Host, name: &str) -> bool {
+    host.docker(&["exec", name, "sh", "-c", "echo x > /data/probe"]).status.success()
+}
+
 fn listed(host: &Host) -> bool {
     host.ok(&["volume", "ls", "-q"]).lines().any(|l| l == VOL)
 }
@@ -184,6 +195,28 @@ fn the_managed_plugin_on_two_nodes_shares_a_volume_made_on_one_and_removed_on_th
 
     // Mounted on node 2: the same bytes.
     assert_eq!(run(&b, "cat /data/f"), "written-on-node-1");
+
+    // Fencing inside the plugin: node 1, cut off from etcd while its
+    // container writes, stops that container writing before node 2 may
+    // mount the volume (the plugin enters the container's namespace).
+    let volume = format!("{VOL}:/data");
+    let script = "while true; do date >> /data/log; sleep 0.2; done";
+    let mut detached = vec!["run", "-d", "--name", WRITER, "--network", "none", "-v"];
+    detached.extend([volume.as_str(), IMAGE, "sh", "-c", script]);
+    a.ok(&detached);
+    assert!(can_write(&a, WRITER));
+    a.partition();
+    let cut = Instant::now();
+    let mut probe = vec!["run", "--rm", "--network", "none", "-v", &volume, IMAGE];
+    probe.extend(["sh", "-c", "echo from-node-2 > /data/g"]);
+    while !b.docker(&probe).status.success() {
+        assert!(cut.elapsed() < Duration::from_secs(90), "node 2 never took over");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("node 2 wrote {:?} after node 1 was cut off", cut.elapsed());
+    assert!(!can_write(&a, WRITER), "node 1's container still writes");
+    a.heal();
+    a.ok(&["rm", "-f", WRITER]);
 
     // Removed on node 2: gone from both.
     b.ok(&["volume", "rm", VOL]);

@@ -194,6 +194,14 @@ impl Ballast {
         }
     }
 
+    /// Forgets what this host knew of its holding of volume `id` (its
+    /// fence, its ticket) once nothing here uses it; the holding in etcd
+    /// goes with [`Ballast::release_if_idle`].
+    pub(in crate::core) fn forget_holding(&self, id: i64) {
+        self.inner.cluster.fenced.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.inner.cluster.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
     /// Lets go in etcd once nothing here uses `v` (its mounts, its jobs):
     /// for the caller holding its lock. A failure only delays the others
     /// until the lease runs out.
@@ -202,8 +210,7 @@ impl Ballast {
         if v.mount_count() > 0 || self.jobs_on(v.id) > 0 {
             return;
         }
-        self.inner.cluster.fenced.lock().unwrap_or_else(|p| p.into_inner()).remove(&v.id);
-        self.inner.cluster.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(&v.id);
+        self.forget_holding(v.id);
         if let Err(e) = c.release(&v.name).await {
             tracing::warn!(volume = %v.name, error = %e, "cluster: cannot release; the lease's expiry will");
         }

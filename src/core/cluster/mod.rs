@@ -236,6 +236,10 @@ impl Ballast {
     /// pool's remover's (the host whose call took the record out).
     pub(super) async fn leave_cluster(&self, v: &Volume) -> Result<Leave> {
         let (Some(c), Some(m)) = (self.cluster(), &v.cluster) else { return Ok(Leave::Trash) };
+        // This host's own holding, if a release is still on its way (it
+        // waits for the lock the caller holds): let go of it now, since
+        // the registry refuses a removal while any host holds the volume.
+        self.release_if_idle(v).await;
         let unregister = || c.unregister(&v.name, &m.key);
         let removed_here = self.while_held(hold::RELEASE_WAIT, unregister).await?;
         Ok(self.trash_for(v, removed_here))

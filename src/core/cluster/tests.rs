@@ -56,7 +56,8 @@ impl Cluster for Fake {
         Box::pin(async move {
             self.unregisters.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
-            if let Some(h) = self.holders(name).into_iter().find(|h| h.node != "a") {
+            // As etcd: refused while any host holds it, this one too.
+            if let Some(h) = self.holders(name).into_iter().next() {
                 return Err(ClusterError::Held {
                     name: name.into(),
                     node: h.node,
@@ -101,7 +102,11 @@ impl Cluster for Fake {
         Box::pin(async move {
             let d = *self.release_delay.lock().unwrap();
             tokio::time::sleep(d).await;
-            self.holders.lock().unwrap().remove(name);
+            // This host's holding alone, as etcd deletes its own key.
+            if let Some(all) = self.holders.lock().unwrap().get_mut(name) {
+                all.retain(|h| h.node != "a");
+            }
+            self.holders.lock().unwrap().retain(|_, all| !all.is_empty());
             Ok(())
         })
     }
@@ -201,6 +206,20 @@ async fn the_last_unmount_answers_before_etcd_lets_go_and_a_mount_right_after_ke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_right_after_the_last_unmount_here_does_not_wait_for_its_own_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, fake) = open(dir.path());
+    b.create("brief", BTreeMap::new()).await.unwrap();
+    b.mount("brief", "m1").await.unwrap();
+    b.unmount("brief", "m1").await.unwrap();
+    let t = Instant::now();
+    b.remove("brief").await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "waited {:?} for itself", t.elapsed());
+    assert!(b.get("brief").is_err(), "the removal did not stand");
+    assert!(fake.holders("brief").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_waits_a_moment_for_another_hosts_holding_to_go_and_names_it_if_it_stays() {
     let dir = tempfile::tempdir().unwrap();
     let (b, fake) = open(dir.path());
@@ -263,6 +282,12 @@ async fn a_lease_lost_and_regained_while_the_core_was_busy_still_fences() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let v = b.get("w").unwrap();
     assert_eq!(b.lease_state(&v), LeaseState::Fenced);
+    // Its container stopped and started again at once (`docker restart`):
+    // the fence ended with the last Unmount, not with the release after.
+    *fake.hold_delay.lock().unwrap() = Duration::ZERO;
+    b.unmount("w", "m1").await.unwrap();
+    b.mount("w", "m2").await.expect("mounts again once its containers stopped");
+    assert_eq!(b.lease_state(&b.get("w").unwrap()), LeaseState::HeldHere);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
