@@ -7,16 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-/// How long a job or a removal waits for another host's holding to go
-/// before it is refused: a holder lets go in the background after its
-/// last Unmount, one etcd round trip later.
-pub(in crate::core) const RELEASE_WAIT: Duration = Duration::from_secs(5);
-
 use super::{Ballast, access_of};
 use crate::cluster::{Error as ClusterError, Health, Ticket};
 use crate::core::locks::Key;
 use crate::volume::Volume;
 use crate::{Error, Result};
+
+/// How long a job or a removal waits for another host's holding to go
+/// before it is refused: a holder lets go in the background after its
+/// last Unmount, one etcd round trip later.
+pub(in crate::core) const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 impl Ballast {
     /// Before a Mount of a cluster volume (under its lock): this host
@@ -215,9 +215,7 @@ impl Ballast {
             tracing::warn!(volume = %v.name, error = %e, "cluster: cannot release; the lease's expiry will");
         }
     }
-}
 
-impl Ballast {
     /// Lets go of volume `id` in etcd in the background, once its lock is
     /// free and if nothing here uses it by then (a Mount that came first
     /// keeps the holding): for the last Unmount (`job` false) and for a
@@ -225,6 +223,11 @@ impl Ballast {
     /// and a job's caller do not wait for etcd; another host that finds
     /// the volume still held waits for it ([`Ballast::while_held`]).
     pub(in crate::core) fn release_soon(&self, id: i64, job: bool) {
+        // Nothing is held, or counted, on a host outside a cluster: its
+        // Unmounts spawn nothing.
+        if self.cluster().is_none() {
+            return;
+        }
         let this = self.clone();
         let releasing = Releasing::new(&this);
         tokio::spawn(async move {

@@ -103,10 +103,13 @@ impl Cluster for Fake {
             let d = *self.release_delay.lock().unwrap();
             tokio::time::sleep(d).await;
             // This host's holding alone, as etcd deletes its own key.
-            if let Some(all) = self.holders.lock().unwrap().get_mut(name) {
+            let mut holders = self.holders.lock().unwrap();
+            if let Some(all) = holders.get_mut(name) {
                 all.retain(|h| h.node != "a");
+                if all.is_empty() {
+                    holders.remove(name);
+                }
             }
-            self.holders.lock().unwrap().retain(|_, all| !all.is_empty());
             Ok(())
         })
     }
