@@ -144,15 +144,21 @@ impl OwnEngine {
 
 /// Stops a dockerd as `systemctl stop docker` does (SIGTERM), killing it
 /// if it is not gone within 60 s.
-pub fn stop_engine(mut child: Child) {
+pub fn stop_engine(child: Child) {
+    stop_child(child, Duration::from_secs(60));
+}
+
+/// Stops `child` with SIGTERM, as systemd does, and waits for its exit;
+/// kills it if it is still there after `within`.
+pub fn stop_child(mut child: Child, within: Duration) {
     let pid = rustix::process::Pid::from_child(&child);
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     while child.try_wait().ok().flatten().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.wait();
 }

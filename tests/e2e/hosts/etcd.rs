@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::harness::spawn_until_exit;
+use crate::harness::{spawn_until_exit, stop_child};
 
 /// How long a start may take on a loaded machine.
 const START: Duration = Duration::from_secs(90);
@@ -113,17 +113,8 @@ impl Etcd {
 
     /// Stops member `i` (SIGTERM, as systemd does) and waits for its exit.
     pub fn stop_member(&mut self, i: usize) {
-        let Some(mut child) = self.members[i].child.take() else { return };
-        let pid = rustix::process::Pid::from_child(&child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.wait();
+        let Some(child) = self.members[i].child.take() else { return };
+        stop_child(child, Duration::from_secs(30));
     }
 
     pub fn start_all(&mut self) {
